@@ -1,0 +1,205 @@
+"""User-facing augmentation specs and the per-sample parameters they draw.
+
+NumPy only. Every random choice is a pure function of
+``(seed, epoch, sample index)`` (see :func:`fastseq.kernels.random_params`),
+so threads, processes, batch sizes, shards and resumed runs agree.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+PAD_MODES = ("constant", "reflect", "edge")
+FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+
+
+def _positive_int(name, value, owner):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class RandomCrop:
+    """Pad every side by ``padding`` pixels, then take a random ``(height, width)`` window.
+
+    The window's top-left corner is uniform over every valid position of the
+    (virtually) padded image, drawn per sample from ``(seed, epoch, index)``.
+    ``pad_mode`` has ``np.pad``'s meaning: ``"constant"`` (with ``fill``),
+    ``"reflect"`` or ``"edge"``. Padding is never materialised.
+
+    With ``height``/``width`` equal to the image size and ``padding=4`` this is
+    the classic CIFAR "pad 4 and crop 32" augmentation.
+    """
+
+    height: int
+    width: int
+    padding: int = 0
+    pad_mode: str = "constant"
+    fill: int = 0
+
+    def __post_init__(self):
+        _positive_int("height", self.height, "RandomCrop")
+        _positive_int("width", self.width, "RandomCrop")
+        if isinstance(self.padding, bool) or not isinstance(self.padding, numbers.Integral) or self.padding < 0:
+            raise ValueError(f"RandomCrop: padding must be an integer >= 0, got {self.padding!r}.")
+        if self.pad_mode not in PAD_MODES:
+            raise ValueError(f"RandomCrop: pad_mode must be one of {PAD_MODES}, got {self.pad_mode!r}.")
+        if isinstance(self.fill, bool) or not isinstance(self.fill, numbers.Integral) or not 0 <= self.fill <= 255:
+            raise ValueError(f"RandomCrop: fill must be an integer in [0, 255] (a uint8 pixel value), got {self.fill!r}.")
+
+    random = True
+
+    def check_image_size(self, image_size, argument="crop"):
+        """Raise ValueError unless the crop fits the padded ``(H, W)`` image."""
+        H, W = image_size
+        p = self.padding
+        if self.height > H + 2 * p or self.width > W + 2 * p:
+            raise ValueError(
+                f"{argument}: a {self.height}x{self.width} crop does not fit a {H}x{W} image padded by {p} "
+                f"({H + 2 * p}x{W + 2 * p}); use a crop of at most {H + 2 * p}x{W + 2 * p} or more padding."
+            )
+
+
+@dataclass(frozen=True)
+class CenterCrop:
+    """Deterministic centre ``(height, width)`` window, for validation and test data.
+
+    The corner is ``((H - height) // 2, (W - width) // 2)``, as in
+    ``keras.layers.CenterCrop`` when the crop is smaller than the image.
+    """
+
+    height: int
+    width: int
+
+    def __post_init__(self):
+        _positive_int("height", self.height, "CenterCrop")
+        _positive_int("width", self.width, "CenterCrop")
+
+    padding = 0
+    pad_mode = "constant"
+    fill = 0
+    random = False
+
+    def check_image_size(self, image_size, argument="crop"):
+        H, W = image_size
+        if self.height > H or self.width > W:
+            raise ValueError(
+                f"{argument}: a {self.height}x{self.width} centre crop does not fit a {H}x{W} image; "
+                f"use a crop of at most {H}x{W}."
+            )
+
+
+@dataclass(frozen=True)
+class RandomFlip:
+    """Flip each sample with probability ``probability`` per enabled axis.
+
+    ``mode`` uses Keras' names: ``"horizontal"`` (left-right, the default),
+    ``"vertical"`` (up-down) or ``"horizontal_and_vertical"`` (each axis drawn
+    independently). Draws are a pure function of ``(seed, epoch, index)``.
+    """
+
+    mode: str = "horizontal"
+    probability: float = 0.5
+
+    def __post_init__(self):
+        if self.mode not in FLIP_MODES:
+            raise ValueError(f"RandomFlip: mode must be one of {FLIP_MODES}, got {self.mode!r}.")
+        p = self.probability
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"RandomFlip: probability must be a number in [0, 1], got {p!r}.")
+
+    @property
+    def horizontal(self):
+        """Probability of a left-right flip."""
+        return float(self.probability) if self.mode in ("horizontal", "horizontal_and_vertical") else 0.0
+
+    @property
+    def vertical(self):
+        """Probability of an up-down flip."""
+        return float(self.probability) if self.mode in ("vertical", "horizontal_and_vertical") else 0.0
+
+
+def _channel_vector(name, value, owner):
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim > 1 or arr.size == 0:
+        raise ValueError(f"{owner}: {name} must be a number or a 1-D sequence of per-channel numbers, got {value!r}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{owner}: {name} must be finite, got {value!r}.")
+    return np.atleast_1d(arr)
+
+
+@dataclass(frozen=True, eq=False)
+class Normalize:
+    """Per-channel standardisation: ``(v - mean[c]) / std[c]``.
+
+    ``mean`` and ``std`` are numbers or per-channel sequences in pixel units
+    (0..255), e.g. CIFAR-10's ``mean=(125.3, 123.0, 113.9)``,
+    ``std=(63.0, 62.1, 66.7)``.
+    """
+
+    mean: object
+    std: object
+
+    def __post_init__(self):
+        mean = _channel_vector("mean", self.mean, "Normalize")
+        std = _channel_vector("std", self.std, "Normalize")
+        if np.any(std <= 0):
+            raise ValueError(f"Normalize: std must be > 0 for every channel, got {self.std!r}.")
+        if mean.size != std.size and 1 not in (mean.size, std.size):
+            raise ValueError(
+                f"Normalize: mean has {mean.size} values and std has {std.size}; give one per channel for both."
+            )
+        object.__setattr__(self, "_mean", mean)
+        object.__setattr__(self, "_std", std)
+
+    @property
+    def channels(self):
+        """Number of channels this spec is for (1 means it broadcasts)."""
+        return max(self._mean.size, self._std.size)
+
+    def kernel_kwargs(self):
+        """Keyword arguments for :func:`fastseq.kernels.fused`."""
+        return {"mean": self._mean, "std": self._std}
+
+    def __repr__(self):
+        return f"Normalize(mean={self._mean.tolist()}, std={self._std.tolist()})"
+
+
+@dataclass(frozen=True, eq=False)
+class Rescale:
+    """Affine rescaling ``v * scale + offset``, like ``keras.layers.Rescaling``.
+
+    ``Rescale(1 / 255)`` maps pixels to [0, 1]; ``Rescale(2 / 255, -1)`` to
+    [-1, 1]. Use :meth:`to_range` for a custom ``(low, high)`` range.
+    """
+
+    scale: object
+    offset: object = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "_scale", _channel_vector("scale", self.scale, "Rescale"))
+        object.__setattr__(self, "_offset", _channel_vector("offset", self.offset, "Rescale"))
+        if self._scale.size != self._offset.size and 1 not in (self._scale.size, self._offset.size):
+            raise ValueError(
+                f"Rescale: scale has {self._scale.size} values and offset has {self._offset.size}; "
+                "give one per channel for both."
+            )
+
+    @classmethod
+    def to_range(cls, low, high):
+        """Map uint8 ``0..255`` linearly onto ``[low, high]``."""
+        return cls((high - low) / 255.0, low)
+
+    @property
+    def channels(self):
+        return max(self._scale.size, self._offset.size)
+
+    def kernel_kwargs(self):
+        return {"scale": self._scale, "offset": self._offset}
+
+    def __repr__(self):
+        return f"Rescale(scale={self._scale.tolist()}, offset={self._offset.tolist()})"

@@ -1,0 +1,15 @@
+"""Numba kernels over uint8 image batches. NumPy and Numba only: no Keras, no files, no epochs.
+
+Each public function validates its arguments (dtype, shape, contiguity,
+every index and bound), allocates ``out`` when not given, and calls a
+private compiled kernel that writes into it. The kernels run without bounds
+checks, which is safe only because of those wrappers.
+"""
+
+from fastseq.kernels.config import threading_layer
+from fastseq.kernels.gather import gather
+from fastseq.kernels.halfprec import to_half_bits
+from fastseq.kernels.images import crop_flip, fused, normalize
+from fastseq.kernels.random import random_params
+
+__all__ = ["crop_flip", "fused", "gather", "normalize", "random_params", "threading_layer", "to_half_bits"]

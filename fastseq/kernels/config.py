@@ -1,0 +1,60 @@
+"""One place for every Numba option, and the guard for concurrent launches.
+
+Kernels take their decorator options from here and nowhere else, so a
+change (say, turning bounds checks on to debug) is one edit.
+"""
+
+import threading
+
+import numba
+
+#: Options of every compiled function. ``boundscheck=False`` is safe only
+#: because each public wrapper proves every index in range before the call.
+#: ``fastmath=False`` keeps IEEE float32 semantics: no FMA contraction, so the
+#: float32 path is bit-for-bit ``float32(v) * a + b``.
+JIT = {
+    "nogil": True,
+    "cache": True,
+    "fastmath": False,
+    "boundscheck": False,
+    "error_model": "numpy",
+}
+
+#: Options of kernels that are parallel over the batch.
+PARALLEL_JIT = dict(JIT, parallel=True)
+
+# Threading layers that allow two Python threads to run parallel regions at
+# once. Numba's own "workqueue" layer does not: it aborts the process.
+_CONCURRENT_SAFE_LAYERS = ("omp", "tbb")
+_launch_lock = threading.Lock()
+_concurrent_safe = None  # unknown until the first parallel launch picks a layer
+
+
+def launch(kernel, *args):
+    """Call a ``parallel=True`` kernel safely from any number of threads.
+
+    Keras calls ``__getitem__`` from several worker threads at once. Under the
+    "workqueue" layer (the one Numba falls back to when neither TBB nor
+    OpenMP is installed) two concurrent parallel launches abort the whole
+    interpreter, so launches are serialised by a lock there. Each launch
+    already uses every core, so serialising costs little. Under "omp" and
+    "tbb" the lock is dropped after the first call has revealed the layer.
+    The lock is taken with the GIL held but the kernel runs with it released
+    (``nogil=True``), so the training thread keeps running meanwhile.
+    """
+    global _concurrent_safe
+    if _concurrent_safe:
+        return kernel(*args)
+    with _launch_lock:
+        result = kernel(*args)
+        if _concurrent_safe is None:
+            _concurrent_safe = threading_layer() in _CONCURRENT_SAFE_LAYERS
+        return result
+
+
+def threading_layer():
+    """Name of the Numba threading layer in use, or ``None`` before the first parallel call."""
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return None
