@@ -9,7 +9,7 @@ checks, which is safe only because of those wrappers.
 from fastseq.kernels.config import threading_layer
 from fastseq.kernels.gather import gather
 from fastseq.kernels.halfprec import to_half_bits
-from fastseq.kernels.images import crop_flip, fused, normalize
+from fastseq.kernels.images import FusedPlan, crop_flip, fused, normalize
 from fastseq.kernels.random import random_params
 
-__all__ = ["crop_flip", "fused", "gather", "normalize", "random_params", "threading_layer", "to_half_bits"]
+__all__ = ["FusedPlan", "crop_flip", "fused", "gather", "normalize", "random_params", "threading_layer", "to_half_bits"]

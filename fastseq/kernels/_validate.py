@@ -116,12 +116,12 @@ def origins(values, n, max_top, max_left, name="origins"):
         raise ValueError(f"{name} must have shape ({n}, 2) (one (top, left) per sample), got {arr.shape}.")
     arr = np.ascontiguousarray(arr, dtype=np.int64)
     if n:
+        lo, hi = arr.min(axis=0), arr.max(axis=0)
         for col, limit, what in ((0, max_top, "top"), (1, max_left, "left")):
-            lo, hi = int(arr[:, col].min()), int(arr[:, col].max())
-            if lo < 0 or hi > limit:
+            if lo[col] < 0 or hi[col] > limit:
                 raise ValueError(
                     f"{name} {what} offsets must lie in [0, {limit}] for this crop and padding, "
-                    f"got {lo if lo < 0 else hi}."
+                    f"got {int(lo[col]) if lo[col] < 0 else int(hi[col])}."
                 )
     return arr
 
@@ -142,15 +142,15 @@ def flip_bits(values, n, name="flips"):
 
 
 def _channel_values(name, value, channels):
-    arr = np.asarray(value, dtype=np.float64) if not isinstance(value, np.ndarray) else value.astype(np.float64)
-    if arr.ndim > 1 or arr.size not in (1, channels):
+    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    if np.ndim(value) > 1 or arr.size not in (1, channels):
         raise ValueError(
             f"{name} must be a number or {channels} per-channel values (the images have {channels} "
             f"channel{'s' if channels != 1 else ''}), got {_describe(value)}."
         )
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite, got {_describe(value)}.")
-    return np.broadcast_to(arr.reshape(-1), (channels,)).copy()
+    return np.resize(arr, channels)
 
 
 def affine(channels, mean, std, scale, offset):
