@@ -1,0 +1,59 @@
+"""Fixtures of the benchmark suites and the end-of-run ratio table.
+
+The data come from the root ``conftest.py`` (``cifar``, ``mnist``), so the
+benchmarks time the very arrays the correctness tests check.
+"""
+
+import pytest
+
+from benchmarks import summary
+from fastseq import bench
+
+
+@pytest.fixture(scope="session")
+def jobs(cifar, mnist):
+    """Every job the kernel suite times, by group name."""
+    x, y = cifar
+    made = [
+        bench.cifar_job(x, y),
+        bench.cifar_job(x, y, data_format="channels_first"),
+        bench.cifar_job(x, y, dtype="float16"),
+        bench.cifar_job(x, y, dtype="bfloat16"),
+        bench.mnist_job(*mnist),
+    ]
+    return {job.name: job for job in made}
+
+
+@pytest.fixture(scope="session")
+def warm_kernels(jobs):
+    """Compile (or load from the on-disk cache) every kernel variant before anything is timed."""
+    from fastseq import kernels
+
+    for job in jobs.values():
+        origins, flips = job.params()
+        kernels.fused(job.x, job.indices[:8], **job.fused_kwargs(origins[:8], flips[:8]))
+    return True
+
+
+@pytest.fixture
+def job(request, jobs, warm_kernels):
+    """The job named by the test's ``job`` parameter (indirect)."""
+    return jobs[request.param]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not summary.RESULTS:
+        return
+    text = summary.lines()
+    tr = terminalreporter
+    if not text:
+        tr.write_line("")
+        tr.write_line(
+            "benchmarks ran once each as correctness checks (timing disabled); "
+            "run `pytest benchmarks --benchmark-only` for images/s and the ratio table."
+        )
+        return
+    tr.write_sep("=", "fastseq throughput (shared machine: compare rows of one run, not runs)")
+    for line in text:
+        tr.write_line(line)

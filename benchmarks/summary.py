@@ -1,0 +1,59 @@
+"""Results the benchmark tests leave for the end-of-run ratio table.
+
+Each benchmark calls :func:`record`, which fills ``benchmark.extra_info``
+(images/s, GB/s, shape, dtype, threads, notes) and keeps a copy here;
+``benchmarks/conftest.py`` prints :func:`lines` when the session ends.
+"""
+
+from fastseq import bench
+
+#: ``{group: {row name: extra_info}}`` for this run, in the order recorded.
+RESULTS = {}
+#: ``{"import_s": ..., "first_call_s": ...}`` from the first-call benchmark.
+FIRST_CALL = {}
+FIRST_CALL_TARGET_S = 1.0
+HEADLINE = "cifar-b512-f32"
+
+
+def timed(benchmark):
+    """Whether this benchmark was timed (``--benchmark-only``/``--benchmark-enable``)."""
+    return not benchmark.disabled and benchmark.stats is not None
+
+
+def record(benchmark, row, group):
+    """Put ``row``'s facts, and rates from the minimum round time when timed, in ``extra_info``."""
+    seconds = benchmark.stats.stats.min if timed(benchmark) else None
+    info = row.info(seconds)
+    benchmark.extra_info.update(info)
+    RESULTS.setdefault(group, {})[row.name] = info
+    return info
+
+
+def lines():
+    """The end-of-run table: rows per group, then the headline ratios against their targets."""
+    out = []
+    for group, rows in RESULTS.items():
+        if not any("images_per_sec" in r for r in rows.values()):
+            continue
+        ceiling = rows.get("ceiling", {}).get("images_per_sec")
+        out.append(f"{group}:")
+        for name, r in rows.items():
+            ips = r.get("images_per_sec")
+            if ips is None:
+                continue
+            vs = f"  time/ceiling {ceiling / ips:5.2f}x" if ceiling else ""
+            note = f"  ({r['note']})" if r.get("note") else ""
+            out.append(f"  {name:<11} {ips:>12,.0f} images/s {r['GB_per_sec']:7.2f} GB/s  threads {r['threads']}{vs}{note}")
+    head = {n: r["images_per_sec"] for n, r in RESULTS.get(HEADLINE, {}).items() if "images_per_sec" in r}
+    targets = [(name, f"{v:.2f}x", bench.format_target(kind, t), ok) for name, v, kind, t, ok in bench.ratios(head)]
+    if "first_call_s" in FIRST_CALL:
+        s = FIRST_CALL["first_call_s"]
+        targets.append(
+            (f"first call (import {FIRST_CALL['import_s']:.2f} s)", f"{s:.2f} s",
+             f"<= {FIRST_CALL_TARGET_S:g} s", s <= FIRST_CALL_TARGET_S)
+        )
+    if targets:
+        out.append(f"targets ({HEADLINE}, minimum round times; reported, not asserted):")
+        for name, v, t, ok in targets:
+            out.append(f"  {name:<34} {v:>9}  target {t:<9} {'PASS' if ok else 'MISS'}")
+    return out

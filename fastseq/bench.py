@@ -1,0 +1,644 @@
+"""``python -m fastseq bench``: fastseq against its baselines and the memory ceiling.
+
+One job, timed the same way for every row: gather a seeded random batch of
+``batch_size`` indices, pad 4, random-crop back to the image size, random
+horizontal flip (p = 0.5), per-channel normalise, float32 channels_last.
+
+Rows (``--rows`` picks some):
+
+- ``ceiling``: NumPy converting the same number of uint8 bytes to float32,
+  contiguous, into a preallocated array, one thread: what memory allows.
+- ``gather``: NumPy ``np.take`` of the batch then the same conversion, no
+  augmentation: the ceiling for a loader that must gather random samples.
+- ``fastseq`` / ``fastseq-1t``: ``fastseq.kernels.fused`` with all Numba
+  threads / one thread, preallocated ``out``.
+- ``numpy``: the hand-written per-sample loop (:func:`fastseq.baselines.numpy_batch`).
+- ``tf.data``: :func:`fastseq.baselines.tf_data_pipeline`, batches pulled
+  from a warm iterator.
+- ``keras``: :func:`fastseq.baselines.keras_layers_pipeline` on the gathered
+  uint8 batch (gather included). Its RandomCrop uses one offset per batch.
+
+The row builders below are shared with ``benchmarks/test_kernels.py``, so
+the CLI and ``pytest --benchmark-only`` measure the same code on the same
+job. Keras and TensorFlow are imported only by the rows that need them.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from fastseq import synthetic
+
+ROWS = ("ceiling", "gather", "fastseq", "fastseq-1t", "numpy", "tf.data", "keras")
+DATA_CHOICES = ("synthetic", "fashion-mnist", "auto")
+
+# (name, description, target, how the ratio is read). A ratio "passes" when
+# it is >= target for "min" targets and <= target for "max" targets.
+TARGETS = (
+    ("fused / ceiling time", "max", 1.5),
+    ("fused vs tf.data", "min", 25.0),
+    ("fused vs keras layers", "min", 10.0),
+    ("all threads vs 1 thread", "min", 1.7),
+)
+
+
+# -- the job ------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """One batch of work: which images, which augmentation, which output.
+
+    Attributes:
+        x: uint8 images ``(N, H, W)`` or ``(N, H, W, C)``, the whole data set.
+        indices: int64 ``(batch,)`` positions of this batch in ``x``.
+        crop: ``(height, width)`` of the output.
+        padding: zero padding on every side before cropping.
+        mean, std: per-channel float64 statistics in pixel units.
+        horizontal: probability of a left-right flip.
+        dtype: output dtype name (``float32``, ``float16``, ``bfloat16``).
+        data_format: ``channels_last`` or ``channels_first``.
+        seed: seeds the random parameters and the baselines.
+        name: a short label, e.g. ``cifar-b512-f32``.
+    """
+
+    x: np.ndarray
+    indices: np.ndarray
+    crop: tuple = (32, 32)
+    padding: int = 4
+    mean: np.ndarray = None
+    std: np.ndarray = None
+    horizontal: float = 0.5
+    dtype: str = "float32"
+    data_format: str = "channels_last"
+    seed: int = 0
+    name: str = "job"
+    y: np.ndarray = None
+
+    @property
+    def batch_size(self):
+        return len(self.indices)
+
+    @property
+    def channels(self):
+        return 1 if self.x.ndim == 3 else self.x.shape[3]
+
+    @property
+    def out_shape(self):
+        n, (h, w), c = self.batch_size, self.crop, self.channels
+        return (n, c, h, w) if self.data_format == "channels_first" else (n, h, w, c)
+
+    @property
+    def out_dtype(self):
+        if self.dtype == "bfloat16":
+            import ml_dtypes
+
+            return np.dtype(ml_dtypes.bfloat16)
+        return np.dtype(self.dtype)
+
+    @property
+    def out_bytes(self):
+        return int(np.prod(self.out_shape)) * self.out_dtype.itemsize
+
+    @property
+    def float32_nhwc(self):
+        """Whether the baselines (float32 channels_last only) can run this job."""
+        return self.dtype == "float32" and self.data_format == "channels_last"
+
+    def params(self, epoch=0):
+        """``(origins, flips)`` for this batch from ``fastseq.kernels.random_params``."""
+        from fastseq import kernels
+
+        return kernels.random_params(
+            self.seed,
+            epoch,
+            self.indices,
+            image_size=self.x.shape[1:3],
+            crop_size=self.crop,
+            padding=self.padding,
+            horizontal=self.horizontal,
+        )
+
+    def fused_kwargs(self, origins, flips):
+        """Keyword arguments of ``kernels.fused`` (and ``reference.fused``) for this job."""
+        return dict(
+            crop=self.crop,
+            origins=origins,
+            flips=flips,
+            padding=self.padding,
+            mean=self.mean,
+            std=self.std,
+            dtype=self.dtype,
+            data_format=self.data_format,
+        )
+
+
+def batch_indices(n, batch_size, seed=0):
+    """A fixed seeded random batch (distinct, not contiguous, unsorted) of ``batch_size`` from ``n``."""
+    return np.random.default_rng([seed, 7]).choice(n, size=batch_size, replace=False).astype(np.int64)
+
+
+def cifar_job(x, y=None, *, batch_size=512, seed=0, dtype="float32", data_format="channels_last", name=None):
+    """The headline job on CIFAR-shaped ``x``: pad 4, crop 32x32, flip, CIFAR mean/std."""
+    short = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}.get(dtype, dtype)
+    suffix = "-nchw" if data_format == "channels_first" else ""
+    return Job(
+        x=x,
+        y=y,
+        indices=batch_indices(len(x), batch_size, seed),
+        crop=tuple(x.shape[1:3]),
+        padding=4,
+        mean=np.array(synthetic.CIFAR_MEAN),
+        std=np.array(synthetic.CIFAR_STD),
+        dtype=dtype,
+        data_format=data_format,
+        seed=seed,
+        name=name or f"cifar-b{batch_size}-{short}{suffix}",
+    )
+
+
+def mnist_job(x, y=None, *, batch_size=512, seed=0, mean=None, std=None, name=None):
+    """Grayscale 28x28 job: pad 2, crop 28x28, flip, normalise (data's own mean/std by default)."""
+    if mean is None:
+        mean = float(x[:10_000].mean())
+    if std is None:
+        std = float(x[:10_000].std())
+    return Job(
+        x=x,
+        y=y,
+        indices=batch_indices(len(x), batch_size, seed),
+        crop=tuple(x.shape[1:3]),
+        padding=2,
+        mean=np.atleast_1d(np.asarray(mean, dtype=np.float64)),
+        std=np.atleast_1d(np.asarray(std, dtype=np.float64)),
+        seed=seed,
+        name=name or f"mnist-b{batch_size}-f32",
+    )
+
+
+# -- the rows -----------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One timed loader: ``fn()`` makes ``images`` images (``out_bytes`` bytes) per call."""
+
+    name: str
+    label: str
+    fn: Callable[[], object]
+    images: int
+    out_bytes: int
+    threads: int
+    shape: tuple
+    dtype: str
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+    check_data: object = None  # what a test needs to check fn()'s output (see each builder)
+
+    def info(self, seconds_per_call=None):
+        """``benchmark.extra_info``-style facts, with rates when a time is known."""
+        d = {"row": self.name, "shape": list(self.shape), "dtype": self.dtype, "threads": self.threads}
+        if seconds_per_call:
+            d["images_per_sec"] = round(self.images / seconds_per_call, 1)
+            d["GB_per_sec"] = round(self.out_bytes / seconds_per_call / 1e9, 3)
+        if self.note:
+            d["note"] = self.note
+        d.update(self.extra)
+        return d
+
+
+def all_threads():
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
+
+
+def ceiling_row(job):
+    """NumPy contiguous uint8 -> output dtype of the same element count, preallocated, one thread."""
+    count = int(np.prod(job.out_shape))
+    src = np.random.default_rng(job.seed).integers(0, 256, size=count, dtype=np.uint8).reshape(job.out_shape)
+    out = np.empty(job.out_shape, dtype=job.out_dtype)
+
+    def ceiling():
+        np.copyto(out, src, casting="unsafe")
+        return out
+
+    return Row(
+        "ceiling",
+        f"ceiling: NumPy uint8->{job.dtype} copy",
+        ceiling,
+        job.batch_size,
+        job.out_bytes,
+        1,
+        job.out_shape,
+        job.dtype,
+        check_data=src,
+    )
+
+
+def gather_row(job):
+    """NumPy ``np.take`` of the batch into a preallocated uint8 buffer, then the ceiling's conversion.
+
+    Not augmentation, only the two memory passes every loader must make
+    (random reads from the data set, then the conversion): a second,
+    gather-aware ceiling that shows how much of fastseq's distance to the
+    contiguous ceiling is the gather itself.
+    """
+    x, indices = job.x, job.indices
+    buf = np.empty((job.batch_size, *x.shape[1:]), dtype=np.uint8)
+    out = np.empty(buf.shape, dtype=job.out_dtype)
+
+    def gather_convert():
+        np.take(x, indices, axis=0, out=buf)
+        np.copyto(out, buf, casting="unsafe")
+        return out
+
+    return Row(
+        "gather",
+        f"NumPy gather + uint8->{job.dtype} (no aug.)",
+        gather_convert,
+        job.batch_size,
+        job.out_bytes,
+        1,
+        buf.shape,
+        job.dtype,
+        check_data=indices,
+    )
+
+
+def fastseq_row(job, threads=None):
+    """``kernels.fused`` into a preallocated ``out``; ``threads=1`` pins Numba to one thread."""
+    import numba
+
+    from fastseq import kernels
+
+    origins, flips = job.params()
+    kwargs = job.fused_kwargs(origins, flips)
+    out = np.empty(job.out_shape, dtype=job.out_dtype)
+    x, indices = job.x, job.indices
+
+    if threads is None:
+        n = all_threads()
+
+        def fused():
+            return kernels.fused(x, indices, out=out, **kwargs)
+
+    else:
+        n = threads
+
+        def fused():
+            # Numba's thread count is thread-local: set and restore it in the
+            # thread that runs the kernel.
+            numba.set_num_threads(threads)
+            try:
+                return kernels.fused(x, indices, out=out, **kwargs)
+            finally:
+                numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+    name = "fastseq" if threads is None else f"fastseq-{threads}t"
+    label = f"fastseq fused, {n} thread{'s' if n != 1 else ''}"
+    # check_data: the parameters, to check the output against tests/reference.py.
+    return Row(name, label, fused, job.batch_size, job.out_bytes, n, job.out_shape, job.dtype, check_data=(origins, flips))
+
+
+def numpy_row(job):
+    """The seed-style per-sample Python loop, the same code as ``NumpySequence.__getitem__``."""
+    from fastseq.baselines import numpy_batch
+
+    _require_float32_nhwc(job, "numpy")
+    x, indices = job.x, job.indices
+
+    def numpy_loop():
+        rng = np.random.default_rng([job.seed, 0, 1, 0])  # per batch, as in NumpySequence.__getitem__
+        return numpy_batch(
+            x, indices, rng, crop=job.crop, padding=job.padding, flip=job.horizontal > 0, mean=job.mean, std=job.std
+        )
+
+    return Row("numpy", "NumPy per-sample loop", numpy_loop, job.batch_size, job.out_bytes, 1, job.out_shape, "float32")
+
+
+def tf_data_row(job, batches=8):
+    """Pull ``batches`` batches per call from a warm ``tf_data_pipeline`` iterator.
+
+    Several batches per call so that the prefetch buffer, filled while the
+    timer is stopped, cannot make a batch look free: the time is the
+    pipeline's steady-state rate. The labels are the sample positions, so
+    ``fn()``'s ``(images, positions)`` of the last batch can be checked
+    against the source images.
+    """
+    from fastseq.baselines import tf_data_pipeline
+
+    _require_float32_nhwc(job, "tf.data")
+    y = np.arange(len(job.x), dtype=np.int64)
+    ds = tf_data_pipeline(
+        job.x,
+        y,
+        batch_size=job.batch_size,
+        seed=job.seed,
+        crop=job.crop,
+        padding=job.padding,
+        flip=job.horizontal > 0,
+        mean=job.mean,
+        std=job.std,
+    ).repeat()
+    it = iter(ds)
+    for _ in range(3):  # fill the shuffle buffer, build the map's threads
+        next(it)
+
+    def tf_data():
+        for _ in range(batches):
+            xb, yb = next(it)
+        return xb.numpy(), yb.numpy()
+
+    import tensorflow as tf
+
+    threads = tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count()
+    return Row(
+        "tf.data",
+        "tf.data per-sample map",
+        tf_data,
+        job.batch_size * batches,
+        job.out_bytes * batches,
+        threads,
+        job.out_shape,
+        "float32",
+        extra={"batches_per_call": batches},
+    )
+
+
+def keras_row(job):
+    """Keras 3 preprocessing layers on the gathered uint8 batch (the gather is timed too)."""
+    from fastseq.baselines import KERAS_RANDOM_CROP_NOTE, keras_layers_pipeline
+
+    _require_float32_nhwc(job, "keras")
+    f = keras_layers_pipeline(crop=job.crop, padding=job.padding, mean=job.mean, std=job.std, seed=job.seed)
+    x, indices = job.x, job.indices
+    np.asarray(f(x[indices]))  # trace the tf.function outside the timer
+
+    def keras_layers():
+        return np.asarray(f(x[indices]))
+
+    return Row(
+        "keras",
+        "Keras layers per batch*",
+        keras_layers,
+        job.batch_size,
+        job.out_bytes,
+        os.cpu_count(),
+        job.out_shape,
+        "float32",
+        note=KERAS_RANDOM_CROP_NOTE,
+    )
+
+
+def _require_float32_nhwc(job, row):
+    if not job.float32_nhwc:
+        raise ValueError(f"row {row!r} runs float32 channels_last only; the job is {job.dtype} {job.data_format}.")
+
+
+BUILDERS = {
+    "ceiling": ceiling_row,
+    "gather": gather_row,
+    "fastseq": fastseq_row,
+    "fastseq-1t": lambda job: fastseq_row(job, threads=1),
+    "numpy": numpy_row,
+    "tf.data": tf_data_row,
+    "keras": keras_row,
+}
+
+
+# -- timing and ratios --------------------------------------------------------------
+
+
+def measure(fn, *, repeat=20, warmup=2, min_seconds=1.0, max_seconds=3.0, min_repeat=3):
+    """Time ``fn()``: ``warmup`` untimed calls, then timed calls.
+
+    Keeps calling until both ``repeat`` calls and ``min_seconds`` of timing
+    are done (so a fast row gets many samples and one busy moment on a
+    shared machine cannot spoil them all), but stops once ``max_seconds``
+    have passed after at least ``min_repeat`` calls. Returns the per-call
+    seconds; report their minimum (least disturbed by other work) or median.
+    """
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        fn()
+        t1 = time.perf_counter()
+        times.append(t1 - t0)
+        elapsed = t1 - start
+        if len(times) >= min_repeat and elapsed > max_seconds:
+            break
+        if len(times) >= repeat and elapsed >= min_seconds:
+            break
+    return times
+
+
+def ratios(ips):
+    """Target ratios from images/s per row name; rows that were not run are left out.
+
+    Args:
+        ips: ``{row name: images per second}``, e.g. ``{"ceiling": 1e6, ...}``.
+
+    Returns:
+        ``[(description, value, kind, target, passed)]`` in ``TARGETS`` order.
+    """
+    values = {}
+    f = ips.get("fastseq")
+    if f:
+        if ips.get("ceiling"):
+            values["fused / ceiling time"] = ips["ceiling"] / f
+        if ips.get("tf.data"):
+            values["fused vs tf.data"] = f / ips["tf.data"]
+        if ips.get("keras"):
+            values["fused vs keras layers"] = f / ips["keras"]
+        if ips.get("fastseq-1t"):
+            values["all threads vs 1 thread"] = f / ips["fastseq-1t"]
+    out = []
+    for name, kind, target in TARGETS:
+        if name in values:
+            v = values[name]
+            out.append((name, v, kind, target, v <= target if kind == "max" else v >= target))
+    return out
+
+
+def format_target(kind, target, unit="x"):
+    return f"{'<=' if kind == 'max' else '>='} {target:g}{unit}"
+
+
+# -- the command --------------------------------------------------------------------
+
+
+def configure_parser(parser):
+    """Add ``bench``'s options to an ``argparse`` (sub)parser."""
+    parser.add_argument("--batch-size", type=int, default=512, help="images per batch (default 512)")
+    parser.add_argument(
+        "--rows",
+        default=",".join(ROWS),
+        help=f"comma-separated rows to run, from {', '.join(ROWS)} (default: all)",
+    )
+    parser.add_argument(
+        "--data",
+        choices=DATA_CHOICES,
+        default="synthetic",
+        help="synthetic: seeded CIFAR-shaped 50000x32x32x3 (default); fashion-mnist: the installed "
+        "Fashion-MNIST training set (28x28 grayscale, pad 2); auto: Fashion-MNIST if installed, else synthetic",
+    )
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+                        help="output dtype (baseline rows need float32)")
+    parser.add_argument("--data-format", default="channels_last", choices=("channels_last", "channels_first"),
+                        help="output layout (baseline rows need channels_last)")
+    parser.add_argument("--repeat", type=int, default=None, help="timed calls per row (default 30, --quick 5)")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and a smaller data set: a few seconds a row")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data, the batch and the augmentation")
+    return parser
+
+
+def load_data(choice, *, quick=False, seed=0):
+    """Return ``(x, y, description, kind)`` for ``--data``; kind is ``"cifar"`` or ``"mnist"``."""
+    if choice in ("fashion-mnist", "auto"):
+        try:
+            from fastseq.datasets.mnist import load_fashion_mnist
+
+            (x, y), _ = load_fashion_mnist()
+            return x, y, f"Fashion-MNIST training set {x.shape}", "mnist"
+        except (ImportError, FileNotFoundError) as e:
+            if choice == "fashion-mnist":
+                raise SystemExit(f"bench: --data fashion-mnist: {e}") from None
+    n = 10_000 if quick else 50_000
+    x, y = synthetic.cifar_like(n, seed=seed)
+    return x, y, f"synthetic CIFAR-shaped {x.shape} (seed {seed})", "cifar"
+
+
+def _render(job, data_desc, rows, results, out):
+    """Print the results table (rich when the output is a terminal-like stream)."""
+    ips = {name: r["ips"] for name, r in results.items() if "ips" in r}
+    f_ips, c_ips = ips.get("fastseq"), ips.get("ceiling")
+    header = (
+        f"fastseq bench: {job.name}, {data_desc}; batch {job.batch_size}, pad {job.padding} + crop "
+        f"{job.crop[0]}x{job.crop[1]} + flip + normalise -> {job.dtype} {job.data_format} {job.out_shape}; "
+        f"{os.cpu_count()} CPUs, {all_threads()} Numba threads"
+    )
+    cols = ["row", "threads", "ms/batch", "median ms", "images/s", "GB/s", "fastseq speedup", "time / ceiling"]
+    table, skipped = [], []
+    for row in rows:
+        r = results[row.name]
+        if "error" in r:
+            skipped.append(f"skipped {row.name}: {r['error']}")
+            continue
+        ms = 1e3 * job.batch_size / r["ips"]
+        table.append(
+            [
+                row.label,
+                str(row.threads),
+                f"{ms:.2f}",
+                f"{1e3 * r['median_s'] * job.batch_size / row.images:.2f}",
+                f"{r['ips']:,.0f}",
+                f"{r['gbps']:.2f}",
+                f"{f_ips / r['ips']:.1f}x" if f_ips else "",
+                f"{c_ips / r['ips']:.2f}x" if c_ips else "",
+            ]
+        )
+    lines = [header, ""]
+    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
+    lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cols, widths))))
+    lines.append("  ".join("-" * w for w in widths))
+    for t in table:
+        lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(t, widths))))
+    lines.extend(skipped)
+    lines.append("")
+    lines.append("fastseq speedup = fastseq images/s / row images/s; time / ceiling = row time per image / ceiling's.")
+    lines.append(
+        "ms/batch and the rates use the minimum over repeats (least disturbed by other work on the machine); "
+        "median ms shows the spread."
+    )
+    if "ips" in results.get("keras", {}):
+        lines.append(f"* Keras 3: {results['keras'].get('note', '')} (one crop window per batch, not per image).")
+    rs = ratios(ips)
+    if rs:
+        lines.append("")
+        lines.append("targets:")
+        for name, v, kind, target, ok in rs:
+            lines.append(f"  {name:<26} {v:7.2f}x  target {format_target(kind, target):<8} {'PASS' if ok else 'MISS'}")
+    print("\n".join(lines), file=out)
+    return lines
+
+
+def run(args, out=None):
+    """Run ``bench`` with parsed ``args``; print the table; return the exit status."""
+    import sys
+
+    out = out or sys.stdout
+    names = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [n for n in names if n not in BUILDERS]
+    if unknown:
+        print(f"bench: unknown row(s) {unknown}; choose from {', '.join(ROWS)}.", file=sys.stderr)
+        return 2
+    if args.batch_size < 1:
+        print(f"bench: --batch-size must be >= 1, got {args.batch_size}.", file=sys.stderr)
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    x, y, desc, kind = load_data(args.data, quick=args.quick, seed=args.seed)
+    if args.batch_size > len(x):
+        print(f"bench: --batch-size {args.batch_size} is more than the {len(x)} images of {desc}.", file=sys.stderr)
+        return 2
+    if kind == "mnist":
+        job = mnist_job(x, y, batch_size=args.batch_size, seed=args.seed, name=f"fashion-mnist-b{args.batch_size}")
+        job.dtype, job.data_format = args.dtype, args.data_format
+    else:
+        job = cifar_job(x, y, batch_size=args.batch_size, seed=args.seed, dtype=args.dtype, data_format=args.data_format)
+    repeat = args.repeat or (5 if args.quick else 30)
+    max_seconds = 0.5 if args.quick else 3.0
+    rows, results = [], {}
+    for name in names:
+        try:
+            row = BUILDERS[name](job)
+        except ValueError as e:
+            # A baseline that cannot do this dtype/layout is skipped, not failed.
+            rows.append(Row(name, name, None, 0, 0, 0, (), ""))
+            results[name] = {"error": str(e)}
+            continue
+        if name == "tf.data":
+            row_repeat = max(3, repeat // 4)
+        elif name == "numpy":
+            row_repeat = max(3, repeat // 3)
+        else:
+            row_repeat = repeat
+        times = measure(
+            row.fn,
+            repeat=row_repeat,
+            warmup=1 if args.quick else 2,
+            min_seconds=0.2 if args.quick else 1.0,
+            max_seconds=max_seconds,
+        )
+        t = min(times)
+        rows.append(row)
+        results[name] = {
+            "ips": row.images / t,
+            "gbps": row.out_bytes / t / 1e9,
+            "median_s": statistics.median(times),
+            "min_s": t,
+            "note": row.note,
+        }
+    _render(job, desc, rows, results, out)
+    return 0
+
+
+def main(argv=None):
+    """Run ``bench`` alone (``python -m fastseq.bench``), without the other sub-commands."""
+    import argparse
+
+    parser = configure_parser(argparse.ArgumentParser(prog="python -m fastseq bench", description=__doc__.splitlines()[0]))
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""``python -m fastseq bench`` runs every row and prints the table."""
+
+import argparse
+import importlib.util
+import io
+import subprocess
+import sys
+
+import pytest
+
+from fastseq import bench
+
+
+def run_bench(*argv):
+    parser = bench.configure_parser(argparse.ArgumentParser())
+    out = io.StringIO()
+    status = bench.run(parser.parse_args(list(argv)), out=out)
+    return status, out.getvalue()
+
+
+@pytest.mark.slow
+def test_bench_prints_every_row_and_the_targets():
+    status, text = run_bench("--quick", "--batch-size", "64", "--repeat", "2")
+    assert status == 0, text
+    for label in (
+        "ceiling: NumPy uint8->float32 copy",
+        "NumPy gather + uint8->float32",
+        "fastseq fused, 1 thread ",
+        "NumPy per-sample loop",
+        "tf.data per-sample map",
+        "Keras layers per batch*",
+        "synthetic CIFAR-shaped",
+        "RandomCrop uses one offset for the whole batch",
+        "targets:",
+    ):
+        assert label in text, f"{label!r} missing from:\n{text}"
+    assert "fastseq fused, " in text and "images/s" in text
+
+
+def test_bench_other_dtype_skips_the_float32_baselines():
+    status, text = run_bench("--quick", "--batch-size", "16", "--repeat", "2", "--dtype", "float16",
+                             "--rows", "ceiling,fastseq,numpy")
+    assert status == 0
+    assert "uint8->float16" in text and "skipped numpy: row 'numpy' runs float32 channels_last only" in text
+
+
+def test_bench_rejects_unknown_rows(capsys):
+    status, _ = run_bench("--rows", "ceiling,nope")
+    assert status == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_help_through_the_dispatcher_is_keras_free():
+    missing = [m for m in ("fastseq.profile", "fastseq.datasets.convert") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"the dispatcher imports {missing}, not written yet")
+    code = (
+        "import sys, contextlib, io\n"
+        "from fastseq.__main__ import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    try: main(['bench', '--help'])\n"
+        "    except SystemExit: pass\n"
+        "assert '--batch-size' in out.getvalue() and '--rows' in out.getvalue(), out.getvalue()\n"
+        "bad = [m for m in ('keras', 'tensorflow') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
