@@ -5,7 +5,7 @@ compiles nothing. The Keras-facing names (``ArraySequence``, ``profile``,
 ``StarvationMonitor``) are imported on first use.
 """
 
-from fastseq.augment import Normalize, RandomCrop, RandomFlip, Rescale
+from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, Rescale
 
 __version__ = "0.1.0"
 
@@ -18,6 +18,7 @@ _LAZY = {
 
 __all__ = [
     "ArraySequence",
+    "CenterCrop",
     "Normalize",
     "ProfileReport",
     "RandomCrop",

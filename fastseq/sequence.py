@@ -1,0 +1,451 @@
+"""ArraySequence: the drop-in ``keras.utils.PyDataset`` over the fused kernel."""
+
+from __future__ import annotations
+
+import mmap
+import numbers
+import threading
+import time
+
+import numpy as np
+from keras.utils import PyDataset
+
+from fastseq import kernels, order
+from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, Rescale
+from fastseq.kernels import _validate as check
+
+_DTYPES = ("float32", "float16", "bfloat16", "uint8")
+_FORMATS = ("channels_last", "channels_first")
+
+
+def _describe(value):
+    return check._describe(value)
+
+
+class ArraySequence(PyDataset):
+    """Batches of uint8 images, augmented and normalised in one parallel Numba pass.
+
+    A fast replacement for a hand-written ``keras.utils.Sequence``: pass it
+    to ``model.fit``/``evaluate``/``predict`` like any ``PyDataset``.
+
+    Guarantees:
+
+    * Every sample appears exactly once per epoch; the last batch is short
+      unless ``drop_remainder``. With ``shuffle=False`` the order is
+      ``0..N-1``; otherwise it is a permutation that is a pure function of
+      ``(seed, epoch)`` and differs between epochs.
+    * A sample's crop corner and flips are a pure function of
+      ``(seed, epoch, sample index)``: the same pixels whatever the batch
+      size, worker threads or processes, or call order.
+    * The only mutable state is the epoch. It advances when Keras starts an
+      epoch (``on_epoch_begin``) after a previous one, never on
+      ``on_epoch_end``, which Keras also calls before training and around
+      validation. So two identical ``fit`` runs over fresh sequences see
+      identical batches; ``set_epoch(e)`` resumes at epoch ``e`` (pair it with
+      ``fit(initial_epoch=e)``).
+    * ``fit(shuffle=True)`` (Keras' default) additionally permutes the order
+      in which batches are requested within an epoch. Each batch is still
+      requested once, so every sample is still seen exactly once.
+
+    ``x`` may be a NumPy array or a read-only ``np.memmap``
+    (``np.load(path, mmap_mode="r")``), larger than RAM: only the samples of
+    a batch are read, in sorted order, when the batch is requested.
+
+    Args:
+        x: uint8 images, (N, H, W, C) or (N, H, W) (grayscale; batches get a
+            channel axis of 1).
+        y: optional targets of length N, any dtype and trailing shape;
+            gathered with the same indices.
+        batch_size: samples per batch (>= 1).
+        shuffle: permute the samples each epoch.
+        seed: non-negative integer; with the epoch, fixes order and augmentation.
+        drop_remainder: drop the short last batch.
+        crop: ``RandomCrop(height, width, padding=..., pad_mode=...)``,
+            ``CenterCrop(height, width)`` or None.
+        flip: ``RandomFlip(mode)``, a mode string ("horizontal", "vertical",
+            "horizontal_and_vertical"), or None. ``RandomFlip()`` flips
+            left-right only (Keras' layer defaults to both axes).
+        normalize: ``Normalize(mean, std)``, ``Rescale(scale, offset)`` or
+            None (raw 0..255 values in ``dtype``).
+        dtype: "float32", "float16", "bfloat16" or "uint8" (raw pixels, for
+            normalisation on the device; no ``normalize`` then).
+        data_format: "channels_last" (N, h, w, C) or "channels_first" (N, C, h, w).
+        num_classes: turn integer labels into one-hot float32, like
+            ``keras.utils.to_categorical``.
+        sample_weight: optional per-sample weights of length N, gathered like y.
+        workers, use_multiprocessing, max_queue_size: ``PyDataset``'s own.
+
+    Raises:
+        TypeError, ValueError: at construction, naming the argument and the
+            value received.
+    """
+
+    def __init__(
+        self,
+        x,
+        y=None,
+        *,
+        batch_size=32,
+        shuffle=True,
+        seed=0,
+        drop_remainder=False,
+        crop=None,
+        flip=None,
+        normalize=None,
+        dtype="float32",
+        data_format="channels_last",
+        num_classes=None,
+        sample_weight=None,
+        workers=1,
+        use_multiprocessing=False,
+        max_queue_size=10,
+    ):
+        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
+        x4 = check.images(x, "x")  # raises for wrong type/dtype/ndim/contiguity
+        n_items, H, W, C = x4.shape
+        if n_items == 0:
+            raise ValueError("x has no samples (shape {}); give at least one image.".format(x.shape))
+        self.x = x
+        self.batch_size = _int_arg("batch_size", batch_size, minimum=1)
+        self.seed = _int_arg("seed", seed, minimum=0)
+        self.shuffle = bool(shuffle)
+        self.drop_remainder = bool(drop_remainder)
+        if self.drop_remainder and self.batch_size > n_items:
+            raise ValueError(
+                f"drop_remainder=True with batch_size={self.batch_size} > len(x)={n_items} leaves no batch; "
+                "lower batch_size or set drop_remainder=False."
+            )
+        self.y = _per_sample("y", y, n_items)
+        self.sample_weight = _per_sample("sample_weight", sample_weight, n_items)
+        if self.sample_weight is not None and (
+            self.sample_weight.ndim != 1 or not np.issubdtype(self.sample_weight.dtype, np.number)
+        ):
+            raise ValueError(
+                f"sample_weight must be a 1-D numeric array of length {n_items}, got {_describe(sample_weight)}."
+            )
+        self.num_classes = None if num_classes is None else _int_arg("num_classes", num_classes, minimum=1)
+        if self.num_classes is not None:
+            self._labels = _class_labels(self.y, self.num_classes)
+
+        self.crop = _crop_arg(crop, (H, W))
+        self.flip = _flip_arg(flip)
+        self.normalize = _normalize_arg(normalize, C)
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}.")
+        if dtype == "uint8" and self.normalize is not None:
+            raise ValueError(
+                f"dtype='uint8' returns raw pixels, but normalize={self.normalize!r} was given; "
+                "drop normalize (and normalise on the device, e.g. a keras.layers.Normalization layer) "
+                "or choose a float dtype."
+            )
+        if data_format not in _FORMATS:
+            raise ValueError(f"data_format must be one of {_FORMATS}, got {data_format!r}.")
+        self.dtype = dtype
+        self.data_format = data_format
+        self.image_shape = (H, W, C)
+        self._num_items = n_items
+        self._epoch = 0
+        self._begun = False
+        self._setup()
+
+    # -- construction helpers -------------------------------------------------
+
+    def _setup(self):
+        """Build the kernel plan and the thread-local state (also after unpickling)."""
+        crop = self.crop
+        self._plan = kernels.FusedPlan(
+            self.x,
+            crop=None if crop is None else (crop.height, crop.width),
+            padding=0 if crop is None else crop.padding,
+            pad_mode="constant" if crop is None else crop.pad_mode,
+            fill=0 if crop is None else crop.fill,
+            dtype=self.dtype,
+            data_format=self.data_format,
+            **({} if self.normalize is None else self.normalize.kernel_kwargs()),
+        )
+        self._lock = threading.Lock()
+        self._order = (None, None)  # (epoch, order) cache; replaced whole, so reads are atomic
+        self._stats = {"batches": 0, "kernel_seconds": 0.0, "getitem_seconds": 0.0}
+        H, W, _ = self.image_shape
+        self._center = None
+        if isinstance(self.crop, CenterCrop):
+            self._center = ((H - self.crop.height) // 2, (W - self.crop.width) // 2)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for key in ("_plan", "_lock", "_order", "_stats", "_center"):
+            state.pop(key, None)
+        state["x"] = _MemmapRef.wrap(self.x)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if isinstance(self.x, _MemmapRef):
+            self.x = self.x.open()
+        self._setup()
+
+    # -- the Sequence protocol ------------------------------------------------
+
+    def __len__(self):
+        return order.num_batches(self._num_items, self.batch_size, self.drop_remainder)
+
+    @property
+    def num_batches(self):
+        return len(self)
+
+    def __getitem__(self, i):
+        """Batch ``i`` of the current epoch: ``(x, y)``, ``(x, y, w)`` or ``(x,)``."""
+        t0 = time.perf_counter()
+        epoch = self._epoch  # read once: the whole batch belongs to one epoch
+        idx = self._batch_indices(i, epoch)
+        origins, flips = self._params(idx, epoch)
+        t1 = time.perf_counter()
+        batch_x = self._plan(idx, origins, flips)
+        t2 = time.perf_counter()
+        result = (batch_x,)
+        if self.y is not None:
+            result += (self._targets(idx),)
+        if self.sample_weight is not None:
+            result += (kernels.gather(self.sample_weight, idx),)
+        t3 = time.perf_counter()
+        with self._lock:
+            self._stats["batches"] += 1
+            self._stats["kernel_seconds"] += t2 - t1
+            self._stats["getitem_seconds"] += t3 - t0
+        return result
+
+    def indices(self, i):
+        """The sample indices (int64) in batch ``i`` of the current epoch."""
+        return self._batch_indices(i, self._epoch).copy()
+
+    @property
+    def epoch(self):
+        """The current epoch (starts at 0)."""
+        return self._epoch
+
+    def set_epoch(self, epoch):
+        """Jump to ``epoch`` (e.g. to resume a run); the next ``on_epoch_begin`` keeps it."""
+        self._epoch = _int_arg("epoch", epoch, minimum=0)
+        self._begun = False
+
+    def on_epoch_begin(self):
+        """Called by Keras as an epoch starts; advances the epoch after the first."""
+        if self._begun:
+            self._epoch += 1
+        self._begun = True
+
+    def on_epoch_end(self):
+        """Called by Keras after an epoch, before training and around validation: changes nothing.
+
+        The epoch advances in :meth:`on_epoch_begin`, so extra calls cannot
+        skip an epoch or reshuffle half-way through one.
+        """
+
+    # -- instrumentation ------------------------------------------------------
+
+    def stats(self):
+        """Counters since construction or :meth:`reset_stats`.
+
+        Returns:
+            dict with ``batches`` (batches produced), ``kernel_seconds``
+            (time in the fused kernel) and ``getitem_seconds`` (time in
+            ``__getitem__``), summed over all threads.
+        """
+        with self._lock:
+            return dict(self._stats)
+
+    def reset_stats(self):
+        with self._lock:
+            self._stats = {"batches": 0, "kernel_seconds": 0.0, "getitem_seconds": 0.0}
+
+    # -- evaluation -----------------------------------------------------------
+
+    def for_evaluation(self, x, y=None, *, sample_weight=None, batch_size=None, **pydataset_kwargs):
+        """A sequence for validation/test data with this one's preprocessing but no randomness.
+
+        Same normalisation, dtype, layout, ``num_classes``; ``shuffle=False``,
+        no flips, and the crop made deterministic: a ``RandomCrop`` whose
+        window is smaller than the image becomes a ``CenterCrop`` of that
+        size; one as large as the image (pad-and-crop augmentation) becomes
+        no crop. Use it as ``validation_data`` or for ``evaluate``/``predict``.
+        """
+        H, W = check.images(x, "x").shape[1:3]
+        crop = self.crop
+        if crop is not None and (crop.height, crop.width) != (H, W):
+            crop = CenterCrop(crop.height, crop.width)
+        else:
+            crop = None
+        return ArraySequence(
+            x,
+            y,
+            batch_size=batch_size or self.batch_size,
+            shuffle=False,
+            seed=self.seed,
+            crop=crop,
+            flip=None,
+            normalize=self.normalize,
+            dtype=self.dtype,
+            data_format=self.data_format,
+            num_classes=self.num_classes,
+            sample_weight=sample_weight,
+            **pydataset_kwargs,
+        )
+
+    # -- internals ------------------------------------------------------------
+
+    def _epoch_order(self, epoch):
+        cached_epoch, cached = self._order
+        if cached_epoch == epoch:
+            return cached
+        result = order.epoch_order(self._num_items, seed=self.seed, epoch=epoch, shuffle=self.shuffle)
+        self._order = (epoch, result)
+        return result
+
+    def _batch_indices(self, i, epoch):
+        n = len(self)
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+            raise TypeError(f"batch index must be an integer, got {_describe(i)}.")
+        if not -n <= i < n:
+            raise IndexError(f"batch index {i} out of range for a sequence of {n} batches.")
+        start, stop = order.batch_bounds(int(i) % n, self._num_items, self.batch_size)
+        return self._epoch_order(epoch)[start:stop]
+
+    def _params(self, idx, epoch):
+        crop, flip = self.crop, self.flip
+        if self._center is not None:
+            return np.broadcast_to(np.array(self._center, np.int64), (idx.size, 2)), None
+        if not isinstance(crop, RandomCrop) and flip is None:
+            return None, None
+        H, W, _ = self.image_shape
+        if isinstance(crop, RandomCrop):
+            crop_size, padding = (crop.height, crop.width), crop.padding
+        else:
+            crop_size, padding = (H, W), 0
+        origins, flips = kernels.random_params(
+            self.seed,
+            epoch,
+            idx,
+            image_size=(H, W),
+            crop_size=crop_size,
+            padding=padding,
+            horizontal=0.0 if flip is None else flip.horizontal,
+            vertical=0.0 if flip is None else flip.vertical,
+        )
+        return (origins if isinstance(crop, RandomCrop) else None), (None if flip is None else flips)
+
+    def _targets(self, idx):
+        if self.num_classes is None:
+            return kernels.gather(self.y, idx)
+        labels = self._labels[idx]
+        onehot = np.zeros((idx.size, self.num_classes), np.float32)
+        onehot[np.arange(idx.size), labels] = 1.0
+        return onehot
+
+    def __repr__(self):
+        return (
+            f"ArraySequence(N={self._num_items}, image_shape={self.image_shape}, batch_size={self.batch_size}, "
+            f"batches={len(self)}, shuffle={self.shuffle}, seed={self.seed}, epoch={self._epoch}, crop={self.crop}, "
+            f"flip={self.flip}, normalize={self.normalize}, dtype={self.dtype!r}, data_format={self.data_format!r})"
+        )
+
+
+# -- argument checks -----------------------------------------------------------
+
+
+def _int_arg(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {_describe(value)}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def _per_sample(name, value, n):
+    if value is None:
+        return None
+    arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+    if arr.ndim == 0 or len(arr) != n:
+        got = "a scalar" if arr.ndim == 0 else f"length {len(arr)}"
+        raise ValueError(f"{name} must have one entry per sample (len(x) = {n}), got {got}.")
+    if arr.dtype.hasobject:
+        raise TypeError(f"{name} must be a numeric or fixed-width array, got dtype object.")
+    return arr
+
+
+def _class_labels(y, num_classes):
+    if y is None:
+        raise ValueError("num_classes was given but y is None; pass integer labels as y.")
+    labels = np.asarray(y)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]  # Keras' CIFAR labels are (N, 1)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"num_classes={num_classes} needs integer class labels of shape (N,) or (N, 1), "
+            f"got {_describe(y)}; pass one-hot targets without num_classes instead."
+        )
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(
+            f"labels must lie in [0, num_classes={num_classes}), got {lo if lo < 0 else hi}; "
+            "raise num_classes or fix the labels."
+        )
+    return labels.astype(np.intp)
+
+
+def _crop_arg(crop, image_size):
+    if crop is None:
+        return None
+    if not isinstance(crop, (RandomCrop, CenterCrop)):
+        raise TypeError(
+            f"crop must be fastseq.RandomCrop(height, width, padding=...), fastseq.CenterCrop(height, width) "
+            f"or None, got {_describe(crop)}."
+        )
+    crop.check_image_size(image_size, "crop")
+    return crop
+
+
+def _flip_arg(flip):
+    if flip is None:
+        return None
+    if isinstance(flip, str):
+        return RandomFlip(flip)
+    if not isinstance(flip, RandomFlip):
+        raise TypeError(f"flip must be fastseq.RandomFlip(mode), a mode string or None, got {_describe(flip)}.")
+    return flip
+
+
+def _normalize_arg(normalize, channels):
+    if normalize is None:
+        return None
+    if not isinstance(normalize, (Normalize, Rescale)):
+        raise TypeError(
+            f"normalize must be fastseq.Normalize(mean, std), fastseq.Rescale(scale, offset) or None, "
+            f"got {_describe(normalize)}."
+        )
+    if normalize.channels not in (1, channels):
+        raise ValueError(
+            f"normalize={normalize!r} has {normalize.channels} per-channel values but x has {channels} "
+            f"channel{'s' if channels != 1 else ''}; give {channels} values (or one for all)."
+        )
+    return normalize
+
+
+class _MemmapRef:
+    """A picklable reference to a read-only memmap: reopened, not copied, in a worker process."""
+
+    def __init__(self, filename, dtype, shape, offset):
+        self.filename, self.dtype, self.shape, self.offset = filename, dtype, shape, offset
+
+    @classmethod
+    def wrap(cls, x):
+        """Return a reference for a whole-file-region memmap, else ``x`` itself (pickled by value)."""
+        if not isinstance(x, np.memmap) or x.filename is None or not isinstance(getattr(x, "_mmap", None), mmap.mmap):
+            return x
+        start = x.offset - x.offset % mmap.ALLOCATIONGRANULARITY
+        base = np.frombuffer(x._mmap, np.uint8).ctypes.data
+        if x.ctypes.data - base != x.offset - start or not x.flags.c_contiguous:
+            return x  # a view into the mapping: its own offset is unknown, so copy the data
+        return cls(x.filename, x.dtype, x.shape, x.offset)
+
+    def open(self):
+        return np.memmap(self.filename, dtype=self.dtype, mode="r", shape=self.shape, offset=self.offset)
