@@ -11,9 +11,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "ArraySequence": ("fastseq.sequence", "ArraySequence"),
-    "profile": ("fastseq.profile", "profile"),
-    "ProfileReport": ("fastseq.profile", "ProfileReport"),
-    "StarvationMonitor": ("fastseq.profile", "StarvationMonitor"),
+    "profile": ("fastseq.profiling", "profile"),
+    "ProfileReport": ("fastseq.profiling", "ProfileReport"),
+    "StarvationMonitor": ("fastseq.profiling", "StarvationMonitor"),
 }
 
 __all__ = [

@@ -51,7 +51,7 @@ def test_bench_rejects_unknown_rows(capsys):
 
 
 def test_help_through_the_dispatcher_is_keras_free():
-    missing = [m for m in ("fastseq.profile", "fastseq.datasets.convert") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("fastseq.profiling", "fastseq.datasets.convert") if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"the dispatcher imports {missing}, not written yet")
     code = (

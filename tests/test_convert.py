@@ -197,7 +197,7 @@ def test_command_line_subprocess(tmp_path):
     files.write_image_folder(src, per_class=2)
     out = tmp_path / "out"
     # Through `python -m fastseq` once the other sub-commands exist, else through convert.main.
-    if all(importlib.util.find_spec(m) for m in ("fastseq.bench", "fastseq.profile")):
+    if all(importlib.util.find_spec(m) for m in ("fastseq.bench", "fastseq.profiling")):
         cmd = [sys.executable, "-m", "fastseq", "convert", str(src), str(out)]
     else:
         cmd = [sys.executable, "-c", "import sys; from fastseq.datasets.convert import main; sys.exit(main())",
