@@ -4,6 +4,7 @@ Kernels take their decorator options from here and nowhere else, so a
 change (say, turning bounds checks on to debug) is one edit.
 """
 
+import os
 import threading
 
 import numba
@@ -28,9 +29,25 @@ PARALLEL_JIT = dict(JIT, parallel=True)
 _CONCURRENT_SAFE_LAYERS = ("omp", "tbb")
 _launch_lock = threading.Lock()
 _concurrent_safe = None  # unknown until the first parallel launch picks a layer
+_parallel_used = False  # this process has started the threading layer
+_forked_after_parallel = False  # ... and this is a child forked after that
 
 
-def launch(kernel, *args):
+def _after_fork_in_child():
+    # A threading layer's pool does not survive fork(): GNU OpenMP in
+    # particular hangs the child on its next parallel region. Keras'
+    # use_multiprocessing=True forks workers after the parent has already
+    # run batches (its output-signature probe does), so children go serial.
+    global _forked_after_parallel, _launch_lock
+    _launch_lock = threading.Lock()
+    if _parallel_used:
+        _forked_after_parallel = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def launch(kernel, *args, serial=None):
     """Call a ``parallel=True`` kernel safely from any number of threads.
 
     Keras calls ``__getitem__`` from several worker threads at once. Under the
@@ -41,8 +58,14 @@ def launch(kernel, *args):
     "tbb" the lock is dropped after the first call has revealed the layer.
     The lock is taken with the GIL held but the kernel runs with it released
     (``nogil=True``), so the training thread keeps running meanwhile.
+
+    In a process forked after this one had started parallel work, the
+    ``serial`` twin runs instead (one process is one worker there anyway).
     """
-    global _concurrent_safe
+    global _concurrent_safe, _parallel_used
+    if _forked_after_parallel and serial is not None:
+        return serial(*args)
+    _parallel_used = True
     if _concurrent_safe:
         return kernel(*args)
     with _launch_lock:

@@ -10,14 +10,22 @@ from fastseq.kernels.config import JIT, PARALLEL_JIT, launch
 _PARALLEL_MIN_BYTES = 1 << 18
 
 
-def _gather_rows(src, indices, out):
-    """src (N, R) uint8, out (n, R) uint8: row k of out <- row indices[k] of src."""
+@njit(**PARALLEL_JIT)
+def _gather_parallel(src, indices, out):
+    """src (N, R) uint8, out (n, R) uint8: row k of out <- row indices[k] of src. Parallel over the batch."""
     for k in prange(indices.shape[0]):
         out[k, :] = src[indices[k], :]
 
 
-_gather_parallel = njit(**PARALLEL_JIT)(_gather_rows)
-_gather_serial = njit(**JIT)(_gather_rows)
+# A separate function, not njit(**JIT)(_gather_parallel.py_func): Numba's
+# on-disk cache keys on the function's name and bytecode but not on
+# ``parallel``, so two compilations of one Python function would overwrite
+# each other's cache entries.
+@njit(**JIT)
+def _gather_serial(src, indices, out):
+    """The serial twin of :func:`_gather_parallel`, for small batches and forked workers."""
+    for k in range(indices.shape[0]):
+        out[k, :] = src[indices[k], :]
 
 
 def gather(x, indices, out=None):
@@ -70,7 +78,7 @@ def gather(x, indices, out=None):
     src.flags.writeable = False
     dst = out.reshape(indices.shape[0], -1).view(np.uint8).reshape(indices.shape[0], row)
     if out.nbytes >= _PARALLEL_MIN_BYTES:
-        launch(_gather_parallel, src, indices, dst)
+        launch(_gather_parallel, src, indices, dst, serial=_gather_serial)
     else:
         _gather_serial(src, indices, dst)
     return out

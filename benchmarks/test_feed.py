@@ -1,0 +1,87 @@
+"""End-to-end feed: model.fit on a trivial model, fed by each loader (the ArraySequence issue's suite).
+
+Group ``feed-cifar-b512``: the no-op PyDataset (Keras' own ceiling),
+ArraySequence in RAM and memory-mapped from .npy (page cache warm), the
+hand-written NumPy Sequence and tf.data. images/s is the steady state of a
+real ``fit`` (timed by a callback after warm-up steps). Group
+``getitem-cifar-b512``: ``seq[i]`` alone against the memory-bandwidth
+ceiling. With timing disabled (plain ``pytest``) every row runs a few
+small steps once, as a test that it works.
+"""
+
+import numpy as np
+import pytest
+
+from benchmarks import summary
+from fastseq import ArraySequence, Normalize, RandomCrop, RandomFlip, bench_feed
+
+pytestmark = pytest.mark.slow
+FEED = "feed-cifar-b512"
+GETITEM = "getitem-cifar-b512"
+ROWS = ["noop", "fastseq", "fastseq-memmap", "numpy", "tf.data"]
+
+
+def _timed(benchmark):
+    return not benchmark.disabled
+
+
+@pytest.mark.parametrize("name", ROWS)
+def test_feed(benchmark, name, cifar, cifar_npy):
+    from conftest import CIFAR_MEAN, CIFAR_STD
+
+    x, y = cifar
+    timed = _timed(benchmark)
+    batch_size, steps = (512, 40) if timed else (64, 3)
+    factories = bench_feed.loaders(x, y, batch_size=batch_size, mean=CIFAR_MEAN, std=CIFAR_STD, x_memmap=cifar_npy)
+    if name == "fastseq-memmap":
+        # "Page cache warm": the file was just written, so its pages are cached; touch
+        # one byte per page so the mapping itself is populated before timing too.
+        int(cifar_npy.reshape(-1)[::4096].sum())
+    results = []
+    benchmark.group = FEED
+    benchmark.pedantic(
+        lambda: results.append(
+            bench_feed.run_feed(name, factories[name], image_shape=x.shape[1:], batch_size=batch_size, steps=steps)
+        ),
+        rounds=1,
+        iterations=1,
+    )
+    r = results[-1]
+    assert np.isfinite(r.images_per_sec) and r.images_per_sec > 0
+    info = {
+        "images_per_sec": r.images_per_sec,
+        "GB_per_sec": r.images_per_sec * int(np.prod(x.shape[1:])) * 4 / 1e9,
+        "threads": "keras",
+        "step_ms": r.step_ms,
+        "batch_size": batch_size,
+        "steps": steps,
+    }
+    benchmark.extra_info.update(info)
+    if timed:
+        summary.RESULTS.setdefault(FEED, {})[name] = info
+
+
+@pytest.mark.parametrize("name", ["ceiling", "seq[i]"])
+def test_getitem_against_ceiling(benchmark, name, cifar):
+    from conftest import CIFAR_MEAN, CIFAR_STD
+
+    x, y = cifar
+    batch_size = 512
+    seq = ArraySequence(x, y, batch_size=batch_size, crop=RandomCrop(32, 32, padding=4), flip=RandomFlip("horizontal"),
+                        normalize=Normalize(CIFAR_MEAN, CIFAR_STD))
+    batches = list(range(0, len(seq) - 1, 3))
+    seq[0]  # warm the JIT
+    benchmark.group = GETITEM
+    if name == "ceiling":
+        seconds = benchmark.pedantic(lambda: bench_feed.memory_ceiling_seconds(x, batch_size, 30), rounds=5, iterations=1)
+    else:
+        seconds = benchmark.pedantic(lambda: bench_feed.getitem_seconds(seq, batches), rounds=5, iterations=1)
+        bx, by = seq[batches[-1]]
+        assert bx.shape == (batch_size, 32, 32, 3) and bx.dtype == np.float32
+        np.testing.assert_array_equal(by, y[seq.indices(batches[-1])])
+    if _timed(benchmark):
+        best = benchmark.stats.stats.min / (30 if name == "ceiling" else len(batches))
+        info = {"images_per_sec": batch_size / best, "GB_per_sec": batch_size * 3072 * 4 / best / 1e9, "threads": "all"}
+        benchmark.extra_info.update(info)
+        summary.RESULTS.setdefault(GETITEM, {})["ceiling" if name == "ceiling" else "seq[i]"] = info
+    assert seconds > 0

@@ -1,0 +1,151 @@
+"""End-to-end feed rate: ``model.fit`` on a trivial model, fed by each loader.
+
+The model (GlobalAveragePooling2D + Dense) costs almost nothing, so the
+steps per second ``fit`` achieves are what the input pipeline, Keras' data
+adapter and TensorFlow's tensor conversion allow. A no-op ``PyDataset``
+that returns one precomputed batch is Keras' own ceiling. Used by
+``benchmarks/test_feed.py`` and ``python -m fastseq bench --e2e``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Targets of the ArraySequence issue, as (row, baseline row, kind, target).
+#: "min" means row images/s / baseline images/s >= target.
+FEED_TARGETS = (
+    ("fastseq", "noop", "min", 0.85),
+    ("fastseq", "tf.data", "min", 4.0),
+    ("fastseq", "numpy", "min", 3.0),
+    ("fastseq-memmap", "fastseq", "min", 0.85),
+)
+
+
+@dataclass
+class FeedResult:
+    name: str
+    images_per_sec: float
+    step_ms: float
+    steps: int
+    batch_size: int
+
+
+def _keras():
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    return keras
+
+
+def trivial_model(input_shape, num_classes=10, seed=0):
+    keras = _keras()
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [keras.Input(input_shape), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(num_classes)]
+    )
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def noop_dataset(batch, steps):
+    """A PyDataset returning the same precomputed batch ``steps`` times: Keras' own ceiling."""
+    keras = _keras()
+
+    class NoOp(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+
+        def __len__(self):
+            return steps
+
+        def __getitem__(self, i):
+            return batch
+
+    return NoOp()
+
+
+def time_fit(model, data, *, steps, warmup):
+    """Steady-state seconds per step of ``fit`` over ``data``, after ``warmup`` steps.
+
+    Timed by a callback from the start of step ``warmup`` to the end of the
+    last step, so model building, tracing and Keras' set-up are excluded.
+    """
+    keras = _keras()
+    marks = {}
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == warmup:
+                marks["start"] = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            marks["end"] = time.perf_counter()
+
+    model.fit(data, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[Clock()])
+    return (marks["end"] - marks["start"]) / steps
+
+
+def loaders(x, y, *, batch_size, mean, std, x_memmap=None, seed=0, steps=30):
+    """``{name: factory()}`` for every feed row; factories build the loader on demand."""
+    from fastseq import ArraySequence, Normalize, RandomCrop, RandomFlip, baselines
+
+    H, W = x.shape[1:3]
+    aug = dict(crop=RandomCrop(H, W, padding=4), flip=RandomFlip("horizontal"), normalize=Normalize(mean, std))
+
+    def noop():
+        seq = ArraySequence(x, y, batch_size=batch_size, seed=seed, **aug)
+        return noop_dataset(seq[0], steps=10**6)
+
+    rows = {
+        "noop": noop,
+        "fastseq": lambda: ArraySequence(x, y, batch_size=batch_size, seed=seed, **aug),
+        "numpy": lambda: baselines.NumpySequence(
+            x, y, batch_size=batch_size, seed=seed, crop=(H, W), padding=4, flip=True, mean=mean, std=std
+        ),
+        "tf.data": lambda: baselines.tf_data_pipeline(
+            x, y, batch_size=batch_size, seed=seed, crop=(H, W), padding=4, flip=True, mean=mean, std=std
+        ).repeat(),
+    }
+    if x_memmap is not None:
+        rows["fastseq-memmap"] = lambda: ArraySequence(x_memmap, y, batch_size=batch_size, seed=seed, **aug)
+    return rows
+
+
+def run_feed(name, factory, *, image_shape, batch_size, steps, warmup=3):
+    """Build the loader and a fresh trivial model; return the steady-state FeedResult."""
+    seconds = time_fit(trivial_model(image_shape), factory(), steps=steps, warmup=warmup)
+    return FeedResult(name, batch_size / seconds, seconds * 1e3, steps, batch_size)
+
+
+def ratios(results):
+    """``[(label, value, target, ok)]`` for the feed targets present in ``results`` (name -> images/s)."""
+    out = []
+    for row, base, _, target in FEED_TARGETS:
+        if row in results and base in results:
+            value = results[row] / results[base]
+            out.append((f"{row} / {base}", value, target, value >= target))
+    return out
+
+
+def getitem_seconds(seq, batches):
+    """Mean seconds of ``seq[i]`` over ``batches`` (a list of batch indices), for the kernel-ceiling comparison."""
+    t0 = time.perf_counter()
+    for i in batches:
+        seq[i]
+    return (time.perf_counter() - t0) / len(batches)
+
+
+def memory_ceiling_seconds(x, batch_size, rounds):
+    """Mean seconds of NumPy converting a fresh contiguous uint8 slice of ``x`` to float32 (memory bandwidth)."""
+    out = np.empty((batch_size,) + x.shape[1:], np.float32)
+    n_slices = max(1, len(x) // batch_size)
+    t0 = time.perf_counter()
+    for r in range(rounds):
+        s = (r * 7919) % n_slices
+        np.copyto(out, x[s * batch_size : (s + 1) * batch_size])
+    return (time.perf_counter() - t0) / rounds
