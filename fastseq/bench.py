@@ -8,10 +8,20 @@ Rows (``--rows`` picks some):
 
 - ``ceiling``: NumPy converting the same number of uint8 bytes to float32,
   contiguous, into a preallocated array, one thread: what memory allows.
+  Each call converts the next contiguous slice of the data set (rotating
+  through all of it), so its bytes come from memory as the kernel's do.
+- ``ceiling-cache``: the same conversion of one fixed, cache-resident
+  source: what cache bandwidth allows. Shown for transparency; the targets
+  are against ``ceiling``.
 - ``gather``: NumPy ``np.take`` of the batch then the same conversion, no
   augmentation: the ceiling for a loader that must gather random samples.
-- ``fastseq`` / ``fastseq-1t``: ``fastseq.kernels.fused`` with all Numba
-  threads / one thread, preallocated ``out``.
+- ``fastseq`` / ``fastseq-1t``: a ``fastseq.kernels.FusedPlan`` built once
+  (what the sequence does) with all Numba threads / one thread,
+  preallocated ``out``.
+
+``gather`` and the fastseq rows rotate through :data:`ROTATE` precomputed
+random batches (indices and parameters), one per call, so that no row is
+timed on a batch its previous call left in the caches.
 - ``numpy``: the hand-written per-sample loop (:func:`fastseq.baselines.numpy_batch`).
 - ``tf.data``: :func:`fastseq.baselines.tf_data_pipeline`, batches pulled
   from a warm iterator.
@@ -35,8 +45,11 @@ import numpy as np
 
 from fastseq import synthetic
 
-ROWS = ("ceiling", "gather", "fastseq", "fastseq-1t", "numpy", "tf.data", "keras")
+ROWS = ("ceiling", "ceiling-cache", "gather", "fastseq", "fastseq-1t", "numpy", "tf.data", "keras")
 DATA_CHOICES = ("synthetic", "fashion-mnist", "auto")
+#: Random batches the gather and fastseq rows cycle through, one per call: 32 CIFAR
+#: batches read 48 MB, more than the last-level cache holds.
+ROTATE = 32
 
 # (name, description, target, how the ratio is read). A ratio "passes" when
 # it is >= target for "min" targets and <= target for "max" targets.
@@ -111,19 +124,38 @@ class Job:
         """Whether the baselines (float32 channels_last only) can run this job."""
         return self.dtype == "float32" and self.data_format == "channels_last"
 
-    def params(self, epoch=0):
-        """``(origins, flips)`` for this batch from ``fastseq.kernels.random_params``."""
+    def params(self, epoch=0, indices=None):
+        """``(origins, flips)`` for this batch (or ``indices``) from ``fastseq.kernels.random_params``."""
         from fastseq import kernels
 
         return kernels.random_params(
             self.seed,
             epoch,
-            self.indices,
+            self.indices if indices is None else indices,
             image_size=self.x.shape[1:3],
             crop_size=self.crop,
             padding=self.padding,
             horizontal=self.horizontal,
         )
+
+    def batches(self, count=ROTATE):
+        """``count`` seeded random batches ``(indices, origins, flips)``; the first is this job's own.
+
+        Batch ``j`` draws its indices with seed ``seed + j`` and its
+        parameters for epoch ``j``, so the batches differ in samples,
+        crops and flips.
+        """
+        out = [(self.indices, *self.params())]
+        for j in range(1, count):
+            indices = batch_indices(len(self.x), self.batch_size, self.seed + j)
+            out.append((indices, *self.params(epoch=j, indices=indices)))
+        return out
+
+    def static_kwargs(self):
+        """The arguments of ``kernels.FusedPlan`` for this job (everything but the batch)."""
+        kw = self.fused_kwargs(None, None)
+        del kw["origins"], kw["flips"]
+        return kw
 
     def fused_kwargs(self, origins, flips):
         """Keyword arguments of ``kernels.fused`` (and ``reference.fused``) for this job."""
@@ -199,7 +231,7 @@ class Row:
     dtype: str
     note: str = ""
     extra: dict = field(default_factory=dict)
-    check_data: object = None  # what a test needs to check fn()'s output (see each builder)
+    check_data: object = None  # what a test needs to check fn()'s output: a callable for the rotating rows
 
     def info(self, seconds_per_call=None):
         """``benchmark.extra_info``-style facts, with rates when a time is known."""
@@ -219,26 +251,74 @@ def all_threads():
     return numba.config.NUMBA_NUM_THREADS
 
 
+class _Cycle:
+    """Hands out the items of a list in turn; remembers the last one handed out."""
+
+    def __init__(self, items):
+        self.items = list(items)
+        self.next = 0
+        self.last = None
+
+    def __call__(self):
+        self.last = self.items[self.next]
+        self.next = (self.next + 1) % len(self.items)
+        return self.last
+
+
 def ceiling_row(job):
-    """NumPy contiguous uint8 -> output dtype of the same element count, preallocated, one thread."""
+    """NumPy contiguous uint8 -> output dtype, same element count, preallocated, one thread; source from memory.
+
+    Each call converts the next contiguous run of the data set's bytes,
+    cycling through all of ``job.x``: like the kernel's gather, the bytes
+    come from memory, not from a cache that the previous call warmed.
+    ``check_data()`` is the source of the last call.
+    """
     count = int(np.prod(job.out_shape))
-    src = np.random.default_rng(job.seed).integers(0, 256, size=count, dtype=np.uint8).reshape(job.out_shape)
+    flat = np.ascontiguousarray(job.x).reshape(-1)
+    if flat.size < count:
+        raise ValueError(f"the data set has {flat.size} bytes, fewer than one batch ({count}).")
+    sources = _Cycle(flat[j * count : (j + 1) * count] for j in range(flat.size // count))
     out = np.empty(job.out_shape, dtype=job.out_dtype)
+    out_flat = out.reshape(-1)
 
     def ceiling():
-        np.copyto(out, src, casting="unsafe")
+        np.copyto(out_flat, sources(), casting="unsafe")
         return out
 
     return Row(
         "ceiling",
-        f"ceiling: NumPy uint8->{job.dtype} copy",
+        f"ceiling: NumPy uint8->{job.dtype} copy, memory source",
         ceiling,
         job.batch_size,
         job.out_bytes,
         1,
         job.out_shape,
         job.dtype,
-        check_data=src,
+        extra={"source": f"{len(sources.items)} contiguous slices of the data set, in turn"},
+        check_data=lambda: sources.last,
+    )
+
+
+def ceiling_cache_row(job):
+    """The ceiling's conversion of one fixed source, which stays in the cache between calls."""
+    src = np.random.default_rng(job.seed).integers(0, 256, size=job.out_shape, dtype=np.uint8)
+    out = np.empty(job.out_shape, dtype=job.out_dtype)
+
+    def ceiling_cache():
+        np.copyto(out, src, casting="unsafe")
+        return out
+
+    return Row(
+        "ceiling-cache",
+        f"ceiling, cache-resident source: uint8->{job.dtype}",
+        ceiling_cache,
+        job.batch_size,
+        job.out_bytes,
+        1,
+        job.out_shape,
+        job.dtype,
+        note="same source every call: cache bandwidth, not a target",
+        check_data=lambda: src,
     )
 
 
@@ -248,14 +328,16 @@ def gather_row(job):
     Not augmentation, only the two memory passes every loader must make
     (random reads from the data set, then the conversion): a second,
     gather-aware ceiling that shows how much of fastseq's distance to the
-    contiguous ceiling is the gather itself.
+    contiguous ceiling is the gather itself. Cycles through the job's
+    :data:`ROTATE` batches; ``check_data()`` is the last call's indices.
     """
-    x, indices = job.x, job.indices
+    x = job.x
+    batches = _Cycle(indices for indices, _, _ in job.batches())
     buf = np.empty((job.batch_size, *x.shape[1:]), dtype=np.uint8)
     out = np.empty(buf.shape, dtype=job.out_dtype)
 
     def gather_convert():
-        np.take(x, indices, axis=0, out=buf)
+        np.take(x, batches(), axis=0, out=buf)
         np.copyto(out, buf, casting="unsafe")
         return out
 
@@ -268,26 +350,29 @@ def gather_row(job):
         1,
         buf.shape,
         job.dtype,
-        check_data=indices,
+        check_data=lambda: batches.last,
     )
 
 
 def fastseq_row(job, threads=None):
-    """``kernels.fused`` into a preallocated ``out``; ``threads=1`` pins Numba to one thread."""
+    """A ``kernels.FusedPlan`` built once, called into a preallocated ``out``; ``threads=1`` pins Numba to one thread.
+
+    Cycles through the job's :data:`ROTATE` batches (indices, origins,
+    flips), one per call. ``check_data()`` is the last call's batch.
+    """
     import numba
 
     from fastseq import kernels
 
-    origins, flips = job.params()
-    kwargs = job.fused_kwargs(origins, flips)
+    plan = kernels.FusedPlan(job.x, **job.static_kwargs())
+    batches = _Cycle(job.batches())
     out = np.empty(job.out_shape, dtype=job.out_dtype)
-    x, indices = job.x, job.indices
 
     if threads is None:
         n = all_threads()
 
         def fused():
-            return kernels.fused(x, indices, out=out, **kwargs)
+            return plan(*batches(), out=out)
 
     else:
         n = threads
@@ -297,14 +382,16 @@ def fastseq_row(job, threads=None):
             # thread that runs the kernel.
             numba.set_num_threads(threads)
             try:
-                return kernels.fused(x, indices, out=out, **kwargs)
+                return plan(*batches(), out=out)
             finally:
                 numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
     name = "fastseq" if threads is None else f"fastseq-{threads}t"
     label = f"fastseq fused, {n} thread{'s' if n != 1 else ''}"
-    # check_data: the parameters, to check the output against tests/reference.py.
-    return Row(name, label, fused, job.batch_size, job.out_bytes, n, job.out_shape, job.dtype, check_data=(origins, flips))
+    return Row(
+        name, label, fused, job.batch_size, job.out_bytes, n, job.out_shape, job.dtype,
+        extra={"batches": len(batches.items)}, check_data=lambda: batches.last,
+    )
 
 
 def numpy_row(job):
@@ -404,6 +491,7 @@ def _require_float32_nhwc(job, row):
 
 BUILDERS = {
     "ceiling": ceiling_row,
+    "ceiling-cache": ceiling_cache_row,
     "gather": gather_row,
     "fastseq": fastseq_row,
     "fastseq-1t": lambda job: fastseq_row(job, threads=1),
@@ -555,7 +643,10 @@ def _render(job, data_desc, rows, results, out):
         lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(t, widths))))
     lines.extend(skipped)
     lines.append("")
-    lines.append("fastseq speedup = fastseq images/s / row images/s; time / ceiling = row time per image / ceiling's.")
+    lines.append(
+        "fastseq speedup = fastseq images/s / row images/s; time / ceiling = row time per image / the "
+        "memory-source ceiling's (the cache-resident ceiling row is shown for comparison only)."
+    )
     lines.append(
         "ms/batch and the rates use the minimum over repeats (least disturbed by other work on the machine); "
         "median ms shows the spread."

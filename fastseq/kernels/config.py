@@ -47,7 +47,7 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def launch(kernel, *args, serial=None):
+def launch(kernel, *args, serial=None, chunksize=None):
     """Call a ``parallel=True`` kernel safely from any number of threads.
 
     Keras calls ``__getitem__`` from several worker threads at once. Under the
@@ -61,11 +61,20 @@ def launch(kernel, *args, serial=None):
 
     In a process forked after this one had started parallel work, the
     ``serial`` twin runs instead (one process is one worker there anyway).
+    ``chunksize`` (Numba's parallel chunk size) makes the schedule dynamic.
     """
-    global _concurrent_safe, _parallel_used
+    global _parallel_used
     if _forked_after_parallel and serial is not None:
         return serial(*args)
     _parallel_used = True
+    if chunksize is not None:
+        with numba.parallel_chunksize(chunksize):
+            return _launch(kernel, args)
+    return _launch(kernel, args)
+
+
+def _launch(kernel, args):
+    global _concurrent_safe
     if _concurrent_safe:
         return kernel(*args)
     with _launch_lock:
