@@ -576,10 +576,13 @@ def configure_parser(parser):
     parser.add_argument(
         "--data",
         choices=DATA_CHOICES,
-        default="synthetic",
-        help="synthetic: seeded CIFAR-shaped 50000x32x32x3 (default); fashion-mnist: the installed "
-        "Fashion-MNIST training set (28x28 grayscale, pad 2); auto: Fashion-MNIST if installed, else synthetic",
+        default="auto",
+        help="auto (default): the real Fashion-MNIST training set (28x28 grayscale, pad 2) when installed, "
+        "else synthetic; synthetic: seeded CIFAR-shaped 50000x32x32x3; fashion-mnist: require the real data",
     )
+    parser.add_argument("--no-e2e", dest="e2e", action="store_false",
+                        help="skip the end-to-end model.fit feed rows (no-op PyDataset, ArraySequence in RAM and "
+                        "memory-mapped, NumPy Sequence, tf.data)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
                         help="output dtype (baseline rows need float32)")
     parser.add_argument("--data-format", default="channels_last", choices=("channels_last", "channels_first"),
@@ -720,6 +723,14 @@ def run(args, out=None):
             "note": row.note,
         }
     _render(job, desc, rows, results, out)
+    if args.e2e:
+        from fastseq import bench_feed
+
+        feed = bench_feed.feed_table(
+            job.x, job.y, batch_size=job.batch_size, mean=job.mean, std=job.std, padding=job.padding,
+            steps=8 if args.quick else 20, seed=args.seed,
+        )
+        bench_feed.render(feed, out)
     return 0
 
 

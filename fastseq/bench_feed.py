@@ -90,12 +90,12 @@ def time_fit(model, data, *, steps, warmup):
     return (marks["end"] - marks["start"]) / steps
 
 
-def loaders(x, y, *, batch_size, mean, std, x_memmap=None, seed=0, steps=30):
+def loaders(x, y, *, batch_size, mean, std, padding=4, x_memmap=None, seed=0):
     """``{name: factory()}`` for every feed row; factories build the loader on demand."""
     from fastseq import ArraySequence, Normalize, RandomCrop, RandomFlip, baselines
 
     H, W = x.shape[1:3]
-    aug = dict(crop=RandomCrop(H, W, padding=4), flip=RandomFlip("horizontal"), normalize=Normalize(mean, std))
+    aug = dict(crop=RandomCrop(H, W, padding=padding), flip=RandomFlip("horizontal"), normalize=Normalize(mean, std))
 
     def noop():
         seq = ArraySequence(x, y, batch_size=batch_size, seed=seed, **aug)
@@ -105,15 +105,52 @@ def loaders(x, y, *, batch_size, mean, std, x_memmap=None, seed=0, steps=30):
         "noop": noop,
         "fastseq": lambda: ArraySequence(x, y, batch_size=batch_size, seed=seed, **aug),
         "numpy": lambda: baselines.NumpySequence(
-            x, y, batch_size=batch_size, seed=seed, crop=(H, W), padding=4, flip=True, mean=mean, std=std
+            x, y, batch_size=batch_size, seed=seed, crop=(H, W), padding=padding, flip=True, mean=mean, std=std
         ),
         "tf.data": lambda: baselines.tf_data_pipeline(
-            x, y, batch_size=batch_size, seed=seed, crop=(H, W), padding=4, flip=True, mean=mean, std=std
+            x, y, batch_size=batch_size, seed=seed, crop=(H, W), padding=padding, flip=True, mean=mean, std=std
         ).repeat(),
     }
     if x_memmap is not None:
         rows["fastseq-memmap"] = lambda: ArraySequence(x_memmap, y, batch_size=batch_size, seed=seed, **aug)
     return rows
+
+
+def feed_table(x, y, *, batch_size, mean, std, padding, steps=20, seed=0, rows=None):
+    """Run every feed row (the memmap row from a temporary .npy); return ``{name: FeedResult}``."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="fastseq-bench-") as tmp:
+        path = f"{tmp}/x.npy"
+        np.save(path, x)
+        x_memmap = np.load(path, mmap_mode="r")
+        int(x_memmap.reshape(-1)[::4096].sum())  # page cache warm, mapping populated
+        factories = loaders(x, y, batch_size=batch_size, mean=mean, std=std, padding=padding, x_memmap=x_memmap,
+                            seed=seed)
+        image_shape = x.shape[1:] if x.ndim == 4 else x.shape[1:] + (1,)
+        results = {}
+        for name, factory in factories.items():
+            if rows is None or name in rows:
+                results[name] = run_feed(name, factory, image_shape=image_shape, batch_size=batch_size, steps=steps)
+        del x_memmap, factories
+    return results
+
+
+def render(results, out):
+    """Print the feed table and its target ratios."""
+    lines = ["", "end-to-end: model.fit on GlobalAveragePooling2D + Dense (steady state after 3 warm-up steps)"]
+    base = results.get("noop")
+    lines.append(f"  {'loader':<16}{'images/s':>12}{'ms/step':>10}{'vs no-op':>10}")
+    for name, r in results.items():
+        vs = f"{r.images_per_sec / base.images_per_sec:.2f}x" if base else ""
+        lines.append(f"  {name:<16}{r.images_per_sec:>12,.0f}{r.step_ms:>10.2f}{vs:>10}")
+    checks = ratios({k: r.images_per_sec for k, r in results.items()})
+    if checks:
+        lines.append("  targets:")
+        for label, value, target, ok in checks:
+            lines.append(f"    {label:<26}{value:7.2f}x  target >= {target:<5g} {'PASS' if ok else 'MISS'}")
+    print("\n".join(lines), file=out)
+    return lines
 
 
 def run_feed(name, factory, *, image_shape, batch_size, steps, warmup=3):

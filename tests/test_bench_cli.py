@@ -3,6 +3,7 @@
 import argparse
 import importlib.util
 import io
+import os
 import subprocess
 import sys
 
@@ -20,7 +21,7 @@ def run_bench(*argv):
 
 @pytest.mark.slow
 def test_bench_prints_every_row_and_the_targets():
-    status, text = run_bench("--quick", "--batch-size", "64", "--repeat", "2")
+    status, text = run_bench("--quick", "--batch-size", "64", "--repeat", "2", "--data", "synthetic")
     assert status == 0, text
     for label in (
         "ceiling: NumPy uint8->float32 copy",
@@ -32,14 +33,27 @@ def test_bench_prints_every_row_and_the_targets():
         "synthetic CIFAR-shaped",
         "RandomCrop uses one offset for the whole batch",
         "targets:",
+        "end-to-end: model.fit",
+        "fastseq-memmap",
+        "fastseq / noop",
     ):
         assert label in text, f"{label!r} missing from:\n{text}"
     assert "fastseq fused, " in text and "images/s" in text
 
 
+def test_bench_default_data_says_which():
+    status, text = run_bench("--quick", "--batch-size", "32", "--repeat", "2", "--rows", "ceiling,fastseq", "--no-e2e")
+    assert status == 0, text
+    if os.path.isdir("/usr/share/datasets/fashion-mnist"):
+        assert "Fashion-MNIST training set (60000, 28, 28)" in text
+    else:
+        assert "synthetic CIFAR-shaped" in text
+    assert "end-to-end" not in text
+
+
 def test_bench_other_dtype_skips_the_float32_baselines():
     status, text = run_bench("--quick", "--batch-size", "16", "--repeat", "2", "--dtype", "float16",
-                             "--rows", "ceiling,fastseq,numpy")
+                             "--rows", "ceiling,fastseq,numpy", "--no-e2e")
     assert status == 0
     assert "uint8->float16" in text and "skipped numpy: row 'numpy' runs float32 channels_last only" in text
 
