@@ -3,10 +3,10 @@
 import numpy as np
 
 
-def denormalize(out, mean, std):
+def denormalize(out, mean, std, atol=2e-3):
     """Float NHWC batch -> uint8 pixels, asserting each value was ``(p - mean[c]) / std[c]`` for an integer ``p``."""
     v = np.asarray(out, dtype=np.float64) * std + mean
-    np.testing.assert_allclose(v, np.round(v), atol=2e-3, err_msg="values are not (pixel - mean) / std")
+    np.testing.assert_allclose(v, np.round(v), atol=atol, err_msg="values are not (pixel - mean) / std")
     assert v.min() > -0.5 and v.max() < 255.5, f"pixels outside 0..255: [{v.min()}, {v.max()}]"
     return np.round(v).astype(np.uint8)
 

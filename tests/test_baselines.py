@@ -12,6 +12,8 @@ import sys
 import numpy as np
 import pytest
 
+from benchmarks import checks
+from benchmarks.checks import windows
 from fastseq import baselines, synthetic
 
 MEAN = np.array(synthetic.CIFAR_MEAN)
@@ -27,26 +29,7 @@ def small():
 
 def denormalize(out, mean=MEAN, std=STD):
     """Map a normalised float batch back to uint8 pixels, checking they were integers."""
-    v = np.asarray(out, dtype=np.float64) * std + mean
-    np.testing.assert_allclose(v, np.round(v), atol=1e-3, err_msg="normalised values are not (p - mean) / std")
-    assert v.min() >= -1e-3 and v.max() <= 255 + 1e-3
-    return np.round(v).astype(np.uint8)
-
-
-def windows(patch, img, padding):
-    """Every (top, left, flipped) such that ``patch`` is that window of the padded ``img``."""
-    if img.ndim == 2:
-        img = img[:, :, None]
-    padded = np.pad(img, ((padding, padding), (padding, padding), (0, 0)))
-    h, w = patch.shape[:2]
-    found = []
-    for top in range(padded.shape[0] - h + 1):
-        for left in range(padded.shape[1] - w + 1):
-            win = padded[top : top + h, left : left + w]
-            for flipped, cand in ((False, win), (True, win[:, ::-1])):
-                if np.array_equal(cand, patch):
-                    found.append((top, left, flipped))
-    return found
+    return checks.denormalize(out, mean, std, atol=1e-3)
 
 
 def assert_augmented(out, x, idx, padding, mean=MEAN, std=STD):
