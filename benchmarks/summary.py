@@ -56,6 +56,15 @@ def lines():
             (f"first call (import {FIRST_CALL['import_s']:.2f} s)", f"{s:.2f} s",
              f"<= {FIRST_CALL_TARGET_S:g} s", s <= FIRST_CALL_TARGET_S)
         )
+    from fastseq import bench_feed
+
+    feed = {n: r["images_per_sec"] for n, r in RESULTS.get("feed-cifar-b512", {}).items()}
+    for label, value, target, ok in bench_feed.ratios(feed):
+        targets.append((f"feed {label}", f"{value:.2f}x", f">= {target:g}x", ok))
+    getitem = RESULTS.get("getitem-cifar-b512", {})
+    if "ceiling" in getitem and "seq[i]" in getitem:
+        value = getitem["ceiling"]["images_per_sec"] / getitem["seq[i]"]["images_per_sec"]
+        targets.append(("seq[i] time / ceiling", f"{value:.2f}x", "<= 1.6x", value <= 1.6))
     if targets:
         out.append(f"targets ({HEADLINE}, minimum round times; reported, not asserted):")
         for name, v, t, ok in targets:
