@@ -1,4 +1,4 @@
-"""``python -m fastseq {bench,profile,convert}``.
+"""fastseq: fast, correct image batches for Keras (bench, profile, convert).
 
 Each sub-command lives in its own module, which exposes
 ``configure_parser(parser)`` and ``run(args) -> int``. Those modules import
