@@ -18,8 +18,7 @@ _DTYPES = ("float32", "float16", "bfloat16", "uint8")
 _FORMATS = ("channels_last", "channels_first")
 
 
-def _describe(value):
-    return check._describe(value)
+_describe = check._describe  # one way to show a received value in every error message
 
 
 class ArraySequence(PyDataset):
