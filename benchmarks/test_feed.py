@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from benchmarks import summary
-from fastseq import ArraySequence, Normalize, RandomCrop, RandomFlip, bench_feed
+from fastseq import ArraySequence, Normalize, RandomCrop, RandomFlip, bench, bench_feed
 
 pytestmark = pytest.mark.slow
 FEED = "feed-cifar-b512"
@@ -31,25 +31,27 @@ def test_getitem_against_ceiling(benchmark, name, cifar):
     from conftest import CIFAR_MEAN, CIFAR_STD
 
     x, y = cifar
-    batch_size = 512
-    seq = ArraySequence(x, y, batch_size=batch_size, crop=RandomCrop(32, 32, padding=4), flip=RandomFlip("horizontal"),
-                        normalize=Normalize(CIFAR_MEAN, CIFAR_STD))
-    batches = list(range(0, len(seq) - 1, 3))
-    seq[0]  # warm the JIT
+    job = bench.cifar_job(x, y)  # the kernel suite's job: batch 512, pad 4, crop 32, flip, normalise
     benchmark.group = GETITEM
     if name == "ceiling":
-        seconds = benchmark.pedantic(lambda: bench_feed.memory_ceiling_seconds(x, batch_size, 30), rounds=5, iterations=1)
+        row = bench.ceiling_row(job)  # the very ceiling of the kernel suite
+        out = benchmark(row.fn)
+        np.testing.assert_array_equal(out.reshape(-1), row.check_data())
+        threads = 1
     else:
-        seconds = benchmark.pedantic(lambda: bench_feed.getitem_seconds(seq, batches), rounds=5, iterations=1)
-        bx, by = seq[batches[-1]]
-        assert bx.shape == (batch_size, 32, 32, 3) and bx.dtype == np.float32
-        np.testing.assert_array_equal(by, y[seq.indices(batches[-1])])
+        seq = ArraySequence(x, y, batch_size=job.batch_size, crop=RandomCrop(32, 32, padding=4),
+                            flip=RandomFlip("horizontal"), normalize=Normalize(CIFAR_MEAN, CIFAR_STD))
+        batches = bench._Cycle(range(0, len(seq) - 1, 3))
+        seq[0]  # warm the JIT
+        bx, by = benchmark(lambda: seq[batches()])
+        assert bx.shape == (job.batch_size, 32, 32, 3) and bx.dtype == np.float32
+        np.testing.assert_array_equal(by, y[seq.indices(batches.last)])
+        threads = bench.all_threads()
     if _timed(benchmark):
-        best = benchmark.stats.stats.min / (30 if name == "ceiling" else len(batches))
-        info = {"images_per_sec": batch_size / best, "GB_per_sec": batch_size * 3072 * 4 / best / 1e9, "threads": "all"}
+        best = benchmark.stats.stats.min
+        info = {"images_per_sec": job.batch_size / best, "GB_per_sec": job.out_bytes / best / 1e9, "threads": threads}
         benchmark.extra_info.update(info)
-        summary.RESULTS.setdefault(GETITEM, {})["ceiling" if name == "ceiling" else "seq[i]"] = info
-    assert seconds > 0
+        summary.RESULTS.setdefault(GETITEM, {})[name] = info
 
 
 @pytest.mark.parametrize("name", ROWS)

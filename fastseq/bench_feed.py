@@ -180,22 +180,3 @@ def ratios(results):
             value = results[row] / results[base]
             out.append((f"{row} / {base}", value, target, value >= target))
     return out
-
-
-def getitem_seconds(seq, batches):
-    """Mean seconds of ``seq[i]`` over ``batches`` (a list of batch indices), for the kernel-ceiling comparison."""
-    t0 = time.perf_counter()
-    for i in batches:
-        seq[i]
-    return (time.perf_counter() - t0) / len(batches)
-
-
-def memory_ceiling_seconds(x, batch_size, rounds):
-    """Mean seconds of NumPy converting a fresh contiguous uint8 slice of ``x`` to float32 (memory bandwidth)."""
-    out = np.empty((batch_size,) + x.shape[1:], np.float32)
-    n_slices = max(1, len(x) // batch_size)
-    t0 = time.perf_counter()
-    for r in range(rounds):
-        s = (r * 7919) % n_slices
-        np.copyto(out, x[s * batch_size : (s + 1) * batch_size])
-    return (time.perf_counter() - t0) / rounds
