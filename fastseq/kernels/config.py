@@ -14,6 +14,14 @@ import threading
 # first parallel call), so setting it here, before then, is in time. A value
 # the user set wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# ... but a short spin first: a passive wait costs every launch a futex
+# wake-up of each thread, about 15 us of a CIFAR batch's 300 us. GNU OpenMP
+# spins GOMP_SPINCOUNT times (here about 20 us) before it sleeps, so batches
+# requested back to back find the threads awake, while idle threads still
+# give the core away almost at once. Measured: a 1-sample launch went from
+# 25 us to 5 us; a 512-sample CIFAR batch from 0.37 to 0.35 ms; with two
+# CPU-bound processes beside it, no worse than passive.
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 import numba  # noqa: E402
 

@@ -7,28 +7,33 @@ gather and raw uint8 output, ``normalize`` is ``fused`` with the identity
 gather and no crop. One kernel means one compilation, one on-disk cache
 entry per output dtype, and one piece of code for the tests to prove.
 
-How the pass is laid out. The batch is split into one contiguous block of
-samples per thread; each thread runs a serial loop over its block with
-its own scratch: one padded image row (``W + 2 * pad`` pixels) and one
-row of the fill value. Per output row of a sample:
+How the pass is laid out. The batch is split into blocks of samples
+(several per thread, handed out dynamically); each block runs a serial
+loop with its own scratch: one padded image row (``W + 2 * pad`` pixels)
+and one row of the fill value. While it works on a sample it prefetches
+the image two samples ahead. Per output row of a sample:
 
-1. The source row is copied into the middle of the padded row: one
-   contiguous copy, or, for a horizontal flip, a pixel-by-pixel backwards
-   copy (the padded row of a flipped image is the flipped padded row, so
-   the window is then read from the mirrored position). Padding is
-   virtual: with ``pad_mode="constant"`` the pad columns hold the fill
-   value from the start and are never touched again; with "edge" and
-   "reflect" the few pad columns the window needs are copied from the
-   source pixels ``np.pad``'s rule names.
-2. One straight loop converts the ``w * C`` bytes of the window into the
-   output row: ``float32(v) * a + b`` (vectorised), or a 256-entry
-   per-channel table of correctly rounded float16/bfloat16 bits, or the raw
-   bytes. Rows above or below the image convert the fill row instead.
+1. Unflipped rows with constant padding (channels_last) are converted
+   straight from the image: the ``w * C`` source bytes that start where the
+   window does (bytes beyond the image row are read, then overwritten),
+   followed by the fill value over the window's pad columns.
+2. Otherwise the source row is first copied into the middle of the padded
+   row: one contiguous copy, or, for a horizontal flip, a pixel-by-pixel
+   backwards copy that LLVM vectorises with byte shuffles (the padded row
+   of a flipped image is the flipped padded row, so the window is then read
+   from the mirrored position). Padding is virtual: with
+   ``pad_mode="constant"`` the pad columns hold the fill value from the
+   start and are never touched again; with "edge" and "reflect" the few pad
+   columns the window needs are copied from the source pixels ``np.pad``'s
+   rule names. The window is then converted from the padded row.
 
-Every row of a sample runs the same loops with the same trip counts (the
-crop position changes only two offsets), so the inner loops are straight
-vectorisable runs, and the output is written once, in order, with no
-intermediate batch.
+Conversion is one straight loop over the ``w * C`` values of an output
+row: ``float32(v) * a + b`` (vectorised), or a 256-entry per-channel table
+of correctly rounded float16/bfloat16 bits, or the raw bytes. Rows above or
+below the image convert the fill row instead. Every row of a sample runs
+the same loops with the same trip counts (the crop position changes only
+offsets), and the output is written once, in order, with no intermediate
+batch.
 """
 
 import numba
@@ -36,6 +41,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from fastseq.kernels import _validate as check
+from fastseq.kernels._intrinsics import prefetch
 from fastseq.kernels.config import JIT, PARALLEL_JIT, launch
 from fastseq.kernels.halfprec import to_half_bits
 
@@ -69,29 +75,13 @@ def _source(q, pad, n, mode):
 # The wrapper has proven every index in range, so unsigned is exact.
 _u = uint64
 
-
-@njit(inline="always", **JIT)
-def _reverse_pixels(x, p, r, s_last, rows, d0, npix, C):
-    """rows[0, d0 + q*C + c] <- x[p, r, (s_last - q)*C + c]: whole pixels of C bytes, backwards."""
-    for q in range(npix):
-        d = _u(d0) + _u(q) * _u(C)
-        s = (_u(s_last) - _u(q)) * _u(C)
-        for c in range(C):
-            rows[0, d + _u(c)] = x[p, r, s + _u(c)]
-
-
-@njit(inline="always", **JIT)
-def _emit_channels_last(rows, sel, base, out, k, i, rowlen, kind, arow, brow, trow, table):
-    """out[k, i, u] <- converted rows[sel, base + u] for u < rowlen: one straight, vectorisable loop."""
-    if kind == _AFFINE:
-        for u in range(rowlen):
-            out[k, i, _u(u)] = np.float32(rows[sel, base + _u(u)]) * arow[u] + brow[u]
-    elif kind == _TABLE:
-        for u in range(rowlen):
-            out[k, i, _u(u)] = table[trow[u] + _u(rows[sel, base + _u(u)])]
-    else:
-        for u in range(rowlen):
-            out[k, i, _u(u)] = rows[sel, base + _u(u)]
+# Prefetch the image this many samples ahead, at most this many bytes of it.
+# The batch's images lie at random places in a data set larger than the
+# cache, and the hardware prefetcher starts afresh on each one: prefetching
+# the whole image two samples ahead cut a CIFAR batch's gather time by about
+# a quarter. Larger images are streamed well enough by the hardware.
+_PREFETCH_AHEAD = 2
+_PREFETCH_BYTES = 16384
 
 
 @njit(inline="always", **JIT)
@@ -103,7 +93,7 @@ def _emit_channels_first(rows, sel, base, out, k, i, w, kind, a, b, table, C):
         bc = b[c]
         tb = _u(c) * _u(256)
         for j in range(w):
-            v = rows[sel, base + _u(j) * _u(C) + _u(c)]
+            v = rows[sel, _u(base) + _u(j) * _u(C) + _u(c)]
             if kind == _AFFINE:
                 out[k, c, first + _u(j)] = np.float32(v) * ac + bc
             elif kind == _TABLE:
@@ -113,41 +103,76 @@ def _emit_channels_first(rows, sel, base, out, k, i, w, kind, a, b, table, C):
 
 
 @njit(**JIT)
-def _fused_block(x, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, out, t0, t1):
+def _fused_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, out, t0, t1):
     """Samples ``order[t0:t1]`` of :func:`_fused`, serially (one block of the parallel loop)."""
-    # Literal output kinds and layouts, so that each copy of the row loops
-    # is compiled for one of them: with either tested at run time inside
-    # the loops LLVM vectorised the float32 channels_last row poorly
-    # (measured 2.4x slower). channels_first keeps a run-time kind: its
-    # loops are strided anyway, and each copy costs compile time.
+    # One compiled function per output kind and layout, so that each copy of
+    # the row loops is compiled for one of them: with the kind tested at run
+    # time inside the loops LLVM vectorised the float32 channels_last row
+    # poorly (measured 2.4x slower), and with all four copies inlined into
+    # one function the float32 one ran 1.4x slower than on its own.
+    # channels_first keeps a run-time kind: its loops are strided anyway,
+    # and each copy costs compile time.
     if channels_first:
-        _block(x, indices, order, origins, flips, pad, mode, fill, h, w, kind, True, a, b, table, out, t0, t1)
+        _block_channels_first(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, a, b, table, out, t0, t1)
     elif kind == _AFFINE:
-        _block(x, indices, order, origins, flips, pad, mode, fill, h, w, _AFFINE, False, a, b, table, out, t0, t1)
+        _block_affine(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1)
     elif kind == _TABLE:
-        _block(x, indices, order, origins, flips, pad, mode, fill, h, w, _TABLE, False, a, b, table, out, t0, t1)
+        _block_table(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1)
     else:
-        _block(x, indices, order, origins, flips, pad, mode, fill, h, w, _RAW, False, a, b, table, out, t0, t1)
+        _block_raw(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1)
+
+
+@njit(**JIT)
+def _block_channels_first(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, a, b, table, out, t0, t1):
+    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, True, a, b, table, out, t0, t1)
+
+
+@njit(**JIT)
+def _block_affine(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1):
+    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, _AFFINE, False, a, b, table, out, t0, t1)
+
+
+@njit(**JIT)
+def _block_table(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1):
+    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, _TABLE, False, a, b, table, out, t0, t1)
+
+
+@njit(**JIT)
+def _block_raw(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1):
+    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, _RAW, False, a, b, table, out, t0, t1)
 
 
 @njit(inline="always", **JIT)
-def _block(x, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, out, t0, t1):
+def _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, out, t0, t1):
     """The body of :func:`_fused_block`.
 
-    Per block, ``rows[0]`` is one padded image row (``W + 2*pad`` pixels)
-    and ``rows[1]`` a row of the fill value. Per output row, the source row
-    is copied into the middle of ``rows[0]`` (backwards, pixel by pixel,
-    when flipped: the padded row of a flipped image is the flipped padded
-    row), the pad columns the window needs are filled in, and one straight
-    loop converts the ``w * C`` bytes of the window into the output row.
+    Two ways to make an output row, both ending in one straight loop over
+    the ``w * C`` values of the row:
+
+    * Direct (channels_last, constant padding, no horizontal flip): convert
+      the ``w * C`` source bytes that start where the window does, straight
+      from the image (the bytes left or right of the image row are read but
+      thrown away), then overwrite the window's pad columns with the
+      converted fill value. Taken whenever those bytes lie inside ``xf``.
+    * Through a padded row (``W + 2*pad`` pixels of scratch per block): copy
+      the source row into its middle (backwards, pixel by pixel, when
+      flipped: the padded row of a flipped image is the flipped padded row),
+      fill in the pad columns the window needs, and convert the window.
+
     Every row of a sample runs the same loops with the same trip counts, so
-    nothing in the row loop depends on the window's position but two offsets.
+    nothing in the row loop depends on the window's position but offsets.
+
+    The row loops are written out here rather than in helper functions:
+    each call of a helper that takes arrays, inlined or not, costs
+    reference-count updates per row, and with them this kernel ran at half
+    the speed (measured on a CIFAR batch).
     """
     C = a.shape[0]
-    H = x.shape[1]
-    W = x.shape[2] // C
+    WC = W * C
+    image = H * WC
     Wp = W + 2 * pad
     rowlen = w * C
+    size = xf.shape[0]
     # Allocated here, not passed in: LLVM then knows they do not alias
     # ``out`` and vectorises the row loops without runtime overlap checks.
     arow = np.empty(rowlen, np.float32)
@@ -157,16 +182,33 @@ def _block(x, indices, order, origins, flips, pad, mode, fill, h, w, kind, chann
         arow[u] = a[u % C]
         brow[u] = b[u % C]
         trow[u] = (u % C) * 256
+    # rows[0]: the padded row; rows[1]: the fill value. In constant mode the
+    # pad columns of rows[0] hold the fill value and are never overwritten.
     rows = np.empty((2, Wp * C), np.uint8)
     for u in range(Wp * C):
-        rows[0, u] = fill  # constant mode: the pad columns of rows[0] are never overwritten
+        rows[0, u] = fill
         rows[1, u] = fill
+    # The converted fill value at every position of an output row, in the
+    # output's own type: pad columns and rows are copied from it.
+    fillout = np.empty(rowlen, out.dtype)
+    for u in range(rowlen):
+        if kind == _AFFINE:
+            fillout[u] = np.float32(fill) * arow[u] + brow[u]
+        elif kind == _TABLE:
+            fillout[u] = table[trow[u] + _u(fill)]
+        else:
+            fillout[u] = fill
     padsrc = np.empty(Wp, np.int64)  # padded column -> source column (edge/reflect)
     for q in range(Wp):
         padsrc[q] = _source(q, pad, W, mode)
+    ahead = min(image, _PREFETCH_BYTES)
     for t in range(t0, t1):
+        if t + _PREFETCH_AHEAD < t1:
+            later = _u(indices[order[t + _PREFETCH_AHEAD]]) * _u(image)
+            for byte in range(0, ahead, 64):
+                prefetch(xf, later + _u(byte))
         k = _u(order[t])
-        p = _u(indices[k])
+        first = _u(indices[k]) * _u(image)
         top = origins[k, 0]
         left = origins[k, 1]
         hflip = (flips[k] & 1) != 0
@@ -179,67 +221,106 @@ def _block(x, indices, order, origins, flips, pad, mode, fill, h, w, kind, chann
         c1 = max(min(L + w - pad, W), c0)
         npix = c1 - c0
         dst = _u(pad + c0) * _u(C)
-        src0 = _u(c0) * _u(C)
         base = _u(L) * _u(C)
         lpad_end = min(pad, L + w)  # pad columns [L, lpad_end) and [rpad_start, L + w)
         rpad_start = max(pad + W, L)
+        direct = mode == _CONSTANT and not hflip and not channels_first
+        shift = (L - pad) * C  # direct: output value u comes from source row byte shift + u
+        # direct: output values [0, jl) and [jr, rowlen) are padding (all of
+        # them when the window lies wholly in the padding, left or right)
+        jl = min(max(pad + c0 - L, 0), w) * C
+        jr = jl + npix * C
         for i in range(h):
+            ui = _u(i)
             r_signed = _source(top + (h - 1 - i if vflip else i), pad, H, mode)
-            if r_signed < 0:
-                sel = _u(1)
-                rbase = _u(0)
-            else:
-                sel = _u(0)
-                rbase = base
-                r = _u(r_signed)
-                if not hflip:
-                    for u in range(npix * C):
-                        rows[0, dst + _u(u)] = x[p, r, src0 + _u(u)]
-                elif C == 3:
-                    _reverse_pixels(x, p, r, W - 1 - c0, rows, dst, npix, 3)
-                elif C == 1:
-                    _reverse_pixels(x, p, r, W - 1 - c0, rows, dst, npix, 1)
-                elif C == 4:
-                    _reverse_pixels(x, p, r, W - 1 - c0, rows, dst, npix, 4)
+            if r_signed < 0:  # a pad row
+                if not channels_first:
+                    for u in range(rowlen):
+                        out[k, ui, _u(u)] = fillout[_u(u)]
                 else:
-                    _reverse_pixels(x, p, r, W - 1 - c0, rows, dst, npix, C)
-                if mode != _CONSTANT:
-                    for q in range(L, lpad_end):
-                        s = _u(padsrc[Wp - 1 - q] if hflip else padsrc[q]) * _u(C)
-                        for c in range(C):
-                            rows[0, _u(q) * _u(C) + _u(c)] = x[p, r, s + _u(c)]
-                    for q in range(rpad_start, L + w):
-                        s = _u(padsrc[Wp - 1 - q] if hflip else padsrc[q]) * _u(C)
-                        for c in range(C):
-                            rows[0, _u(q) * _u(C) + _u(c)] = x[p, r, s + _u(c)]
-            if not channels_first:
-                _emit_channels_last(rows, sel, rbase, out, k, _u(i), rowlen, kind, arow, brow, trow, table)
+                    _emit_channels_first(rows, 1, 0, out, k, i, w, kind, a, b, table, C)
+                continue
+            row = first + _u(r_signed) * _u(WC)
+            if direct:
+                s = np.int64(row) + shift
+                if s >= 0 and s + rowlen <= size:
+                    src = _u(s)
+                    if kind == _AFFINE:
+                        for u in range(rowlen):
+                            out[k, ui, _u(u)] = np.float32(xf[src + _u(u)]) * arow[_u(u)] + brow[_u(u)]
+                    elif kind == _TABLE:
+                        for u in range(rowlen):
+                            out[k, ui, _u(u)] = table[trow[_u(u)] + _u(xf[src + _u(u)])]
+                    else:
+                        for u in range(rowlen):
+                            out[k, ui, _u(u)] = xf[src + _u(u)]
+                    for u in range(jl):
+                        out[k, ui, _u(u)] = fillout[_u(u)]
+                    for u in range(jr, rowlen):
+                        out[k, ui, _u(u)] = fillout[_u(u)]
+                    continue
+            if not hflip:
+                src = row + _u(c0) * _u(C)
+                for u in range(npix * C):
+                    rows[0, dst + _u(u)] = xf[src + _u(u)]
             elif C == 3:
-                _emit_channels_first(rows, sel, rbase, out, k, i, w, kind, a, b, table, 3)
-            elif C == 1:
-                _emit_channels_first(rows, sel, rbase, out, k, i, w, kind, a, b, table, 1)
+                # With the literal 3 and each offset one multiply-add of the
+                # counter, LLVM vectorises this backwards pixel copy with byte
+                # shuffles (with a run-time C it stays byte by byte).
+                src = row + _u(W - 1 - c0) * _u(3)
+                for q in range(npix):
+                    sq = src - _u(3) * _u(q)
+                    dq = dst + _u(3) * _u(q)
+                    rows[0, dq] = xf[sq]
+                    rows[0, dq + _u(1)] = xf[sq + _u(1)]
+                    rows[0, dq + _u(2)] = xf[sq + _u(2)]
             else:
-                _emit_channels_first(rows, sel, rbase, out, k, i, w, kind, a, b, table, C)
+                src = row + _u(W - 1 - c0) * _u(C)
+                for q in range(npix):
+                    sq = src - _u(C) * _u(q)
+                    dq = dst + _u(C) * _u(q)
+                    for c in range(C):
+                        rows[0, dq + _u(c)] = xf[sq + _u(c)]
+            if mode != _CONSTANT:
+                for q in range(L, lpad_end):
+                    src = row + _u(padsrc[Wp - 1 - q] if hflip else padsrc[q]) * _u(C)
+                    for c in range(C):
+                        rows[0, _u(q) * _u(C) + _u(c)] = xf[src + _u(c)]
+                for q in range(rpad_start, L + w):
+                    src = row + _u(padsrc[Wp - 1 - q] if hflip else padsrc[q]) * _u(C)
+                    for c in range(C):
+                        rows[0, _u(q) * _u(C) + _u(c)] = xf[src + _u(c)]
+            if channels_first:
+                _emit_channels_first(rows, 0, base, out, k, i, w, kind, a, b, table, C)
+            elif kind == _AFFINE:
+                for u in range(rowlen):
+                    out[k, ui, _u(u)] = np.float32(rows[0, base + _u(u)]) * arow[_u(u)] + brow[_u(u)]
+            elif kind == _TABLE:
+                for u in range(rowlen):
+                    out[k, ui, _u(u)] = table[trow[_u(u)] + _u(rows[0, base + _u(u)])]
+            else:
+                for u in range(rowlen):
+                    out[k, ui, _u(u)] = rows[0, base + _u(u)]
 
 
 @njit(**PARALLEL_JIT)
-def _fused(x, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, out, blocks):
-    """x (N, H, W*C) uint8 -> out (n, h, w*C) channels_last or (n, C, h*w) channels_first.
+def _fused(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, out, blocks):
+    """xf (N*H*W*C,) uint8, the flat images -> out (n, h, w*C) channels_last or (n, C, h*w) channels_first.
 
     ``order`` is a permutation of ``range(n)``: samples are read in that
     order (sorted by source index, for memmap locality) and each is written
     to its own slot, so the output keeps ``indices``' order. ``a``/``b`` are
     per-channel float32 (kind _AFFINE); ``table`` is (C * 256,) uint16 bits
-    (kind _TABLE). ``blocks`` (>= 1, the thread count) contiguous runs of
-    ``order`` go to the threads, one :func:`_fused_block` call each: a
-    serial function per thread, so its scratch rows are its own and array
-    reference counts are touched once per thread, not once per sample.
+    (kind _TABLE). ``blocks`` (>= 1) contiguous runs of ``order`` go to the
+    threads, one :func:`_fused_block` call each: a serial function per
+    block, so its scratch rows are its own and array reference counts are
+    touched once per block, not once per sample.
     Numba-compiled; parallel over the batch.
     """
     n = indices.shape[0]
     for blk in prange(blocks):
         _fused_block(
-            x, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, out,
+            xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, out,
             blk * n // blocks, (blk + 1) * n // blocks,
         )
 
@@ -247,10 +328,10 @@ def _fused(x, indices, order, origins, flips, pad, mode, fill, h, w, kind, chann
 # Not njit(**JIT)(_fused.py_func): Numba's on-disk cache keys on a function's
 # name and bytecode, not on ``parallel``, so the two builds would collide.
 @njit(**JIT)
-def _fused_serial(x, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, out, blocks):
+def _fused_serial(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, out, blocks):
     """The serial twin of :func:`_fused` (same arguments), for processes forked after parallel use."""
     _fused_block(
-        x, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, out,
+        xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, out,
         0, indices.shape[0],
     )
 
@@ -332,7 +413,7 @@ class FusedPlan:
             self._kind, self._table = _TABLE, _half_table(a, b, self.dtype)
         self._a, self._b = a, b
         self._x = x4
-        self._x3 = x4.reshape(N, H, W * C)
+        self._xf = x4.reshape(-1)  # flat: the kernel computes byte offsets itself
         self.image_shape = (H, W, C)
         self.max_origin = (H + 2 * self.padding - self.crop[0], W + 2 * self.padding - self.crop[1])
 
@@ -397,7 +478,9 @@ class FusedPlan:
         threads = numba.get_num_threads()
         launch(
             _fused,
-            self._x3,
+            self._xf,
+            self.image_shape[0],
+            self.image_shape[1],
             indices,
             order,
             origins,

@@ -1,0 +1,33 @@
+"""LLVM intrinsics that Numba does not expose."""
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+_I32 = ir.IntType(32)
+
+
+@intrinsic
+def prefetch(typingctx, array, index):
+    """Hint the CPU to load ``array``'s element ``index`` into the cache (``llvm.prefetch``, read, high locality).
+
+    Only a hint: it never faults, so ``index`` may even be out of range. The
+    fused kernel issues it for the next samples of a batch, whose rows sit at
+    random places in a data set larger than the cache; without it the
+    hardware prefetcher starts each image afresh.
+    """
+    if not isinstance(array, types.Array) or not isinstance(index, types.Integer):
+        return None
+    sig = types.void(array, index)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        address = builder.bitcast(builder.gep(ary.data, [args[1]]), ir.IntType(8).as_pointer())
+        fnty = ir.FunctionType(ir.VoidType(), [address.type, _I32, _I32, _I32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        # (address, rw = read, locality = 3 (keep in all levels), cache = data)
+        builder.call(fn, [address, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
