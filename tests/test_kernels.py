@@ -84,6 +84,35 @@ def test_fused_equals_composition_of_twins(case, tmp_path_factory):
     np.testing.assert_array_equal(bits(actual), bits(expected))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "uint8", "bfloat16"])
+@pytest.mark.parametrize("C", [1, 3])
+def test_every_window_of_the_first_and_last_image(dtype, C, tmp_path):
+    """Every crop position and flip of the data set's first and last images, as a memmap.
+
+    Unflipped constant-pad rows are converted straight from the image, reading
+    the bytes left and right of the window's row; at the very start and end
+    of the array those bytes do not exist, so the kernel must take its
+    padded-row path there. This pins both paths to the twin, windows wholly
+    inside the padding included.
+    """
+    rng = np.random.default_rng(C)
+    H, W, pad, crop = 5, 6, 3, (4, 3)
+    x = rng.integers(0, 256, size=(3, H, W, C), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    x = np.load(tmp_path / "x.npy", mmap_mode="r")
+    tops, lefts, flips = np.meshgrid(
+        np.arange(H + 2 * pad - crop[0] + 1), np.arange(W + 2 * pad - crop[1] + 1), np.arange(4), indexing="ij"
+    )
+    origins = np.stack([tops.ravel(), lefts.ravel()], axis=1)
+    n = len(origins)
+    for image in (0, len(x) - 1):
+        kwargs = dict(crop=crop, origins=origins, flips=flips.ravel(), padding=pad, fill=9, dtype=dtype)
+        if dtype != "uint8":
+            kwargs.update(mean=[100.0] * C, std=[40.0] * C)
+        indices = np.full(n, image)
+        np.testing.assert_array_equal(bits(K.fused(x, indices, **kwargs)), bits(R.fused(np.asarray(x), indices, **kwargs)))
+
+
 @PROPERTY
 @given(case=fused_case())
 def test_crop_flip_matches_np_pad_twin(case):
