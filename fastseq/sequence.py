@@ -11,6 +11,7 @@ import numpy as np
 from keras.utils import PyDataset
 
 from fastseq import kernels, order
+from fastseq._pool import BufferPool
 from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, Rescale
 from fastseq.kernels import _validate as check
 
@@ -45,6 +46,9 @@ class ArraySequence(PyDataset):
     * ``fit(shuffle=True)`` (Keras' default) additionally permutes the order
       in which batches are requested within an epoch. Each batch is still
       requested once, so every sample is still seen exactly once.
+    * Full batches are written into reused arrays, but only into one that
+      nothing else refers to: a batch (or a view of it) that a caller
+      still holds is never overwritten. See ``fastseq/_pool.py``.
 
     ``x`` may be a NumPy array or a read-only ``np.memmap``
     (``np.load(path, mmap_mode="r")``), larger than RAM: only the samples of
@@ -162,6 +166,15 @@ class ArraySequence(PyDataset):
             data_format=self.data_format,
             **({} if self.normalize is None else self.normalize.kernel_kwargs()),
         )
+        # Full batches are written into reused arrays: a fresh one per batch
+        # costs more in model.fit than the kernel (see fastseq/_pool.py). Room
+        # for the batches Keras' thread queue holds, plus the ones in flight.
+        threaded = self.workers > 1 and not self.use_multiprocessing
+        self._buffers = BufferPool(
+            self._plan.output_shape(self.batch_size),
+            check.numpy_dtype(self.dtype),
+            capacity=4 + (self.workers + self.max_queue_size if threaded else 0),
+        )
         self._lock = threading.Lock()
         self._order = (None, None)  # (epoch, order) cache; replaced whole, so reads are atomic
         self._stats = {"batches": 0, "kernel_seconds": 0.0, "getitem_seconds": 0.0}
@@ -172,7 +185,7 @@ class ArraySequence(PyDataset):
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for key in ("_plan", "_lock", "_order", "_stats", "_center"):
+        for key in ("_plan", "_buffers", "_lock", "_order", "_stats", "_center"):
             state.pop(key, None)
         state["x"] = _MemmapRef.wrap(self.x)
         return state
@@ -199,7 +212,7 @@ class ArraySequence(PyDataset):
         idx = self._batch_indices(i, epoch)
         origins, flips = self._params(idx, epoch)
         t1 = time.perf_counter()
-        batch_x = self._plan(idx, origins, flips)
+        batch_x = self._plan(idx, origins, flips, out=self._buffers.take() if idx.size == self.batch_size else None)
         t2 = time.perf_counter()
         result = (batch_x,)
         if self.y is not None:
