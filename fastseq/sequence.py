@@ -180,12 +180,23 @@ class ArraySequence(PyDataset):
         self._stats = {"batches": 0, "kernel_seconds": 0.0, "getitem_seconds": 0.0}
         H, W, _ = self.image_shape
         self._center = None
-        if isinstance(self.crop, CenterCrop):
-            self._center = ((H - self.crop.height) // 2, (W - self.crop.width) // 2)
+        self._random = None  # the per-sample crop corners and flips, when there are any
+        crop, flip = self.crop, self.flip
+        if isinstance(crop, CenterCrop):
+            self._center = ((H - crop.height) // 2, (W - crop.width) // 2)
+        elif isinstance(crop, RandomCrop) or flip is not None:
+            random_crop = isinstance(crop, RandomCrop)
+            self._random = kernels.RandomParams(
+                image_size=(H, W),
+                crop_size=(crop.height, crop.width) if random_crop else (H, W),
+                padding=crop.padding if random_crop else 0,
+                horizontal=0.0 if flip is None else flip.horizontal,
+                vertical=0.0 if flip is None else flip.vertical,
+            )
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for key in ("_plan", "_buffers", "_lock", "_order", "_stats", "_center"):
+        for key in ("_plan", "_buffers", "_lock", "_order", "_stats", "_center", "_random"):
             state.pop(key, None)
         state["x"] = _MemmapRef.wrap(self.x)
         return state
@@ -218,7 +229,7 @@ class ArraySequence(PyDataset):
         if self.y is not None:
             result += (self._targets(idx),)
         if self.sample_weight is not None:
-            result += (kernels.gather(self.sample_weight, idx),)
+            result += (_gather(self.sample_weight, idx),)
         t3 = time.perf_counter()
         with self._lock:
             self._stats["batches"] += 1
@@ -323,31 +334,16 @@ class ArraySequence(PyDataset):
         return self._epoch_order(epoch)[start:stop]
 
     def _params(self, idx, epoch):
-        crop, flip = self.crop, self.flip
         if self._center is not None:
             return np.broadcast_to(np.array(self._center, np.int64), (idx.size, 2)), None
-        if not isinstance(crop, RandomCrop) and flip is None:
+        if self._random is None:
             return None, None
-        H, W, _ = self.image_shape
-        if isinstance(crop, RandomCrop):
-            crop_size, padding = (crop.height, crop.width), crop.padding
-        else:
-            crop_size, padding = (H, W), 0
-        origins, flips = kernels.random_params(
-            self.seed,
-            epoch,
-            idx,
-            image_size=(H, W),
-            crop_size=crop_size,
-            padding=padding,
-            horizontal=0.0 if flip is None else flip.horizontal,
-            vertical=0.0 if flip is None else flip.vertical,
-        )
-        return (origins if isinstance(crop, RandomCrop) else None), (None if flip is None else flips)
+        origins, flips = self._random(self.seed, epoch, idx)
+        return (origins if isinstance(self.crop, RandomCrop) else None), (None if self.flip is None else flips)
 
     def _targets(self, idx):
         if self.num_classes is None:
-            return kernels.gather(self.y, idx)
+            return _gather(self.y, idx)
         labels = self._labels[idx]
         onehot = np.zeros((idx.size, self.num_classes), np.float32)
         onehot[np.arange(idx.size), labels] = 1.0
@@ -359,6 +355,18 @@ class ArraySequence(PyDataset):
             f"batches={len(self)}, shuffle={self.shuffle}, seed={self.seed}, epoch={self._epoch}, crop={self.crop}, "
             f"flip={self.flip}, normalize={self.normalize}, dtype={self.dtype!r}, data_format={self.data_format!r})"
         )
+
+
+def _gather(values, idx):
+    """``values[idx]`` as a plain array: NumPy for small rows (labels, weights), the parallel kernel for large ones.
+
+    For a batch of class labels NumPy's fancy indexing takes about 2 us where
+    the kernel's argument checks and launch take about 25; targets with rows
+    of a kilobyte or more (masks, images) go through the GIL-free kernel.
+    """
+    if values.itemsize * (values.size // max(len(values), 1)) < 1024 and type(values) is np.ndarray:
+        return values[idx]
+    return kernels.gather(values, idx)
 
 
 # -- argument checks -----------------------------------------------------------

@@ -94,3 +94,29 @@ def test_bad_arguments(kwargs, match):
     args.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=match):
         K.random_params(args.pop("seed"), args.pop("epoch"), args.pop("indices"), **args)
+
+
+def test_the_plan_equals_the_twin_for_every_seed_and_epoch_in_any_order():
+    # A plan caches the last (seed, epoch) key: switching back and forth, and
+    # index arrays of other dtypes, lists and empty ones, must not confuse it.
+    kw = dict(image_size=(9, 7), crop_size=(6, 8), padding=2, horizontal=0.5, vertical=0.25)
+    plan = K.RandomParams(**kw)
+    rng = np.random.default_rng(1)
+    for seed, epoch in [(0, 0), (0, 1), (5, 1), (0, 0), (np.int64(5), np.uint8(1)), (5, 1), (2**40, 0)]:
+        for indices in (rng.integers(0, 10**6, 64), np.arange(5, dtype=np.uint16), [3, 1, 2], np.array([], np.int64)):
+            o1, f1 = plan(seed, epoch, indices)
+            o2, f2 = R.random_params(int(seed), int(epoch), np.asarray(indices, np.int64), **kw)
+            np.testing.assert_array_equal(o1, o2)
+            np.testing.assert_array_equal(f1, f2)
+
+
+@pytest.mark.parametrize(
+    "seed,epoch,indices,match",
+    [(-1, 0, [0], "seed"), (0, True, [0], "epoch"), (0, 0, np.array([4, -3]), "indices must be >= 0, got -3"),
+     (0, 0, np.array([0.5]), "indices"), (0, 0, np.zeros((2, 2), np.int64), "indices")],
+)
+def test_the_plan_refuses_bad_calls(seed, epoch, indices, match):
+    plan = K.RandomParams(image_size=(8, 8), crop_size=(8, 8))
+    plan(0, 0, np.arange(3))  # cache a key first
+    with pytest.raises((TypeError, ValueError), match=match):
+        plan(seed, epoch, indices)

@@ -10,6 +10,16 @@ from fastseq.kernels.config import threading_layer
 from fastseq.kernels.gather import gather
 from fastseq.kernels.halfprec import to_half_bits
 from fastseq.kernels.images import FusedPlan, crop_flip, fused, normalize
-from fastseq.kernels.random import random_params
+from fastseq.kernels.random import RandomParams, random_params
 
-__all__ = ["FusedPlan", "crop_flip", "fused", "gather", "normalize", "random_params", "threading_layer", "to_half_bits"]
+__all__ = [
+    "FusedPlan",
+    "RandomParams",
+    "crop_flip",
+    "fused",
+    "gather",
+    "normalize",
+    "random_params",
+    "threading_layer",
+    "to_half_bits",
+]

@@ -60,20 +60,75 @@ def _key(seed, epoch):
 @njit(**JIT)
 def _random_params(key, indices, bound_top, bound_left, cut_h, cut_v, origins, flips):
     """Per index: two exactly uniform corners (Lemire's bounded integers, redrawn on the
-    rare biased draw) and two flip bits, each from its own stream of the hash."""
+    rare biased draw) and two flip bits, each from its own stream of the hash.
+    Returns the smallest index (0 when there are none), for the wrapper's check."""
+    smallest = 0
     for k in range(indices.shape[0]):
+        smallest = min(smallest, indices[k])
         base = _mix_scalar(key ^ (uint64(indices[k]) * uint64(0x9E3779B97F4A7C15)))
         origins[k, 0] = _uniform(base, TOP, bound_top)
         origins[k, 1] = _uniform(base, LEFT, bound_left)
         h = (_word(base, HFLIP, 0) >> uint64(64 - _FLIP_BITS)) < cut_h
         v = (_word(base, VFLIP, 0) >> uint64(64 - _FLIP_BITS)) < cut_v
         flips[k] = np.uint8(1 if h else 0) | np.uint8(2 if v else 0)
+    return smallest
 
 
 def _probability(name, p):
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= float(p) <= 1.0:
         raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}.")
     return float(p)
+
+
+def _seed_epoch_key(seed, epoch):
+    seed = check.integer("seed", seed, minimum=0)
+    epoch = check.integer("epoch", epoch, minimum=0)
+    # np.uint64: a returned uint64 comes back as a Python int, which Numba
+    # would type as int64 (and then mix signed and unsigned) when < 2**63.
+    return np.uint64(_key(np.uint64(seed & _M64), np.uint64(epoch & _M64)))
+
+
+class RandomParams:
+    """:func:`random_params` with the per-dataset arguments validated once.
+
+    ``RandomParams(image_size=..., crop_size=..., padding=..., horizontal=...,
+    vertical=...)(seed, epoch, indices)`` equals ``random_params(seed, epoch,
+    indices, ...)`` with the same arguments. A sequence holds one, so each
+    batch pays only for its own indices (microseconds, where the full
+    argument checks cost tens). Immutable; safe to share between threads.
+    """
+
+    def __init__(self, *, image_size, crop_size, padding=0, horizontal=0.5, vertical=0.0):
+        padding = check.integer("padding", padding, minimum=0)
+        H, W = (check.integer("image_size", v, minimum=1) for v in image_size)
+        h, w = check.crop_size(crop_size, (H + 2 * padding, W + 2 * padding), name="crop_size")
+        self._bounds = (
+            H + 2 * padding - h + 1,
+            W + 2 * padding - w + 1,
+            np.uint64(round(_probability("horizontal", horizontal) * (1 << _FLIP_BITS))),
+            np.uint64(round(_probability("vertical", vertical) * (1 << _FLIP_BITS))),
+        )
+        self._last_key = (None, None, None)  # (seed, epoch, key); replaced whole, so reads are atomic
+
+    def __call__(self, seed, epoch, indices):
+        """``(origins, flips)`` for ``indices``; see :func:`random_params`."""
+        last_seed, last_epoch, key = self._last_key
+        if seed != last_seed or epoch != last_epoch or type(seed) is not int or type(epoch) is not int:
+            key = _seed_epoch_key(seed, epoch)
+            self._last_key = (seed, epoch, key)
+        if type(indices) is np.ndarray and indices.dtype == np.int64 and indices.ndim == 1:
+            idx = indices  # the common case: a slice of an int64 order; checked >= 0 below
+        else:
+            idx = np.asarray(indices)
+            if idx.dtype == bool or not (np.issubdtype(idx.dtype, np.integer) or idx.size == 0) or idx.ndim != 1:
+                raise ValueError(f"indices must be a 1-D integer array, got {idx.dtype} of shape {idx.shape}.")
+            idx = np.ascontiguousarray(idx, dtype=np.int64)
+        origins = np.empty((idx.size, 2), dtype=np.int64)
+        flips = np.empty(idx.size, dtype=np.uint8)
+        smallest = _random_params(key, idx, *self._bounds, origins, flips)
+        if smallest < 0:
+            raise ValueError(f"indices must be >= 0, got {smallest}.")
+        return origins, flips
 
 
 def random_params(seed, epoch, indices, *, image_size, crop_size, padding=0, horizontal=0.5, vertical=0.0):
@@ -95,30 +150,8 @@ def random_params(seed, epoch, indices, *, image_size, crop_size, padding=0, hor
         and uint8 (n,) flip bits (bit 0 horizontal, bit 1 vertical), each set
         independently with its probability.
     """
-    seed = check.integer("seed", seed, minimum=0)
-    epoch = check.integer("epoch", epoch, minimum=0)
-    idx = np.asarray(indices)
-    if idx.dtype == bool or not (np.issubdtype(idx.dtype, np.integer) or idx.size == 0) or idx.ndim != 1:
-        raise ValueError(f"indices must be a 1-D integer array, got {idx.dtype} of shape {idx.shape}.")
-    if idx.size and int(idx.min()) < 0:
-        raise ValueError(f"indices must be >= 0, got {int(idx.min())}.")
-    padding = check.integer("padding", padding, minimum=0)
-    H, W = (check.integer("image_size", v, minimum=1) for v in image_size)
-    h, w = check.crop_size(crop_size, (H + 2 * padding, W + 2 * padding), name="crop_size")
-    horizontal = _probability("horizontal", horizontal)
-    vertical = _probability("vertical", vertical)
-    origins = np.empty((idx.size, 2), dtype=np.int64)
-    flips = np.empty(idx.size, dtype=np.uint8)
-    _random_params(
-        # np.uint64: a returned uint64 comes back as a Python int, which Numba
-        # would type as int64 (and then mix signed and unsigned) when < 2**63.
-        np.uint64(_key(np.uint64(seed & _M64), np.uint64(epoch & _M64))),
-        np.ascontiguousarray(idx, dtype=np.int64),
-        H + 2 * padding - h + 1,
-        W + 2 * padding - w + 1,
-        np.uint64(round(horizontal * (1 << _FLIP_BITS))),
-        np.uint64(round(vertical * (1 << _FLIP_BITS))),
-        origins,
-        flips,
+    _seed_epoch_key(seed, epoch)  # argument errors in the order of the signature
+    plan = RandomParams(
+        image_size=image_size, crop_size=crop_size, padding=padding, horizontal=horizontal, vertical=vertical
     )
-    return origins, flips
+    return plan(seed, epoch, indices)
