@@ -3,10 +3,12 @@
 Group ``feed-cifar-b512``: the no-op PyDataset (Keras' own ceiling),
 ArraySequence in RAM and memory-mapped from .npy (page cache warm), the
 hand-written NumPy Sequence and tf.data. images/s is the steady state of a
-real ``fit`` (timed by a callback after warm-up steps). Group
-``getitem-cifar-b512``: ``seq[i]`` alone against the memory-bandwidth
-ceiling. With timing disabled (plain ``pytest``) every row runs a few
-small steps once, as a test that it works.
+real ``fit`` (timed by a callback after warm-up steps), the best of five
+windows per row, the rows interleaved round by round, so one test times
+them all. Group ``getitem-cifar-b512``: ``seq[i]`` alone against the
+memory-bandwidth ceiling, as two rows, and the target ratio from the two
+called alternately. With timing disabled (plain ``pytest``) every row runs
+a few small steps once, as a test that it works.
 """
 
 import numpy as np
@@ -50,44 +52,48 @@ def test_getitem_against_ceiling(benchmark, name, cifar):
     if _timed(benchmark):
         best = benchmark.stats.stats.min
         info = {"images_per_sec": job.batch_size / best, "GB_per_sec": job.out_bytes / best / 1e9, "threads": threads}
+        if name == "seq[i]":
+            # The target ratio, from the two called alternately (bench.interleaved).
+            times = bench.interleaved({"ceiling": bench.ceiling_row(job).fn, "seq[i]": lambda: seq[batches()]},
+                                      rounds=300)
+            paired = np.array(times["seq[i]"]) / np.array(times["ceiling"])
+            info["paired_min_ratio"] = min(times["seq[i]"]) / min(times["ceiling"])
+            info["paired_median_ratio"] = float(np.median(paired))
         benchmark.extra_info.update(info)
         summary.RESULTS.setdefault(GETITEM, {})[name] = info
 
 
-@pytest.mark.parametrize("name", ROWS)
-def test_feed(benchmark, name, cifar, cifar_npy):
+def test_feed(benchmark, cifar, cifar_npy):
+    """Every feed row, interleaved round by round (see ``bench_feed.run_feeds``): one pytest-benchmark entry."""
     from conftest import CIFAR_MEAN, CIFAR_STD
 
     x, y = cifar
     timed = _timed(benchmark)
-    batch_size, steps = (512, 50) if timed else (64, 3)
+    batch_size, steps, rounds = (512, 50, 5) if timed else (64, 3, 1)
     factories = bench_feed.loaders(x, y, batch_size=batch_size, mean=CIFAR_MEAN, std=CIFAR_STD, x_memmap=cifar_npy)
-    if name == "fastseq-memmap":
-        # "Page cache warm": the file was just written, so its pages are cached; touch
-        # one byte per page so the mapping itself is populated before timing too.
-        int(cifar_npy.reshape(-1)[::4096].sum())
-    results = []
+    factories = {name: factories[name] for name in ROWS}
+    # "Page cache warm": the file was just written, so its pages are cached; touch
+    # one byte per page so the mapping itself is populated before timing too.
+    int(cifar_npy.reshape(-1)[::4096].sum())
+    results = {}
     benchmark.group = FEED
     benchmark.pedantic(
-        lambda: results.append(
-            bench_feed.run_feed(
-                name, factories[name], image_shape=x.shape[1:], batch_size=batch_size, steps=steps,
-                rounds=2 if timed else 1,
-            )
+        lambda: results.update(
+            bench_feed.run_feeds(factories, image_shape=x.shape[1:], batch_size=batch_size, steps=steps, rounds=rounds)
         ),
         rounds=1,
         iterations=1,
     )
-    r = results[-1]
-    assert np.isfinite(r.images_per_sec) and r.images_per_sec > 0
-    info = {
-        "images_per_sec": r.images_per_sec,
-        "GB_per_sec": r.images_per_sec * int(np.prod(x.shape[1:])) * 4 / 1e9,
-        "threads": "keras",
-        "step_ms": r.step_ms,
-        "batch_size": batch_size,
-        "steps": steps,
-    }
-    benchmark.extra_info.update(info)
+    assert sorted(results) == sorted(ROWS)
+    rows = {}
+    for name, r in results.items():
+        assert np.isfinite(r.images_per_sec) and r.images_per_sec > 0, name
+        rows[name] = {
+            "images_per_sec": r.images_per_sec,
+            "GB_per_sec": r.images_per_sec * int(np.prod(x.shape[1:])) * 4 / 1e9,
+            "threads": "keras",
+            "step_ms": r.step_ms,
+        }
+    benchmark.extra_info.update({"rows": rows, "batch_size": batch_size, "steps": steps, "rounds": rounds})
     if timed:
-        summary.RESULTS.setdefault(FEED, {})[name] = info
+        summary.RESULTS[FEED] = rows

@@ -504,6 +504,26 @@ BUILDERS = {
 # -- timing and ratios --------------------------------------------------------------
 
 
+def interleaved(fns, *, rounds, warmup=2):
+    """Time several functions called alternately: ``{name: [seconds of each call]}``.
+
+    Each round calls every function once, in turn, so all of them are timed
+    over the same stretch of time. Use it for a ratio between two rows on a
+    machine whose speed drifts: timed one after the other, each row would
+    also measure its own moment.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
 def measure(fn, *, repeat=20, warmup=2, min_seconds=1.0, max_seconds=3.0, min_repeat=3):
     """Time ``fn()``: ``warmup`` untimed calls, then timed calls.
 

@@ -116,8 +116,8 @@ def loaders(x, y, *, batch_size, mean, std, padding=4, x_memmap=None, seed=0):
     return rows
 
 
-def feed_table(x, y, *, batch_size, mean, std, padding, steps=20, seed=0, rows=None):
-    """Run every feed row (the memmap row from a temporary .npy); return ``{name: FeedResult}``."""
+def feed_table(x, y, *, batch_size, mean, std, padding, steps=20, seed=0, rows=None, rounds=2):
+    """Run every feed row (the memmap row from a temporary .npy), interleaved; return ``{name: FeedResult}``."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="fastseq-bench-") as tmp:
@@ -127,18 +127,18 @@ def feed_table(x, y, *, batch_size, mean, std, padding, steps=20, seed=0, rows=N
         int(x_memmap.reshape(-1)[::4096].sum())  # page cache warm, mapping populated
         factories = loaders(x, y, batch_size=batch_size, mean=mean, std=std, padding=padding, x_memmap=x_memmap,
                             seed=seed)
+        if rows is not None:
+            factories = {name: f for name, f in factories.items() if name in rows}
         image_shape = x.shape[1:] if x.ndim == 4 else x.shape[1:] + (1,)
-        results = {}
-        for name, factory in factories.items():
-            if rows is None or name in rows:
-                results[name] = run_feed(name, factory, image_shape=image_shape, batch_size=batch_size, steps=steps)
+        results = run_feeds(factories, image_shape=image_shape, batch_size=batch_size, steps=steps, rounds=rounds)
         del x_memmap, factories
     return results
 
 
 def render(results, out):
     """Print the feed table and its target ratios."""
-    lines = ["", "end-to-end: model.fit on GlobalAveragePooling2D + Dense (steady state after 3 warm-up steps)"]
+    lines = ["", "end-to-end: model.fit on GlobalAveragePooling2D + Dense (steady state after 3 warm-up steps; "
+             "best of the rounds, rows interleaved)"]
     base = results.get("noop")
     lines.append(f"  {'loader':<16}{'images/s':>12}{'ms/step':>10}{'vs no-op':>10}")
     for name, r in results.items():
@@ -153,23 +153,31 @@ def render(results, out):
     return lines
 
 
-def run_feed(name, factory, *, image_shape, batch_size, steps, warmup=3, rounds=2):
-    """Build the loader and a fresh trivial model; return the best steady state of ``rounds`` fits.
+def run_feeds(factories, *, image_shape, batch_size, steps, warmup=3, rounds=2):
+    """Build every loader with a fresh trivial model; time ``rounds`` windows of each, in turn.
 
-    Best-of, like the kernel rows: on a shared machine a single window of
-    steps is often disturbed by other work, and no disturbance makes a
-    loader faster than it is.
+    Returns ``{name: FeedResult}`` with each row's best window. Interleaved
+    (round 1 of every row, then round 2 of every row, ...), so that every
+    row is measured across the same stretch of time: on a shared machine
+    whose speed drifts over seconds, rows timed one after another compare
+    their moments as much as their loaders. Best-of, like the kernel rows:
+    no disturbance makes a loader faster than it is.
     """
     import gc
 
-    model, data = trivial_model(image_shape), factory()
-    seconds = min(time_fit(model, data, steps=steps, warmup=warmup) for _ in range(rounds))
-    # Drop the model and the loader now: a live tf.data iterator keeps its
-    # prefetch threads working and would slow the rows measured after it.
-    del model, data
+    built = {name: (trivial_model(image_shape), factory()) for name, factory in factories.items()}
+    best = {}
+    for _ in range(rounds):
+        for name, (model, data) in built.items():
+            seconds = time_fit(model, data, steps=steps, warmup=warmup)
+            best[name] = min(best.get(name, seconds), seconds)
+            # The fit's tf.data iterator (and its prefetch threads) go now,
+            # not while the next row is being timed.
+            gc.collect()
+    del built
     _keras().backend.clear_session()
     gc.collect()
-    return FeedResult(name, batch_size / seconds, seconds * 1e3, steps, batch_size)
+    return {name: FeedResult(name, batch_size / s, s * 1e3, steps, batch_size) for name, s in best.items()}
 
 
 def ratios(results):

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fastseq import bench
@@ -79,3 +80,30 @@ def test_help_through_the_dispatcher_is_keras_free():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_interleaved_calls_every_function_once_per_round_in_turn():
+    calls = []
+    times = bench.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, warmup=1)
+    assert calls == ["a", "b"] * 4  # one warm-up round, then three timed ones
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+    assert all(t >= 0 for v in times.values() for t in v)
+
+
+@pytest.mark.slow
+def test_feed_table_runs_every_row_interleaved_and_renders_the_targets():
+    from fastseq import bench_feed
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (96, 8, 8, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, 96)
+    results = bench_feed.feed_table(x, y, batch_size=16, mean=(1, 2, 3), std=(4, 5, 6), padding=2, steps=2, rounds=2)
+    assert sorted(results) == sorted(["noop", "fastseq", "fastseq-memmap", "numpy", "tf.data"])
+    for r in results.values():
+        assert r.images_per_sec > 0 and r.steps == 2 and r.batch_size == 16
+        assert np.isclose(r.images_per_sec * r.step_ms / 1e3, 16)
+    out = io.StringIO()
+    bench_feed.render(results, out)
+    text = out.getvalue()
+    for label in ("fastseq / noop", "fastseq / tf.data", "fastseq / numpy", "fastseq-memmap / fastseq"):
+        assert label in text
