@@ -3,7 +3,7 @@
 Group ``feed-cifar-b512``: the no-op PyDataset (Keras' own ceiling),
 ArraySequence in RAM and memory-mapped from .npy (page cache warm), the
 hand-written NumPy Sequence and tf.data. images/s is the steady state of a
-real ``fit`` (timed by a callback after warm-up steps), the best of five
+real ``fit`` (timed by a callback after warm-up steps), the median of five
 windows per row, the rows interleaved round by round, so one test times
 them all. Group ``getitem-cifar-b512``: ``seq[i]`` alone against the
 memory-bandwidth ceiling, as two rows, and the target ratio from the two
@@ -93,6 +93,7 @@ def test_feed(benchmark, cifar, cifar_npy):
             "GB_per_sec": r.images_per_sec * int(np.prod(x.shape[1:])) * 4 / 1e9,
             "threads": "keras",
             "step_ms": r.step_ms,
+            "windows_images_per_sec": r.windows,
         }
     benchmark.extra_info.update({"rows": rows, "batch_size": batch_size, "steps": steps, "rounds": rounds})
     if timed:

@@ -31,6 +31,8 @@ class FeedResult:
     step_ms: float
     steps: int
     batch_size: int
+    #: images/s of every window, in the order they ran
+    windows: list = None
 
 
 def _keras():
@@ -116,7 +118,7 @@ def loaders(x, y, *, batch_size, mean, std, padding=4, x_memmap=None, seed=0):
     return rows
 
 
-def feed_table(x, y, *, batch_size, mean, std, padding, steps=20, seed=0, rows=None, rounds=2):
+def feed_table(x, y, *, batch_size, mean, std, padding, steps=20, seed=0, rows=None, rounds=3):
     """Run every feed row (the memmap row from a temporary .npy), interleaved; return ``{name: FeedResult}``."""
     import tempfile
 
@@ -138,7 +140,7 @@ def feed_table(x, y, *, batch_size, mean, std, padding, steps=20, seed=0, rows=N
 def render(results, out):
     """Print the feed table and its target ratios."""
     lines = ["", "end-to-end: model.fit on GlobalAveragePooling2D + Dense (steady state after 3 warm-up steps; "
-             "best of the rounds, rows interleaved)"]
+             "rows interleaved, median of the rounds)"]
     base = results.get("noop")
     lines.append(f"  {'loader':<16}{'images/s':>12}{'ms/step':>10}{'vs no-op':>10}")
     for name, r in results.items():
@@ -156,28 +158,33 @@ def render(results, out):
 def run_feeds(factories, *, image_shape, batch_size, steps, warmup=3, rounds=2):
     """Build every loader with a fresh trivial model; time ``rounds`` windows of each, in turn.
 
-    Returns ``{name: FeedResult}`` with each row's best window. Interleaved
-    (round 1 of every row, then round 2 of every row, ...), so that every
-    row is measured across the same stretch of time: on a shared machine
-    whose speed drifts over seconds, rows timed one after another compare
-    their moments as much as their loaders. Best-of, like the kernel rows:
-    no disturbance makes a loader faster than it is.
+    Returns ``{name: FeedResult}`` with each row's median window (with
+    fewer than three rounds, the better one). Interleaved (round 1 of every row, then round 2 of every
+    row, ...), so every row is measured across the same stretch of time: on
+    a shared machine whose speed drifts over seconds, rows timed one after
+    another compare their moments as much as their loaders. The median, not
+    the best window as for the kernel rows: a window is 50 steps of a whole
+    training loop, and single windows came out both much slower and much
+    faster (the no-op once at twice its usual rate) than the rest.
     """
     import gc
 
     built = {name: (trivial_model(image_shape), factory()) for name, factory in factories.items()}
-    best = {}
+    windows = {name: [] for name in built}
     for _ in range(rounds):
         for name, (model, data) in built.items():
-            seconds = time_fit(model, data, steps=steps, warmup=warmup)
-            best[name] = min(best.get(name, seconds), seconds)
+            windows[name].append(time_fit(model, data, steps=steps, warmup=warmup))
             # The fit's tf.data iterator (and its prefetch threads) go now,
             # not while the next row is being timed.
             gc.collect()
     del built
     _keras().backend.clear_session()
     gc.collect()
-    return {name: FeedResult(name, batch_size / s, s * 1e3, steps, batch_size) for name, s in best.items()}
+    results = {}
+    for name, w in windows.items():
+        s = float(np.median(w)) if len(w) > 2 else min(w)
+        results[name] = FeedResult(name, batch_size / s, s * 1e3, steps, batch_size, [batch_size / t for t in w])
+    return results
 
 
 def ratios(results):

@@ -121,3 +121,33 @@ def test_sequence_reuses_released_batch_memory():
     seq = _sequence(x)
     addresses = {seq[i][0].ctypes.data for i in range(len(seq) - 1) for _ in range(2)}
     assert len(addresses) == 1  # each batch is dropped before the next is asked for
+
+
+def test_buffers_are_page_aligned_so_tensorflow_can_share_them():
+    pool = BufferPool((5, 7, 3), np.float32, capacity=2)
+    held = [pool.take() for _ in range(3)]  # two pooled, one beyond capacity
+    for buf in held:
+        assert buf.ctypes.data % 4096 == 0 and buf.flags.c_contiguous and buf.flags.writeable
+    assert BufferPool((3,), np.uint8, capacity=0).take().ctypes.data % 4096 == 0
+
+
+def test_batches_that_tensorflow_shares_stay_intact_while_their_tensors_live():
+    # Keras' PyDataset adapter feeds TensorFlow through from_generator, whose
+    # tensors share the memory of aligned NumPy batches instead of copying it.
+    tf = pytest.importorskip("tensorflow")
+    x = np.random.default_rng(2).integers(0, 256, (100, 8, 8, 3), dtype=np.uint8)
+    seq, fresh = _sequence(x), _sequence(x)
+    full = len(seq) - 1
+    ds = tf.data.Dataset.from_generator(
+        lambda: (seq[i][0] for i in range(full)),
+        output_signature=tf.TensorSpec((16, 8, 8, 3), tf.float32),
+    ).prefetch(2)
+    tensors = list(ds)  # every tensor held while the later batches are made
+    assert len(tensors) == full
+    for i, t in enumerate(tensors):
+        np.testing.assert_array_equal(t.numpy(), fresh[i][0])
+    del tensors
+    # Once the tensors are gone, the memory is reused.
+    assert len(seq._buffers) == seq._buffers.capacity
+    addresses = {seq[i][0].ctypes.data for i in range(full)}
+    assert addresses <= {slot[1].ctypes.data for slot in seq._buffers._slots}
