@@ -1,14 +1,15 @@
 """End-to-end feed: model.fit on a trivial model, fed by each loader (the ArraySequence issue's suite).
 
-Group ``feed-cifar-b512``: the no-op PyDataset (Keras' own ceiling),
-ArraySequence in RAM and memory-mapped from .npy (page cache warm), the
-hand-written NumPy Sequence and tf.data. images/s is the steady state of a
-real ``fit`` (timed by a callback after warm-up steps), the median of five
-windows per row, the rows interleaved round by round, so one test times
-them all. Group ``getitem-cifar-b512``: ``seq[i]`` alone against the
-memory-bandwidth ceiling, as two rows, and the target ratio from the two
-called alternately. With timing disabled (plain ``pytest``) every row runs
-a few small steps once, as a test that it works.
+Group ``feed-cifar-b512``: the no-op PyDataset (Keras' own ceiling), the
+no-op returning a plain, copied NumPy batch, ArraySequence in RAM and
+memory-mapped from .npy (page cache warm), the hand-written NumPy Sequence
+and tf.data. images/s is the steady state of a real ``fit`` (timed by a
+callback after warm-up steps), the median of five windows per row, the
+rows interleaved round by round, so one test times them all. Group
+``getitem-cifar-b512``: ``seq[i]`` alone against the memory-bandwidth
+ceiling, as two rows, and the target ratio from the two called
+alternately. With timing disabled (plain ``pytest``) every row runs a few
+small steps once, as a test that it works.
 """
 
 import numpy as np
@@ -20,7 +21,7 @@ from fastseq import ArraySequence, Normalize, RandomCrop, RandomFlip, bench, ben
 pytestmark = pytest.mark.slow
 FEED = "feed-cifar-b512"
 GETITEM = "getitem-cifar-b512"
-ROWS = ["noop", "fastseq", "fastseq-memmap", "numpy", "tf.data"]
+ROWS = ["noop", "noop-copied", "fastseq", "fastseq-memmap", "numpy", "tf.data"]
 
 
 def _timed(benchmark):

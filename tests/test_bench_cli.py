@@ -82,6 +82,15 @@ def test_help_through_the_dispatcher_is_keras_free():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_malloc_like_copy_is_equal_and_misaligned_like_a_large_malloc():
+    from fastseq import bench_feed
+
+    a = np.arange(3 * 5 * 7, dtype=np.float32).reshape(3, 5, 7)
+    b = bench_feed.malloc_like_copy(a)
+    np.testing.assert_array_equal(a, b)
+    assert b.dtype == a.dtype and b.flags.c_contiguous and b.ctypes.data % 64 == 16
+
+
 def test_interleaved_calls_every_function_once_per_round_in_turn():
     calls = []
     times = bench.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, warmup=1)
@@ -98,7 +107,7 @@ def test_feed_table_runs_every_row_interleaved_and_renders_the_targets():
     x = rng.integers(0, 256, (96, 8, 8, 3), dtype=np.uint8)
     y = rng.integers(0, 10, 96)
     results = bench_feed.feed_table(x, y, batch_size=16, mean=(1, 2, 3), std=(4, 5, 6), padding=2, steps=2, rounds=2)
-    assert sorted(results) == sorted(["noop", "fastseq", "fastseq-memmap", "numpy", "tf.data"])
+    assert sorted(results) == sorted(["noop", "noop-copied", "fastseq", "fastseq-memmap", "numpy", "tf.data"])
     for r in results.values():
         assert r.images_per_sec > 0 and r.steps == 2 and r.batch_size == 16
         assert np.isclose(r.images_per_sec * r.step_ms / 1e3, 16)
