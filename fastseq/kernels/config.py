@@ -64,7 +64,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def launch(kernel, *args, serial=None, chunksize=None):
-    """Call a ``parallel=True`` kernel safely from any number of threads.
+    """Call a kernel that runs ``parallel=True`` code, safely from any number of threads.
 
     Keras calls ``__getitem__`` from several worker threads at once. Under the
     "workqueue" layer (the one Numba falls back to when neither TBB nor
