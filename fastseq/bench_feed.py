@@ -126,6 +126,9 @@ def loaders(x, y, *, batch_size, mean, std, padding=4, x_memmap=None, seed=0):
         "noop": lambda: noop(False),
         "noop-copied": lambda: noop(True),
         "fastseq": lambda: ArraySequence(x, y, batch_size=batch_size, seed=seed, **aug),
+        "fastseq-memmap": None if x_memmap is None else (
+            lambda: ArraySequence(x_memmap, y, batch_size=batch_size, seed=seed, **aug)
+        ),
         "numpy": lambda: baselines.NumpySequence(
             x, y, batch_size=batch_size, seed=seed, crop=(H, W), padding=padding, flip=True, mean=mean, std=std
         ),
@@ -133,9 +136,7 @@ def loaders(x, y, *, batch_size, mean, std, padding=4, x_memmap=None, seed=0):
             x, y, batch_size=batch_size, seed=seed, crop=(H, W), padding=padding, flip=True, mean=mean, std=std
         ).repeat(),
     }
-    if x_memmap is not None:
-        rows["fastseq-memmap"] = lambda: ArraySequence(x_memmap, y, batch_size=batch_size, seed=seed, **aug)
-    return rows
+    return {name: factory for name, factory in rows.items() if factory is not None}
 
 
 def feed_table(x, y, *, batch_size, mean, std, padding, steps=20, seed=0, rows=None, rounds=3):
