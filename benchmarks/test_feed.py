@@ -56,7 +56,7 @@ def test_getitem_against_ceiling(benchmark, name, cifar):
         if name == "seq[i]":
             # The target ratio, from the two called alternately (bench.interleaved).
             times = bench.interleaved({"ceiling": bench.ceiling_row(job).fn, "seq[i]": lambda: seq[batches()]},
-                                      rounds=300)
+                                      rounds=200)
             paired = np.array(times["seq[i]"]) / np.array(times["ceiling"])
             info["paired_min_ratio"] = min(times["seq[i]"]) / min(times["ceiling"])
             info["paired_median_ratio"] = float(np.median(paired))

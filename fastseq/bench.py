@@ -504,13 +504,16 @@ BUILDERS = {
 # -- timing and ratios --------------------------------------------------------------
 
 
-def interleaved(fns, *, rounds, warmup=2):
-    """Time several functions called alternately: ``{name: [seconds of each call]}``.
+def interleaved(fns, *, rounds, warmup=2, settle=1):
+    """Time several functions called alternately: ``{name: [seconds of each timed call]}``.
 
-    Each round calls every function once, in turn, so all of them are timed
-    over the same stretch of time. Use it for a ratio between two rows on a
-    machine whose speed drifts: timed one after the other, each row would
-    also measure its own moment.
+    Each round gives every function, in turn, ``settle`` untimed calls and
+    then one timed call, so all of them are timed over the same stretch of
+    time, and each timed call finds the caches as its own previous call left
+    them (as when it runs alone), not as the other function did: a 6 MB
+    write by one row slowed the next call of the ceiling by up to 1.8x.
+    Use it for a ratio between rows on a machine whose speed drifts: timed
+    one after the other, each row would also measure its own moment.
     """
     for _ in range(warmup):
         for fn in fns.values():
@@ -518,6 +521,8 @@ def interleaved(fns, *, rounds, warmup=2):
     times = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            for _ in range(settle):
+                fn()
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)

@@ -94,8 +94,11 @@ def test_malloc_like_copy_is_equal_and_misaligned_like_a_large_malloc():
 def test_interleaved_calls_every_function_once_per_round_in_turn():
     calls = []
     times = bench.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, warmup=1)
-    assert calls == ["a", "b"] * 4  # one warm-up round, then three timed ones
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3  # one warm-up round, then per round: settle + timed
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+    calls.clear()
+    bench.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=2, warmup=0, settle=0)
+    assert calls == ["a", "b", "a", "b"]
     assert all(t >= 0 for v in times.values() for t in v)
 
 
