@@ -102,9 +102,3 @@ class BufferPool:
     def __len__(self):
         with self._lock:
             return len(self._slots)
-
-    def clear(self):
-        """Drop every pooled array (arrays held elsewhere stay valid)."""
-        with self._lock:
-            self._slots = []
-            self._next = 0

@@ -529,6 +529,20 @@ def interleaved(fns, *, rounds, warmup=2, settle=1):
     return times
 
 
+def alternating_ratio(fn, ceiling, *, rounds=200):
+    """``fn``'s time over ``ceiling``'s, the two called alternately (:func:`interleaved`).
+
+    Returns ``{"paired_min_ratio": min / min, "paired_median_ratio": median of
+    the per-round ratios}``.
+    """
+    times = interleaved({"ceiling": ceiling, "fn": fn}, rounds=rounds)
+    per_round = np.array(times["fn"]) / np.array(times["ceiling"])
+    return {
+        "paired_min_ratio": min(times["fn"]) / min(times["ceiling"]),
+        "paired_median_ratio": float(np.median(per_round)),
+    }
+
+
 def measure(fn, *, repeat=20, warmup=2, min_seconds=1.0, max_seconds=3.0, min_repeat=3):
     """Time ``fn()``: ``warmup`` untimed calls, then timed calls.
 
