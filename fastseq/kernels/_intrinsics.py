@@ -31,3 +31,30 @@ def prefetch(typingctx, array, index):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def fetch_add(typingctx, array, index, value):
+    """Atomically add ``value`` to int64 ``array[index]`` and return the value before (``atomicrmw add``).
+
+    The fused kernel's threads take blocks of the batch from a shared
+    counter with it: a dynamic schedule without Numba's chunk-size setting,
+    which costs about 10 us a launch from Python and cannot be set inside a
+    cached function. ``index`` must be in range (no bounds check).
+    """
+    if not (
+        isinstance(array, types.Array)
+        and array.dtype == types.int64
+        and isinstance(index, types.Integer)
+        and isinstance(value, types.Integer)
+    ):
+        return None
+    sig = types.int64(array, index, value)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        pointer = builder.gep(ary.data, [args[1]])
+        amount = context.cast(builder, args[2], signature.args[2], types.int64)
+        return builder.atomic_rmw("add", pointer, amount, "seq_cst")
+
+    return sig, codegen

@@ -63,7 +63,7 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def launch(kernel, *args, serial=None, chunksize=None):
+def launch(kernel, *args, serial=None):
     """Call a kernel that runs ``parallel=True`` code, safely from any number of threads.
 
     Keras calls ``__getitem__`` from several worker threads at once. Under the
@@ -77,15 +77,11 @@ def launch(kernel, *args, serial=None, chunksize=None):
 
     In a process forked after this one had started parallel work, the
     ``serial`` twin runs instead (one process is one worker there anyway).
-    ``chunksize`` (Numba's parallel chunk size) makes the schedule dynamic.
     """
     global _parallel_used
     if _forked_after_parallel and serial is not None:
         return serial(*args)
     _parallel_used = True
-    if chunksize is not None:
-        with numba.parallel_chunksize(chunksize):
-            return _launch(kernel, args)
     return _launch(kernel, args)
 
 

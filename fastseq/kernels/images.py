@@ -41,7 +41,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from fastseq.kernels import _validate as check
-from fastseq.kernels._intrinsics import prefetch
+from fastseq.kernels._intrinsics import fetch_add, prefetch
 from fastseq.kernels.config import JIT, PARALLEL_JIT, launch
 from fastseq.kernels.halfprec import to_half_bits
 
@@ -315,20 +315,35 @@ def _fused(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind
     threads, one :func:`_fused_block` call each: a serial function per
     block, so its scratch rows are its own and array reference counts are
     touched once per block, not once per sample.
+
+    The schedule is dynamic: each thread takes the next block from a shared
+    counter until none are left, so when another process holds a core the
+    other threads take over its blocks instead of waiting for it. (Numba's
+    own dynamic schedule needs its chunk size set from Python around each
+    call, which cost about 10 us a batch.)
     Numba-compiled; parallel over the batch.
     """
     n = indices.shape[0]
-    for blk in prange(blocks):
-        _fused_block(
-            xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, out,
-            blk * n // blocks, (blk + 1) * n // blocks,
-        )
+    taken = np.zeros(1, np.int64)
+    for _ in prange(blocks):  # the static schedule gives each thread some of these; the first takes blocks
+        while True:
+            blk = fetch_add(taken, 0, 1)
+            if blk >= blocks:
+                break
+            _fused_block(
+                xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table,
+                out, blk * n // blocks, (blk + 1) * n // blocks,
+            )
 
 
 # More blocks than threads, handed out one at a time: when another process
 # holds a core, the other threads take over its blocks instead of waiting
-# for it (an even split stalled completely under such contention).
+# for it (an even split stalled completely under such contention). Counted
+# from the size of Numba's thread pool, not from the calling thread's
+# current setting (a call that costs a microsecond): with fewer threads in
+# use, the spare blocks cost a few scratch rows each.
 _BLOCKS_PER_THREAD = 4
+_MAX_BLOCKS = numba.config.NUMBA_NUM_THREADS * _BLOCKS_PER_THREAD
 
 # ``index * n + k`` must fit in int64 for the packed sort keys.
 _PACKED_KEY_LIMIT = 1 << 62
@@ -520,7 +535,6 @@ class FusedPlan:
         n = indices.shape[0]
         target = out.view(np.uint16) if self._kind == _TABLE else out
         target = target.reshape((n, C, h * w) if self.channels_first else (n, h, w * C))
-        threads = numba.get_num_threads()
         return launch(
             _checked,
             self._xf,
@@ -544,9 +558,8 @@ class FusedPlan:
             self._b,
             self._table,
             target,
-            max(1, min(n, threads * _BLOCKS_PER_THREAD)) if threads > 1 else 1,
+            min(n, _MAX_BLOCKS),
             serial=_checked_serial,
-            chunksize=1,
         )
 
 
