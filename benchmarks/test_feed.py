@@ -1,7 +1,8 @@
 """End-to-end feed: model.fit on a trivial model, fed by each loader (the ArraySequence issue's suite).
 
 Group ``feed-cifar-b512``: the no-op PyDataset (Keras' own ceiling), the
-no-op returning a plain, copied NumPy batch, ArraySequence in RAM and
+no-op returning a plain, copied NumPy batch, the bandwidth ceiling's
+conversion of a new contiguous slice each step, ArraySequence in RAM and
 memory-mapped from .npy (page cache warm), the hand-written NumPy Sequence
 and tf.data. images/s is the steady state of a real ``fit`` (timed by a
 callback after warm-up steps), the median of five windows per row, the
@@ -21,7 +22,7 @@ from fastseq import ArraySequence, Normalize, RandomCrop, RandomFlip, bench, ben
 pytestmark = pytest.mark.slow
 FEED = "feed-cifar-b512"
 GETITEM = "getitem-cifar-b512"
-ROWS = ["noop", "noop-copied", "fastseq", "fastseq-memmap", "numpy", "tf.data"]
+ROWS = ["noop", "noop-copied", "convert", "fastseq", "fastseq-memmap", "numpy", "tf.data"]
 
 
 def _timed(benchmark):

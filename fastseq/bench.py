@@ -620,8 +620,8 @@ def configure_parser(parser):
         "else synthetic; synthetic: seeded CIFAR-shaped 50000x32x32x3; fashion-mnist: require the real data",
     )
     parser.add_argument("--no-e2e", dest="e2e", action="store_false",
-                        help="skip the end-to-end model.fit feed rows (no-op PyDataset, ArraySequence in RAM and "
-                        "memory-mapped, NumPy Sequence, tf.data)")
+                        help="skip the end-to-end model.fit feed rows (no-op PyDataset, the ceiling's conversion per "
+                        "step, ArraySequence in RAM and memory-mapped, NumPy Sequence, tf.data)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
                         help="output dtype (baseline rows need float32)")
     parser.add_argument("--data-format", default="channels_last", choices=("channels_last", "channels_first"),

@@ -91,6 +91,29 @@ def test_malloc_like_copy_is_equal_and_misaligned_like_a_large_malloc():
     assert b.dtype == a.dtype and b.flags.c_contiguous and b.ctypes.data % 64 == 16
 
 
+@pytest.mark.parametrize("shape", [(50, 4, 5, 3), (50, 4, 5)])
+def test_convert_dataset_gives_each_contiguous_run_as_float32_in_aligned_reused_buffers(shape):
+    from fastseq import bench_feed
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, shape, dtype=np.uint8)
+    y = np.arange(len(x))
+    data = bench_feed.convert_dataset(x, y, batch_size=16, steps=7)
+    assert len(data) == 7
+    x4 = x.reshape(50, 4, 5, -1)
+    addresses = set()
+    for i in range(7):  # 3 runs of 16 in 50 images: batch 3 is run 0 again
+        bx, by = data[i]
+        run = slice(i % 3 * 16, (i % 3 + 1) * 16)
+        assert bx.dtype == np.float32 and bx.shape == (16, 4, 5, x4.shape[3])
+        np.testing.assert_array_equal(bx, x4[run].astype(np.float32))
+        np.testing.assert_array_equal(by, y[run])
+        assert bx.ctypes.data % 4096 == 0
+        addresses.add(bx.ctypes.data)
+        del bx, by
+    assert len(addresses) == 1  # released batches are reused, not reallocated
+
+
 def test_interleaved_calls_every_function_once_per_round_in_turn():
     calls = []
     times = bench.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, warmup=1)
@@ -110,12 +133,13 @@ def test_feed_table_runs_every_row_interleaved_and_renders_the_targets():
     x = rng.integers(0, 256, (96, 8, 8, 3), dtype=np.uint8)
     y = rng.integers(0, 10, 96)
     results = bench_feed.feed_table(x, y, batch_size=16, mean=(1, 2, 3), std=(4, 5, 6), padding=2, steps=2, rounds=2)
-    assert sorted(results) == sorted(["noop", "noop-copied", "fastseq", "fastseq-memmap", "numpy", "tf.data"])
+    assert sorted(results) == sorted(["noop", "noop-copied", "convert", "fastseq", "fastseq-memmap", "numpy", "tf.data"])
     for r in results.values():
         assert r.images_per_sec > 0 and r.steps == 2 and r.batch_size == 16
         assert np.isclose(r.images_per_sec * r.step_ms / 1e3, 16)
     out = io.StringIO()
     bench_feed.render(results, out)
     text = out.getvalue()
-    for label in ("fastseq / noop", "fastseq / tf.data", "fastseq / numpy", "fastseq-memmap / fastseq"):
+    for label in ("fastseq / noop", "fastseq / tf.data", "fastseq / numpy", "fastseq-memmap / fastseq",
+                  "fastseq / convert"):
         assert label in text
