@@ -274,7 +274,8 @@ def _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind
                         for u in range(jr, rowlen):
                             out[k, _u(i), _u(u)] = fillout[_u(u)]
                 continue
-        # Edge or reflect padding, or channels_first: row by row, through the padded row.
+        # Flipped samples, edge or reflect padding, channels_first, and shifted reads that would
+        # leave xf: row by row, through the padded row.
         lpad_end = min(pad, L + w)  # pad columns [L, lpad_end) and [rpad_start, L + w)
         rpad_start = max(pad + W, L)
         for i in range(h):
@@ -349,7 +350,7 @@ def _fused(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind
     counter until none are left, so when another process holds a core the
     other threads take over its blocks instead of waiting for it. (Numba's
     own dynamic schedule needs its chunk size set from Python around each
-    call, which cost about 10 us a batch.)
+    call: a 1-sample launch took 12 us with it and 8 us with the counter.)
     Numba-compiled; parallel over the batch.
     """
     n = indices.shape[0]
