@@ -63,11 +63,11 @@ def trivial_model(input_shape, num_classes=10, seed=0):
     return model
 
 
-def noop_dataset(batch, steps):
-    """A PyDataset returning the same precomputed batch ``steps`` times: Keras' own ceiling."""
+def _step_dataset(batch_of, steps):
+    """A PyDataset of ``steps`` batches, batch ``i`` being ``batch_of(i)``."""
     keras = _keras()
 
-    class NoOp(keras.utils.PyDataset):
+    class Steps(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
 
@@ -75,9 +75,14 @@ def noop_dataset(batch, steps):
             return steps
 
         def __getitem__(self, i):
-            return batch
+            return batch_of(i)
 
-    return NoOp()
+    return Steps()
+
+
+def noop_dataset(batch, steps):
+    """A PyDataset returning the same precomputed batch ``steps`` times: Keras' own ceiling."""
+    return _step_dataset(lambda i: batch, steps)
 
 
 def convert_dataset(x, y, batch_size, steps):
@@ -91,25 +96,17 @@ def convert_dataset(x, y, batch_size, steps):
     """
     from fastseq._pool import BufferPool
 
-    keras = _keras()
     x4 = x if x.ndim == 4 else x[..., None]
     runs = len(x4) // batch_size
     pool = BufferPool((batch_size, *x4.shape[1:]), np.float32, capacity=4)
 
-    class Convert(keras.utils.PyDataset):
-        def __init__(self):
-            super().__init__()
+    def convert(i):
+        j = i % runs
+        out = pool.take()
+        np.copyto(out, x4[j * batch_size : (j + 1) * batch_size], casting="unsafe")
+        return out, y[j * batch_size : (j + 1) * batch_size]
 
-        def __len__(self):
-            return steps
-
-        def __getitem__(self, i):
-            j = i % runs
-            out = pool.take()
-            np.copyto(out, x4[j * batch_size : (j + 1) * batch_size], casting="unsafe")
-            return out, y[j * batch_size : (j + 1) * batch_size]
-
-    return Convert()
+    return _step_dataset(convert, steps)
 
 
 def malloc_like_copy(a):

@@ -397,9 +397,10 @@ def _checked(xf, H, W, indices, order, origins, flips, size, max_top, max_left, 
              channels_first, a, b, table, out, blocks):
     """Prove every per-sample value in range, then run :func:`_fused`; False (nothing run) if not.
 
-    One compiled call per batch for the check and the launch. (The thread
-    count and the chunk size are set by the caller: Numba's functions for
-    them, called in here, would stop this function from being cached.)
+    One compiled call per batch for the check and the launch. (Numba's
+    thread-count and chunk-size functions, called in here, would stop this
+    function from being cached; it needs neither: the calling thread's
+    thread count applies, and :func:`_fused` schedules its own blocks.)
     """
     if not _in_range(indices, origins, flips, size, max_top, max_left):
         return False
