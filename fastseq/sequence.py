@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mmap
 import numbers
 import threading
 import time
@@ -10,16 +9,11 @@ import time
 import numpy as np
 from keras.utils import PyDataset
 
-from fastseq import kernels, order
+from fastseq import kernels, options, order
+from fastseq._memmap import MemmapRef
 from fastseq._pool import BufferPool
-from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, Rescale
+from fastseq.augment import CenterCrop, RandomCrop
 from fastseq.kernels import _validate as check
-
-_DTYPES = ("float32", "float16", "bfloat16", "uint8")
-_FORMATS = ("channels_last", "channels_first")
-
-
-_describe = check._describe  # one way to show a received value in every error message
 
 
 class ArraySequence(PyDataset):
@@ -104,49 +98,27 @@ class ArraySequence(PyDataset):
         max_queue_size=10,
     ):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
-        x4 = check.images(x, "x")  # raises for wrong type/dtype/ndim/contiguity
-        n_items, H, W, C = x4.shape
-        if n_items == 0:
-            raise ValueError("x has no samples (shape {}); give at least one image.".format(x.shape))
-        self.x = x
-        self.batch_size = _int_arg("batch_size", batch_size, minimum=1)
-        self.seed = _int_arg("seed", seed, minimum=0)
-        self.shuffle = bool(shuffle)
-        self.drop_remainder = bool(drop_remainder)
-        if self.drop_remainder and self.batch_size > n_items:
-            raise ValueError(
-                f"drop_remainder=True with batch_size={self.batch_size} > len(x)={n_items} leaves no batch; "
-                "lower batch_size or set drop_remainder=False."
-            )
-        self.y = _per_sample("y", y, n_items)
-        self.sample_weight = _per_sample("sample_weight", sample_weight, n_items)
-        if self.sample_weight is not None and (
-            self.sample_weight.ndim != 1 or not np.issubdtype(self.sample_weight.dtype, np.number)
-        ):
-            raise ValueError(
-                f"sample_weight must be a 1-D numeric array of length {n_items}, got {_describe(sample_weight)}."
-            )
-        self.num_classes = None if num_classes is None else _int_arg("num_classes", num_classes, minimum=1)
-        if self.num_classes is not None:
-            self._labels = _class_labels(self.y, self.num_classes)
-
-        self.crop = _crop_arg(crop, (H, W))
-        self.flip = _flip_arg(flip)
-        self.normalize = _normalize_arg(normalize, C)
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}.")
-        if dtype == "uint8" and self.normalize is not None:
-            raise ValueError(
-                f"dtype='uint8' returns raw pixels, but normalize={self.normalize!r} was given; "
-                "drop normalize (and normalise on the device, e.g. a keras.layers.Normalization layer) "
-                "or choose a float dtype."
-            )
-        if data_format not in _FORMATS:
-            raise ValueError(f"data_format must be one of {_FORMATS}, got {data_format!r}.")
-        self.dtype = dtype
-        self.data_format = data_format
-        self.image_shape = (H, W, C)
-        self._num_items = n_items
+        o = options.check(
+            x,
+            y,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            drop_remainder=drop_remainder,
+            crop=crop,
+            flip=flip,
+            normalize=normalize,
+            dtype=dtype,
+            data_format=data_format,
+            num_classes=num_classes,
+            sample_weight=sample_weight,
+        )
+        self.x, self.y, self.sample_weight, self._labels = o.x, o.y, o.sample_weight, o.labels
+        self.batch_size, self.shuffle, self.seed, self.drop_remainder = o.batch_size, o.shuffle, o.seed, o.drop_remainder
+        self.crop, self.flip, self.normalize = o.crop, o.flip, o.normalize
+        self.dtype, self.data_format, self.num_classes = o.dtype, o.data_format, o.num_classes
+        self.image_shape = o.image_shape
+        self._num_items = o.num_items
         self._epoch = 0
         self._begun = False
         self._setup()
@@ -198,12 +170,12 @@ class ArraySequence(PyDataset):
         state = self.__dict__.copy()
         for key in ("_plan", "_buffers", "_lock", "_order", "_stats", "_center", "_random"):
             state.pop(key, None)
-        state["x"] = _MemmapRef.wrap(self.x)
+        state["x"] = MemmapRef.wrap(self.x)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        if isinstance(self.x, _MemmapRef):
+        if isinstance(self.x, MemmapRef):
             self.x = self.x.open()
         self._setup()
 
@@ -248,7 +220,7 @@ class ArraySequence(PyDataset):
 
     def set_epoch(self, epoch):
         """Jump to ``epoch`` (e.g. to resume a run); the next ``on_epoch_begin`` keeps it."""
-        self._epoch = _int_arg("epoch", epoch, minimum=0)
+        self._epoch = options.int_arg("epoch", epoch, minimum=0)
         self._begun = False
 
     def on_epoch_begin(self):
@@ -292,12 +264,7 @@ class ArraySequence(PyDataset):
         size; one as large as the image (pad-and-crop augmentation) becomes
         no crop. Use it as ``validation_data`` or for ``evaluate``/``predict``.
         """
-        H, W = check.images(x, "x").shape[1:3]
-        crop = self.crop
-        if crop is not None and (crop.height, crop.width) != (H, W):
-            crop = CenterCrop(crop.height, crop.width)
-        else:
-            crop = None
+        crop = options.evaluation_crop(self.crop, check.images(x, "x").shape[1:3])
         return ArraySequence(
             x,
             y,
@@ -327,7 +294,7 @@ class ArraySequence(PyDataset):
     def _batch_indices(self, i, epoch):
         n = len(self)
         if isinstance(i, bool) or not isinstance(i, numbers.Integral):
-            raise TypeError(f"batch index must be an integer, got {_describe(i)}.")
+            raise TypeError(f"batch index must be an integer, got {options.describe(i)}.")
         if not -n <= i < n:
             raise IndexError(f"batch index {i} out of range for a sequence of {n} batches.")
         start, stop = order.batch_bounds(int(i) % n, self._num_items, self.batch_size)
@@ -367,105 +334,3 @@ def _gather(values, idx):
     if values.itemsize * (values.size // max(len(values), 1)) < 1024 and type(values) is np.ndarray:
         return values[idx]
     return kernels.gather(values, idx)
-
-
-# -- argument checks -----------------------------------------------------------
-
-
-def _int_arg(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {_describe(value)}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
-
-
-def _per_sample(name, value, n):
-    if value is None:
-        return None
-    arr = value if isinstance(value, np.ndarray) else np.asarray(value)
-    if arr.ndim == 0 or len(arr) != n:
-        got = "a scalar" if arr.ndim == 0 else f"length {len(arr)}"
-        raise ValueError(f"{name} must have one entry per sample (len(x) = {n}), got {got}.")
-    if arr.dtype.hasobject:
-        raise TypeError(f"{name} must be a numeric or fixed-width array, got dtype object.")
-    return arr
-
-
-def _class_labels(y, num_classes):
-    if y is None:
-        raise ValueError("num_classes was given but y is None; pass integer labels as y.")
-    labels = np.asarray(y)
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]  # Keras' CIFAR labels are (N, 1)
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(
-            f"num_classes={num_classes} needs integer class labels of shape (N,) or (N, 1), "
-            f"got {_describe(y)}; pass one-hot targets without num_classes instead."
-        )
-    lo, hi = int(labels.min()), int(labels.max())
-    if lo < 0 or hi >= num_classes:
-        raise ValueError(
-            f"labels must lie in [0, num_classes={num_classes}), got {lo if lo < 0 else hi}; "
-            "raise num_classes or fix the labels."
-        )
-    return labels.astype(np.intp)
-
-
-def _crop_arg(crop, image_size):
-    if crop is None:
-        return None
-    if not isinstance(crop, (RandomCrop, CenterCrop)):
-        raise TypeError(
-            f"crop must be fastseq.RandomCrop(height, width, padding=...), fastseq.CenterCrop(height, width) "
-            f"or None, got {_describe(crop)}."
-        )
-    crop.check_image_size(image_size, "crop")
-    return crop
-
-
-def _flip_arg(flip):
-    if flip is None:
-        return None
-    if isinstance(flip, str):
-        return RandomFlip(flip)
-    if not isinstance(flip, RandomFlip):
-        raise TypeError(f"flip must be fastseq.RandomFlip(mode), a mode string or None, got {_describe(flip)}.")
-    return flip
-
-
-def _normalize_arg(normalize, channels):
-    if normalize is None:
-        return None
-    if not isinstance(normalize, (Normalize, Rescale)):
-        raise TypeError(
-            f"normalize must be fastseq.Normalize(mean, std), fastseq.Rescale(scale, offset) or None, "
-            f"got {_describe(normalize)}."
-        )
-    if normalize.channels not in (1, channels):
-        raise ValueError(
-            f"normalize={normalize!r} has {normalize.channels} per-channel values but x has {channels} "
-            f"channel{'s' if channels != 1 else ''}; give {channels} values (or one for all)."
-        )
-    return normalize
-
-
-class _MemmapRef:
-    """A picklable reference to a read-only memmap: reopened, not copied, in a worker process."""
-
-    def __init__(self, filename, dtype, shape, offset):
-        self.filename, self.dtype, self.shape, self.offset = filename, dtype, shape, offset
-
-    @classmethod
-    def wrap(cls, x):
-        """Return a reference for a whole-file-region memmap, else ``x`` itself (pickled by value)."""
-        if not isinstance(x, np.memmap) or x.filename is None or not isinstance(getattr(x, "_mmap", None), mmap.mmap):
-            return x
-        start = x.offset - x.offset % mmap.ALLOCATIONGRANULARITY
-        base = np.frombuffer(x._mmap, np.uint8).ctypes.data
-        if x.ctypes.data - base != x.offset - start or not x.flags.c_contiguous:
-            return x  # a view into the mapping: its own offset is unknown, so copy the data
-        return cls(x.filename, x.dtype, x.shape, x.offset)
-
-    def open(self):
-        return np.memmap(self.filename, dtype=self.dtype, mode="r", shape=self.shape, offset=self.offset)

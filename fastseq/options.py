@@ -1,0 +1,224 @@
+"""ArraySequence's arguments, checked and normalised once, at construction. NumPy only.
+
+:func:`check` turns what a user passes to ``ArraySequence(...)`` into an
+:class:`Options` record, or raises a ``TypeError``/``ValueError`` that names
+the argument, the value received and what to do instead. Keeping this apart
+from :mod:`fastseq.sequence` lets the class read as the ``PyDataset``
+protocol, the epoch and the batch assembly only, and lets the checks be
+tested without Keras.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+
+import numpy as np
+
+from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, Rescale
+from fastseq.kernels import _validate as validate
+
+DTYPES = ("float32", "float16", "bfloat16", "uint8")
+DATA_FORMATS = ("channels_last", "channels_first")
+
+describe = validate._describe  # one way to show a received value in every error message
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Everything ``ArraySequence`` was given, checked.
+
+    Attributes:
+        x: the images as passed (an array or a read-only memmap; never copied).
+        y, sample_weight: per-sample arrays of length ``num_items``, or None.
+        labels: ``y`` as intp class indices when ``num_classes`` is set, else None.
+        image_shape: ``(H, W, C)`` of one image (C is 1 for ``(N, H, W)`` input).
+        num_items: number of samples.
+        crop: a ``RandomCrop``/``CenterCrop`` that fits the image, or None.
+        flip: a ``RandomFlip`` or None (mode strings are turned into one).
+        normalize: a ``Normalize``/``Rescale`` with 1 or C values, or None.
+        the rest: as passed, type-checked.
+    """
+
+    x: object
+    y: np.ndarray | None
+    sample_weight: np.ndarray | None
+    labels: np.ndarray | None
+    image_shape: tuple
+    num_items: int
+    batch_size: int
+    shuffle: bool
+    seed: int
+    drop_remainder: bool
+    crop: RandomCrop | CenterCrop | None
+    flip: RandomFlip | None
+    normalize: Normalize | Rescale | None
+    dtype: str
+    data_format: str
+    num_classes: int | None
+
+
+def check(
+    x,
+    y=None,
+    *,
+    batch_size,
+    shuffle,
+    seed,
+    drop_remainder,
+    crop,
+    flip,
+    normalize,
+    dtype,
+    data_format,
+    num_classes,
+    sample_weight,
+):
+    """Check and normalise ``ArraySequence``'s arguments.
+
+    Returns:
+        An :class:`Options`.
+
+    Raises:
+        TypeError, ValueError: naming the argument, the value received and the fix.
+    """
+    x4 = validate.images(x, "x")  # raises for wrong type/dtype/ndim/contiguity
+    n_items, H, W, C = x4.shape
+    if n_items == 0:
+        raise ValueError(f"x has no samples (shape {x.shape}); give at least one image.")
+    batch_size = int_arg("batch_size", batch_size, minimum=1)
+    if drop_remainder and batch_size > n_items:
+        raise ValueError(
+            f"drop_remainder=True with batch_size={batch_size} > len(x)={n_items} leaves no batch; "
+            "lower batch_size or set drop_remainder=False."
+        )
+    y = per_sample("y", y, n_items)
+    sample_weight = per_sample("sample_weight", sample_weight, n_items)
+    if sample_weight is not None and (sample_weight.ndim != 1 or not np.issubdtype(sample_weight.dtype, np.number)):
+        raise ValueError(f"sample_weight must be a 1-D numeric array of length {n_items}, got {describe(sample_weight)}.")
+    num_classes = None if num_classes is None else int_arg("num_classes", num_classes, minimum=1)
+    normalize = normalize_arg(normalize, C)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}.")
+    if dtype == "uint8" and normalize is not None:
+        raise ValueError(
+            f"dtype='uint8' returns raw pixels, but normalize={normalize!r} was given; "
+            "drop normalize (and normalise on the device, e.g. a keras.layers.Normalization layer) "
+            "or choose a float dtype."
+        )
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}.")
+    return Options(
+        x=x,
+        y=y,
+        sample_weight=sample_weight,
+        labels=None if num_classes is None else class_labels(y, num_classes),
+        image_shape=(H, W, C),
+        num_items=n_items,
+        batch_size=batch_size,
+        shuffle=bool(shuffle),
+        seed=int_arg("seed", seed, minimum=0),
+        drop_remainder=bool(drop_remainder),
+        crop=crop_arg(crop, (H, W)),
+        flip=flip_arg(flip),
+        normalize=normalize,
+        dtype=dtype,
+        data_format=data_format,
+        num_classes=num_classes,
+    )
+
+
+def int_arg(name, value, minimum):
+    """``value`` as an int >= ``minimum``; bools and non-integers are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {describe(value)}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def per_sample(name, value, n):
+    """``value`` as an array with one entry per sample, or None."""
+    if value is None:
+        return None
+    arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+    if arr.ndim == 0 or len(arr) != n:
+        got = "a scalar" if arr.ndim == 0 else f"length {len(arr)}"
+        raise ValueError(f"{name} must have one entry per sample (len(x) = {n}), got {got}.")
+    if arr.dtype.hasobject:
+        raise TypeError(f"{name} must be a numeric or fixed-width array, got dtype object.")
+    return arr
+
+
+def class_labels(y, num_classes):
+    """Integer labels ``(N,)`` or ``(N, 1)`` in ``[0, num_classes)`` as intp ``(N,)``."""
+    if y is None:
+        raise ValueError("num_classes was given but y is None; pass integer labels as y.")
+    labels = np.asarray(y)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]  # Keras' CIFAR labels are (N, 1)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"num_classes={num_classes} needs integer class labels of shape (N,) or (N, 1), "
+            f"got {describe(y)}; pass one-hot targets without num_classes instead."
+        )
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(
+            f"labels must lie in [0, num_classes={num_classes}), got {lo if lo < 0 else hi}; "
+            "raise num_classes or fix the labels."
+        )
+    return labels.astype(np.intp)
+
+
+def crop_arg(crop, image_size):
+    """A crop spec that fits ``(H, W)``, or None."""
+    if crop is None:
+        return None
+    if not isinstance(crop, (RandomCrop, CenterCrop)):
+        raise TypeError(
+            f"crop must be fastseq.RandomCrop(height, width, padding=...), fastseq.CenterCrop(height, width) "
+            f"or None, got {describe(crop)}."
+        )
+    crop.check_image_size(image_size, "crop")
+    return crop
+
+
+def flip_arg(flip):
+    """A ``RandomFlip`` (from a spec or a mode string), or None."""
+    if flip is None:
+        return None
+    if isinstance(flip, str):
+        return RandomFlip(flip)
+    if not isinstance(flip, RandomFlip):
+        raise TypeError(f"flip must be fastseq.RandomFlip(mode), a mode string or None, got {describe(flip)}.")
+    return flip
+
+
+def normalize_arg(normalize, channels):
+    """A ``Normalize``/``Rescale`` with 1 or ``channels`` values, or None."""
+    if normalize is None:
+        return None
+    if not isinstance(normalize, (Normalize, Rescale)):
+        raise TypeError(
+            f"normalize must be fastseq.Normalize(mean, std), fastseq.Rescale(scale, offset) or None, "
+            f"got {describe(normalize)}."
+        )
+    if normalize.channels not in (1, channels):
+        raise ValueError(
+            f"normalize={normalize!r} has {normalize.channels} per-channel values but x has {channels} "
+            f"channel{'s' if channels != 1 else ''}; give {channels} values (or one for all)."
+        )
+    return normalize
+
+
+def evaluation_crop(crop, image_size):
+    """The deterministic crop for evaluation data of ``image_size`` after training with ``crop``.
+
+    A ``RandomCrop`` whose window differs from the image becomes a
+    ``CenterCrop`` of that size; one as large as the image (pad-and-crop
+    augmentation) becomes no crop.
+    """
+    if crop is not None and (crop.height, crop.width) != tuple(image_size):
+        return CenterCrop(crop.height, crop.width)
+    return None
