@@ -10,8 +10,8 @@ import importlib
 import sys
 
 COMMANDS = {
-    "bench": ("fastseq.bench", "throughput of fastseq against the baselines and the memory-bandwidth ceiling"),
-    "profile": ("fastseq.profiling", "measure how input-bound (starved) a Keras training run is"),
+    "bench": ("fastseq.bench.cli", "throughput of fastseq against the baselines and the memory-bandwidth ceiling"),
+    "profile": ("fastseq.profiling.cli", "measure how input-bound (starved) a Keras training run is"),
     "convert": ("fastseq.datasets.convert", "convert CIFAR-10, MNIST/IDX or an image folder into a .npy memmap cache"),
 }
 

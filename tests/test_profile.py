@@ -133,7 +133,7 @@ def test_lazy_exports():
     import fastseq
     import fastseq.profiling as fp
 
-    # The module is fastseq.profiling so that the name fastseq.profile is only ever the function.
+    # The package is fastseq.profiling so that the name fastseq.profile is only ever the function.
     assert fastseq.profile is fp.profile
     with pytest.raises(ValueError, match="compiled"):
         fastseq.profile(object(), None)
@@ -405,7 +405,7 @@ def _check_png(path):
 
 
 def test_plot_writes_png(tmp_path):
-    from fastseq._profile_cli import plot_reports
+    from fastseq.profiling.plot import plot_reports
 
     path = tmp_path / "p.png"
     plot_reports([make_report("numpy"), make_report("fastseq", 0.02, 0.01)], path, title="test")
@@ -415,8 +415,7 @@ def test_plot_writes_png(tmp_path):
 def test_loader_option_parsing():
     import argparse
 
-    from fastseq._profile_cli import _loader_list
-    from fastseq.profiling import configure_parser
+    from fastseq.profiling.cli import _loader_list, configure_parser
 
     parser = argparse.ArgumentParser()
     configure_parser(parser)
@@ -430,14 +429,14 @@ def test_loader_option_parsing():
 
 
 def test_cli_rejects_unknown_loader(capsys):
-    from fastseq.profiling import main
+    from fastseq.profiling.cli import main
 
     assert main(["--loader", "pytorch"]) == 2
     assert "--loader must be one of" in capsys.readouterr().err
 
 
 def test_cli_plot_without_matplotlib(monkeypatch, capsys, tmp_path):
-    from fastseq.profiling import main
+    from fastseq.profiling.cli import main
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert main(["--plot", str(tmp_path / "x.png")]) == 2
@@ -458,7 +457,7 @@ def test_dispatcher_help_is_fast():
     [("numpy", "cnn", "float32"), ("tf.data", "resnet", "float32"), ("fastseq", "cnn", "uint8")],
 )
 def test_cli_with_real_loader(loader, model, dtype, tmp_path, capsys):
-    from fastseq.profiling import main
+    from fastseq.profiling.cli import main
 
     png, js = tmp_path / "profile.png", tmp_path / "profile.json"
     argv = ["--loader", loader, "--model", model, "--dtype", dtype, "--data", "synthetic", "--steps", "3",

@@ -146,7 +146,9 @@ def time_fit(model, data, *, steps, warmup):
 
 def loaders(x, y, *, batch_size, mean, std, padding=4, x_memmap=None, seed=0):
     """``{name: factory()}`` for every feed row; factories build the loader on demand."""
-    from fastseq import ArraySequence, Normalize, RandomCrop, RandomFlip, baselines
+    from fastseq.augment import Normalize, RandomCrop, RandomFlip
+    from fastseq.bench import baselines
+    from fastseq.sequence import ArraySequence
 
     H, W = x.shape[1:3]
     aug = dict(crop=RandomCrop(H, W, padding=padding), flip=RandomFlip("horizontal"), normalize=Normalize(mean, std))
