@@ -166,6 +166,23 @@ def _restore(model, snap):
         v.assign(value)
 
 
+def _position_keeper(data):
+    """Read where ``data`` stands now; return a function that puts it back there."""
+    if callable(getattr(data, "get_state", None)) and callable(getattr(data, "set_state", None)):
+        state = data.get_state()
+        return lambda: data.set_state(state)
+    if callable(getattr(data, "set_epoch", None)) and isinstance(getattr(data, "epoch", None), int):
+        epoch = data.epoch
+        return lambda: data.set_epoch(epoch)
+    return lambda: None
+
+
+def _is_fastseq(data):
+    from fastseq.sequence import ArraySequence
+
+    return isinstance(data, ArraySequence)
+
+
 def profile(model, data, *, steps=50, warmup=5, name=None, restore_weights=True):
     """Measure how much ``fit(model, data)`` waits for its input.
 
@@ -180,8 +197,10 @@ def profile(model, data, *, steps=50, warmup=5, name=None, restore_weights=True)
 
     The model is trained by these runs; with ``restore_weights`` its weights
     and optimizer state are put back afterwards (when the model was built
-    before the call). A ``PyDataset``'s ``on_epoch_end`` is called by each run
-    (its epoch counter advances).
+    before the call). The data is left as it was found too: a sequence with
+    ``get_state()``/``set_state()`` (or ``epoch``/``set_epoch()``), such as
+    :class:`fastseq.ArraySequence`, gets its position back, so the epoch
+    that training goes on with is the one it would have had.
 
     Args:
         model: a compiled Keras model. An uncompiled one raises: profiling
@@ -250,6 +269,7 @@ def profile(model, data, *, steps=50, warmup=5, name=None, restore_weights=True)
     snap = _snapshot(model) if restore_weights else None
     if restore_weights and snap is None:
         notes.append("the model was not built before profile(): its weights are left trained")
+    put_back = _position_keeper(data)
     try:
         loader_step, loader_ips, loader_times = _time_loader(data, is_pydataset, steps, warmup)
         # Model alone is timed in two halves around the real fit, so that a
@@ -262,6 +282,7 @@ def profile(model, data, *, steps=50, warmup=5, name=None, restore_weights=True)
     finally:
         if snap is not None:
             _restore(model, snap)
+        put_back()
 
     t_model = (before["wall"] + after["wall"]) / (before["timed"] + after["timed"])
     t_fit = fit_run["step_seconds"]
@@ -277,6 +298,7 @@ def profile(model, data, *, steps=50, warmup=5, name=None, restore_weights=True)
         cpu_count=_cpu_count(),
         memmap=memmap,
         model_step_seconds=t_model,
+        loader="fastseq" if _is_fastseq(data) else "other",
     )
     return ProfileReport(
         name=name or type(data).__name__,

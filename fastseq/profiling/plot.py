@@ -1,4 +1,8 @@
-"""The profile plot: per-step wait against compute, and throughput bars (matplotlib's object API, Agg)."""
+"""The profile plot: each fit step split into model, CPU contention and waiting for input; throughput bars.
+
+matplotlib's object API with the Agg canvas: no pyplot, no display, no
+global backend switch.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +22,22 @@ def import_matplotlib():
 
 
 def plot_reports(reports, path, title=""):
-    """Write a PNG: per-step wait vs compute timeline per report, and throughput bars.
+    """Write a PNG of ``reports`` to ``path`` (see :func:`figure`); return ``path``."""
+    figure(reports, title).savefig(path, format="png")
+    return path
 
-    Uses matplotlib's object API with the Agg canvas (no pyplot, no display,
-    no global backend switch).
+
+#: Colours and legend labels of the three parts of a step (:meth:`ProfileReport.step_breakdown`).
+STEP_PARTS = (
+    ("model", "#4c72b0", "model (as fast as the model alone)"),
+    ("contention", "#f2a541", "CPU contention (slower than the model alone, not waiting)"),
+    ("wait", "#e4572e", "waiting for input"),
+)
+
+
+def figure(reports, title=""):
+    """The profile figure: per report, each timed fit step as stacked bars of model time, CPU
+    contention and waiting for input, against the model-alone step time; and throughput bars.
     """
     Figure = import_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -30,18 +46,21 @@ def plot_reports(reports, path, title=""):
     fig = Figure(figsize=(13, 1.2 + 2.3 * max(n, 2)), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(n, 2, width_ratios=(1.9, 1))
-    wait_c, compute_c = "#e4572e", "#4c72b0"
     top = max(1e3 * (w + c) for r in reports for w, c in (r.fit_step_timeline or [[0, 0]])) or 1.0
     for i, r in enumerate(reports):
         ax = fig.add_subplot(grid[i, 0])
         steps = np.arange(1, len(r.fit_step_timeline) + 1)
-        tl = np.array(r.fit_step_timeline or [[0.0, 0.0]]) * 1e3
-        ax.bar(steps, tl[: len(steps), 1], color=compute_c, label="compute (step - wait)", width=0.8)
-        ax.bar(steps, tl[: len(steps), 0], bottom=tl[: len(steps), 1], color=wait_c, label="waiting for input", width=0.8)
+        parts = np.array(r.step_breakdown() or [(0.0, 0.0, 0.0)]).reshape(-1, 3) * 1e3
+        bottom = np.zeros(len(steps))
+        for j, (_, color, label) in enumerate(STEP_PARTS):
+            ax.bar(steps, parts[: len(steps), j], bottom=bottom, color=color, label=label, width=0.8)
+            bottom = bottom + parts[: len(steps), j]
         ax.axhline(1e3 * r.model_step_seconds, color="black", ls="--", lw=1, label="model alone (resident batch)")
         wait = "n/a" if r.measured_wait_fraction is None else f"{r.measured_wait_fraction:.0%}"
+        spread = r.starvation_spread
+        windows = "" if spread is None else f", {spread[0]:.0%}-{spread[1]:.0%} over windows"
         ax.set_title(
-            f"{r.name}: starvation {r.starvation:.0%} (measured wait {wait}), "
+            f"{r.name}: starvation {r.starvation:.0%}{windows} (measured wait {wait}), "
             f"{r.achieved_images_per_sec:,.0f} img/s in fit",
             fontsize=10, loc="left",
         )
@@ -80,8 +99,7 @@ def plot_reports(reports, path, title=""):
     bx.grid(axis="y", alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.savefig(path, format="png")
-    return path
+    return fig
 
 
 def _short(v):

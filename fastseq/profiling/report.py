@@ -18,6 +18,8 @@ STARVATION_THRESHOLD = 0.10
 #: A model step shorter than this is dominated by fixed per-step costs
 #: (Python, callbacks, the batch hand-off), which a bigger batch amortises.
 SHORT_STEP_SECONDS = 0.010
+#: The timed fit steps are cut into this many windows to show the spread of the starvation figure.
+WINDOWS = 5
 
 
 # --------------------------------------------------------------------------
@@ -25,15 +27,33 @@ SHORT_STEP_SECONDS = 0.010
 # --------------------------------------------------------------------------
 
 
+#: What each verdict action means (the keys are :attr:`Verdict.action`'s values).
+ACTIONS = {
+    "none": "compute-bound: the input side is not worth touching; speed up the model step",
+    "more_workers": "the loader is too slow and has spare cores: raise the PyDataset's workers",
+    "uint8_on_device": "the loader makes 4-byte floats: ship uint8 and normalise in the model, on the device",
+    "page_cache": "the images come from a memmap on disk: warm the page cache or load them into RAM",
+    "faster_loader": "the loader itself is the bottleneck: a faster loader, or more cores for it",
+    "bigger_batch": "the loader is fast enough but short steps are dominated by per-batch costs: a bigger batch",
+    "cpu_contention": "the loader is fast enough alone but competes with the step for CPU cores inside fit",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Verdict:
     """The next action to take, with the reason.
 
+    ``str(verdict)`` is the message, followed by one ``also:`` line per hint;
+    ``print(report.verdict)`` shows exactly that.
+
     Attributes:
-        action: one of ``"none"``, ``"more_workers"``, ``"uint8_on_device"``,
+        action: the first rule that matched, one of :data:`ACTIONS`' keys:
+            ``"none"``, ``"more_workers"``, ``"uint8_on_device"``,
             ``"page_cache"``, ``"faster_loader"``, ``"bigger_batch"``,
             ``"cpu_contention"``.
-        message: one sentence naming the action and the numbers behind it.
+        message: one sentence naming the action and the numbers behind it,
+            worded for the loader measured (a fastseq loader is never told
+            to use fastseq).
         hints: further ``(action, message)`` pairs whose rules also matched, in rule order.
     """
 
@@ -45,7 +65,7 @@ class Verdict:
         return {"action": self.action, "message": self.message, "hints": [list(h) for h in self.hints]}
 
     def __str__(self):
-        return self.message
+        return "\n".join([self.message] + [f"also: {message}" for _, message in self.hints])
 
 
 def decide(
@@ -59,8 +79,14 @@ def decide(
     memmap=False,
     model_step_seconds=None,
     threshold=STARVATION_THRESHOLD,
+    loader="other",
 ):
     """Name the next action from the measurements. First matching rule wins.
+
+    ``loader`` is ``"fastseq"`` for a :class:`fastseq.ArraySequence` (its
+    advice then names the levers fastseq has: workers, ``dtype="uint8"``,
+    Numba threads) and anything else for other loaders (which are pointed at
+    fastseq).
 
     Rules:
 
@@ -98,13 +124,13 @@ def decide(
             f"compute-bound (starvation {pct} < {100 * threshold:.0f}%): nothing to do on the input side; "
             "speed up the model step instead (mixed precision, XLA, a bigger batch on the accelerator).",
         )
-    loader = float(loader_images_per_sec)
-    model = float(model_images_per_sec)
-    rates = f"the loader alone delivers {loader:,.0f} img/s, the model alone takes {model:,.0f} img/s"
+    loader_rate = float(loader_images_per_sec)
+    model_rate = float(model_images_per_sec)
+    rates = f"the loader alone delivers {loader_rate:,.0f} img/s, the model alone takes {model_rate:,.0f} img/s"
     found = []
-    if loader < model:
+    if loader_rate < model_rate:
         if workers is not None and cpu_count is not None and workers < cpu_count:
-            want = min(int(cpu_count), max(int(workers) + 1, math.ceil(workers * model / max(loader, 1e-9))))
+            want = min(int(cpu_count), max(int(workers) + 1, math.ceil(workers * model_rate / max(loader_rate, 1e-9))))
             found.append(
                 ("more_workers", f"input-bound ({pct} waiting): use more workers, workers={want} ({rates}).")
             )
@@ -125,13 +151,14 @@ def decide(
                     "(read the file once, e.g. `cat x.npy > /dev/null`) or load them into RAM.",
                 )
             )
-        found.append(
-            (
-                "faster_loader",
-                f"input-bound ({pct} waiting): the loader is the bottleneck ({rates}); use fastseq.ArraySequence "
-                "or move augmentation onto the device.",
+        if loader == "fastseq":
+            lever = (
+                "fastseq's kernel already runs at about memory speed, so give it more cores (NUMBA_NUM_THREADS, "
+                "a machine with more CPUs) or less work per image (a smaller crop, fewer augmentations)"
             )
-        )
+        else:
+            lever = "use fastseq.ArraySequence or move augmentation onto the device"
+        found.append(("faster_loader", f"input-bound ({pct} waiting): the loader is the bottleneck ({rates}); {lever}."))
     else:
         if model_step_seconds is not None and model_step_seconds < SHORT_STEP_SECONDS:
             found.append(
@@ -141,11 +168,12 @@ def decide(
                     "dominated by per-batch hand-off costs; use a bigger batch.",
                 )
             )
+        cheaper = "dtype='uint8' with normalisation in the model" if loader == "fastseq" else "fastseq, uint8"
         found.append(
             (
                 "cpu_contention",
                 f"input-bound ({pct} waiting) although {rates}: inside fit they compete for the same CPU cores; "
-                "give the loader its own cores (fewer threads elsewhere) or make it cheaper (fastseq, uint8).",
+                f"give the loader its own cores (fewer threads elsewhere) or make it cheaper ({cheaper}).",
             )
         )
     (action, message), rest = found[0], tuple(found[1:])
@@ -190,7 +218,8 @@ class ProfileReport:
         workers: the ``PyDataset``'s ``workers``, ``None`` for ``tf.data``.
         backend: the Keras backend.
         fit_step_timeline: per timed ``fit`` step, ``[wait, compute]``
-            seconds (compute = step wall time - wait).
+            seconds (compute = step wall time - wait); see
+            :meth:`step_breakdown` and :meth:`window_starvation`.
         loader_batch_timeline: per timed loader batch, seconds.
         notes: anything the reader should know (steps capped, data set used).
     """
@@ -220,11 +249,49 @@ class ProfileReport:
         """How much faster ``fit`` would run with an infinitely fast loader: ``1 / (1 - starvation)``."""
         return 1.0 / max(1e-9, 1.0 - self.starvation)
 
+    def window_starvation(self, windows=WINDOWS):
+        """Starvation of each of ``windows`` consecutive, equal runs of the timed ``fit`` steps.
+
+        Each is ``max(0, 1 - model_step_seconds / mean step time in the
+        window)``; their spread shows how much the single figure can move
+        between runs on this machine (fewer windows when there are fewer steps).
+        """
+        steps = np.array([w + c for w, c in self.fit_step_timeline], dtype=np.float64)
+        if steps.size == 0:
+            return []
+        return [
+            float(min(1.0, max(0.0, 1.0 - self.model_step_seconds / part.mean())))
+            for part in np.array_split(steps, min(windows, steps.size))
+        ]
+
+    @property
+    def starvation_spread(self):
+        """``(lowest, highest)`` of :meth:`window_starvation`, or ``None`` without a timeline."""
+        parts = self.window_starvation()
+        return (min(parts), max(parts)) if parts else None
+
+    def step_breakdown(self):
+        """Per timed ``fit`` step, ``(model, contention, wait)`` seconds, which add up to the step.
+
+        ``wait`` is the time the step blocked on its batch; what is left is
+        split into the model alone's step time (``model_step_seconds``) and
+        the excess over it, ``contention``: a step that did not wait for its
+        batch but ran slower than the model alone was slowed by the loader
+        competing for the CPU cores.
+        """
+        out = []
+        for wait, compute in self.fit_step_timeline:
+            model = min(compute, self.model_step_seconds)
+            out.append((model, compute - model, wait))
+        return out
+
     def to_dict(self):
-        """A JSON-serialisable dict of every field (the verdict as a dict)."""
+        """A JSON-serialisable dict of every field (the verdict as a dict), plus the derived figures."""
         d = dataclasses.asdict(self)
         d["verdict"] = self.verdict.to_dict()
         d["ideal_speedup"] = self.ideal_speedup
+        d["starvation_windows"] = self.window_starvation()
+        d["starvation_spread"] = self.starvation_spread
         return _jsonable(d)
 
     def table(self):
@@ -246,10 +313,16 @@ class ProfileReport:
         lines += [
             f"  {'starvation':<30}{100 * self.starvation:>10.1f} %   "
             f"(ideal speed-up with a free loader: x{self.ideal_speedup:.2f})",
-            f"  {'measured fetch wait':<30}{wait:>12}",
-            f"  verdict: {self.verdict.message}",
         ]
-        lines += [f"  also: {msg}" for _, msg in self.verdict.hints]
+        spread = self.starvation_spread
+        if spread is not None:
+            n = len(self.window_starvation())
+            lines.append(
+                f"  {'starvation per window':<30}{100 * spread[0]:>5.0f} - {100 * spread[1]:.0f} %   "
+                f"(lowest - highest of {n} windows of the {self.steps} steps)"
+            )
+        lines += [f"  {'measured fetch wait':<30}{wait:>12}"]
+        lines += [f"  verdict: {line}" if i == 0 else f"  {line}" for i, line in enumerate(str(self.verdict).splitlines())]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
