@@ -134,3 +134,49 @@ def test_feed_table_runs_every_row_interleaved_and_renders_the_targets():
     for label in ("fastseq / noop", "fastseq / tf.data", "fastseq / numpy", "fastseq-memmap / fastseq",
                   "fastseq / convert"):
         assert label in text
+
+
+# -- clean output -------------------------------------------------------------------
+
+NOISE = ("I0000", "E0000", "W0000", "absl::InitializeLog", "cuInit", "oneDNN", "Warning", "WARNING")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench", "--quick", "--data", "synthetic", "--batch-size", "64", "--rows", "ceiling,tf.data"],
+        ["profile", "--loader", "fastseq,tf.data", "--steps", "2", "--warmup", "1", "--batch-size", "32",
+         "--data", "synthetic", "--samples", "512"],
+    ],
+    ids=["bench", "profile"],
+)
+def test_commands_print_no_tensorflow_noise_or_keras_warnings(argv):
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")}
+    result = subprocess.run([sys.executable, "-m", "fastseq", *argv], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    noisy = [line for line in result.stdout.splitlines() if any(n in line for n in NOISE)]
+    assert noisy == []
+    assert "targets:" in result.stdout if argv[0] == "bench" else "summary" in result.stdout
+
+
+def test_importing_fastseq_leaves_logging_settings_alone():
+    # Keras and JAX set some of these themselves on import (JAX: TF_CPP_MIN_LOG_LEVEL=1), so they are
+    # imported first and fastseq is judged on what it changes after them.
+    code = (
+        "import os, warnings, logging, keras, tensorflow\n"
+        "keys = ('TF_CPP_MIN_LOG_LEVEL', 'TF_CPP_MAX_VLOG_LEVEL', 'GRPC_VERBOSITY', 'PYTHONWARNINGS')\n"
+        "logs = lambda: {k: os.environ.get(k) for k in keys}\n"
+        "env, filters = logs(), list(warnings.filters)\n"
+        "level = logging.getLogger('tensorflow').level\n"
+        "import fastseq, fastseq.bench.cli, fastseq.profiling.cli, fastseq.__main__\n"
+        "fastseq.ArraySequence; fastseq.StarvationMonitor; fastseq.datasets\n"
+        "assert logs() == env, (logs(), env)\n"
+        "assert warnings.filters == filters\n"
+        "assert logging.getLogger('tensorflow').level == level\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -275,7 +275,7 @@ def profile(model, data, *, steps=50, warmup=5, name=None, restore_weights=True)
         # Model alone is timed in two halves around the real fit, so that a
         # drifting machine (clock, other jobs) biases both sides alike.
         resident = tf.data.Dataset.from_tensors(first).repeat()
-        before = _timed_fit(model, resident, steps - steps // 2, warmup)
+        before = _timed_fit(model, resident, max(2, steps - steps // 2), warmup)
         model.fit(data, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)  # trace for data's signature, untimed
         fit_run = _timed_fit(model, data, steps, warmup)
         after = _timed_fit(model, resident, max(2, steps // 2), min(warmup, 2))
