@@ -15,6 +15,7 @@ import numbers
 
 import numpy as np
 
+from fastseq import order
 from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, Rescale
 from fastseq.kernels import _validate as validate
 
@@ -34,6 +35,9 @@ class Options:
         labels: ``y`` as intp class indices when ``num_classes`` is set, else None.
         image_shape: ``(H, W, C)`` of one image (C is 1 for ``(N, H, W)`` input).
         num_items: number of samples.
+        shard: ``(index, count)``; ``(0, 1)`` when not sharded.
+        shard_remainder: one of ``order.REMAINDERS``.
+        shard_items: samples this shard serves per epoch (``num_items`` unsharded).
         crop: a ``RandomCrop``/``CenterCrop`` that fits the image, or None.
         flip: a ``RandomFlip`` or None (mode strings are turned into one).
         normalize: a ``Normalize``/``Rescale`` with 1 or C values, or None.
@@ -46,6 +50,9 @@ class Options:
     labels: np.ndarray | None
     image_shape: tuple
     num_items: int
+    shard: tuple
+    shard_remainder: str
+    shard_items: int
     batch_size: int
     shuffle: bool
     seed: int
@@ -73,8 +80,14 @@ def check(
     data_format,
     num_classes,
     sample_weight,
+    shard=None,
+    shard_remainder="drop",
+    shard_from=None,
 ):
     """Check and normalise ``ArraySequence``'s arguments.
+
+    ``shard`` is None or ``(index, count)`` here: ``"auto"`` is resolved by
+    the caller, which names where the pair came from in ``shard_from``.
 
     Returns:
         An :class:`Options`.
@@ -94,10 +107,13 @@ def check(
             "channels-first batches back)."
         )
     batch_size = int_arg("batch_size", batch_size, minimum=1)
-    if drop_remainder and batch_size > n_items:
+    shard, shard_remainder = shard_arg(shard, shard_remainder, n_items, shard_from)
+    shard_items = order.shard_size(n_items, shard[1], shard_remainder)
+    if drop_remainder and batch_size > shard_items:
+        have = f"len(x)={n_items}" if shard[1] == 1 else f"the {shard_items} samples of each of {shard[1]} shards"
         raise ValueError(
-            f"drop_remainder=True with batch_size={batch_size} > len(x)={n_items} leaves no batch; "
-            "lower batch_size or set drop_remainder=False."
+            f"drop_remainder=True with batch_size={batch_size} > {have} leaves no batch; "
+            "lower batch_size (it is per process) or set drop_remainder=False."
         )
     y = per_sample("y", y, n_items)
     if y is not None and y.dtype.kind not in "biuf":
@@ -137,6 +153,9 @@ def check(
         labels=None if num_classes is None else class_labels(y, num_classes),
         image_shape=(H, W, C),
         num_items=n_items,
+        shard=shard,
+        shard_remainder=shard_remainder,
+        shard_items=shard_items,
         batch_size=batch_size,
         shuffle=bool(shuffle),
         seed=int_arg("seed", seed, minimum=0),
@@ -157,6 +176,43 @@ def int_arg(name, value, minimum):
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}.")
     return int(value)
+
+
+def shard_arg(shard, remainder, n_items, shard_from=None):
+    """``(index, count)`` with ``0 <= index < count <= n_items`` and a known remainder rule.
+
+    ``shard_from`` (e.g. "shard='auto' read keras.distribution") is added to
+    the error, so a pair the user did not type is traced to its source.
+    """
+    if remainder not in order.REMAINDERS:
+        raise ValueError(
+            f"shard_remainder must be one of {order.REMAINDERS}, got {describe(remainder)}: 'drop' serves "
+            "n // count samples per shard, 'repeat' repeats the data until count divides it."
+        )
+    if shard is None:
+        return (0, 1), remainder
+    if isinstance(shard, str) or not isinstance(shard, (tuple, list)) or len(shard) != 2:
+        raise TypeError(
+            f"shard must be None, 'auto' or a pair (index, count) such as (0, 2), got {describe(shard)}."
+        )
+    source = f" ({shard_from})" if shard_from else ""
+    index, count = shard
+    for name, value in (("index", index), ("count", count)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"shard=(index, count) needs integers, got {name}={describe(value)}{source}.")
+    index, count = int(index), int(count)
+    if count < 1:
+        raise ValueError(f"shard=({index}, {count}){source}: count must be >= 1 (the number of processes), got {count}.")
+    if not 0 <= index < count:
+        raise ValueError(
+            f"shard=({index}, {count}){source}: index must be in 0..{count - 1} (this process's rank), got {index}."
+        )
+    if count > n_items:
+        raise ValueError(
+            f"shard=({index}, {count}){source}: {count} shards but x has only {n_items} samples, so some "
+            f"processes would have no data; use at most {n_items} processes or more data."
+        )
+    return (index, count), remainder
 
 
 def per_sample(name, value, n):

@@ -1,10 +1,32 @@
-"""Which sample goes in which batch, per epoch. NumPy only.
+"""Which sample goes in which batch, per epoch and shard. NumPy only.
 
 The order of an epoch is a pure function of ``(seed, epoch)``: a resumed
 run, another process or another thread computes the same permutation.
+
+Sharding: every process computes that same permutation and takes every
+``count``-th position of it, starting at its ``index`` (:func:`shard_order`).
+The shards are disjoint, and batch ``k`` of every shard together hold
+positions ``[k * batch_size * count, (k + 1) * batch_size * count)`` of the
+permutation: the global batch of ``count`` processes is the batch that one
+process with ``batch_size * count`` would make. Every shard has the same
+length, so every process runs the same number of steps; when ``count`` does
+not divide the dataset the remainder rule decides (:data:`REMAINDERS`).
 """
 
+import math
+
 import numpy as np
+
+#: How a dataset that ``count`` does not divide is split into equal shards.
+#: ``"drop"``: each shard holds ``num_items // count`` samples and the last
+#: ``num_items % count`` of the epoch's permutation are not served that epoch
+#: (another few each epoch when shuffling); every other sample exactly once.
+#: ``"repeat"``: the epoch's permutation is repeated
+#: ``count // gcd(num_items, count)`` times, which ``count`` divides, so every
+#: sample is served exactly that many times per epoch over all shards; once
+#: when ``count`` divides ``num_items``. Weighted means (loss, accuracy) over
+#: all shards then equal those over the dataset: this is the evaluation rule.
+REMAINDERS = ("drop", "repeat")
 
 
 def epoch_order(num_items, *, seed, epoch, shuffle):
@@ -36,3 +58,36 @@ def batch_bounds(i, num_items, batch_size):
     """Positions ``[start, stop)`` of batch ``i`` in the epoch order; the last may be short."""
     start = i * batch_size
     return start, min(start + batch_size, num_items)
+
+
+def shard_repeats(num_items, count, remainder):
+    """How many times the epoch's permutation is laid out for ``count`` shards: 1, or ``count // gcd`` for ``"repeat"``."""
+    return count // math.gcd(num_items, count) if remainder == "repeat" else 1
+
+
+def shard_size(num_items, count, remainder):
+    """Samples per shard per epoch, the same for every shard (see :data:`REMAINDERS`)."""
+    return num_items * shard_repeats(num_items, count, remainder) // count
+
+
+def shard_order(epoch_order, index, count, remainder):
+    """The samples of shard ``index`` of ``count`` in one epoch, in order.
+
+    Positions ``index, index + count, index + 2 * count, ...`` of
+    ``epoch_order`` (repeated end to end under ``"repeat"``), ``shard_size``
+    of them. Over ``index = 0..count-1`` the shards are disjoint and cover
+    the (repeated) permutation but the ``"drop"`` remainder.
+
+    Args:
+        epoch_order: int64 array, the epoch's permutation (:func:`epoch_order`).
+        index, count: the shard, ``0 <= index < count``.
+        remainder: one of :data:`REMAINDERS`.
+
+    Returns:
+        int64 array of ``shard_size(len(epoch_order), count, remainder)`` sample indices.
+    """
+    if count == 1:
+        return epoch_order
+    n = len(epoch_order)
+    positions = index + count * np.arange(shard_size(n, count, remainder), dtype=np.int64)
+    return epoch_order[positions % n]

@@ -58,6 +58,18 @@ class ArraySequence(PyDataset):
     (``np.load(path, mmap_mode="r")``), larger than RAM: only the samples of
     a batch are read, in sorted order, when the batch is requested.
 
+    Sharding across processes (``shard=(index, count)`` or ``"auto"``): every
+    process computes the same epoch permutation and serves every
+    ``count``-th sample of it, from position ``index`` on, so the shards are
+    disjoint and together serve each sample once per epoch, but the
+    remainder (``shard_remainder``). Every shard has the same ``len``, so
+    every process runs the same number of steps. ``batch_size`` is per
+    process: the global batch is ``batch_size * count``, and batch ``k`` of
+    all shards together holds the samples that batch ``k`` of one unsharded
+    sequence with ``batch_size * count`` would. Pixels depend on the sample,
+    not the shard: a sample gets the same crop and flips whichever process
+    serves it. A memory-mapped ``x`` is read only for this shard's samples.
+
     Args:
         x: uint8 images, (N, H, W, C) or (N, H, W) (grayscale; batches get a
             channel axis of 1).
@@ -80,6 +92,22 @@ class ArraySequence(PyDataset):
         num_classes: turn integer labels into one-hot float32, like
             ``keras.utils.to_categorical``.
         sample_weight: optional per-sample weights of length N, gathered like y.
+        shard: None (the whole dataset), ``(index, count)`` (this process
+            serves shard ``index`` of ``count``) or ``"auto"``: the data
+            shard of the active ``keras.distribution`` (``data_shard_id``
+            and the number of processes, for ``DataParallel`` the process
+            index and count), else ``(jax.process_index(),
+            jax.process_count())`` on the JAX backend, else ``(0, 1)``.
+            Read at construction: build the sequence after
+            ``keras.distribution.initialize`` and ``set_distribution``.
+        shard_remainder: when ``count`` does not divide N. ``"drop"`` (the
+            default, for training): each shard serves ``N // count`` samples
+            and the last ``N % count`` of each epoch's permutation are
+            skipped that epoch (other ones next epoch when shuffling).
+            ``"repeat"`` (what :meth:`for_evaluation` uses): the data is
+            repeated ``count // gcd(N, count)`` times, so every sample is
+            served the same number of times per epoch over all shards (once
+            when ``count`` divides N) and averaged metrics are unbiased.
         workers, use_multiprocessing, max_queue_size: ``PyDataset``'s own.
 
     Raises:
@@ -103,11 +131,18 @@ class ArraySequence(PyDataset):
         data_format="channels_last",
         num_classes=None,
         sample_weight=None,
+        shard=None,
+        shard_remainder="drop",
         workers=1,
         use_multiprocessing=False,
         max_queue_size=10,
     ):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
+        shard_from = None
+        if isinstance(shard, str) and shard == "auto":
+            shard, shard_from = _auto_shard()
+        elif shard is None:
+            _warn_if_unsharded_under_processes()
         o = options.check(
             x,
             y,
@@ -122,6 +157,9 @@ class ArraySequence(PyDataset):
             data_format=data_format,
             num_classes=num_classes,
             sample_weight=sample_weight,
+            shard=shard,
+            shard_remainder=shard_remainder,
+            shard_from=shard_from,
         )
         self.x, self.y, self.sample_weight, self._labels = o.x, o.y, o.sample_weight, o.labels
         self.batch_size, self.shuffle, self.seed, self.drop_remainder = o.batch_size, o.shuffle, o.seed, o.drop_remainder
@@ -129,6 +167,7 @@ class ArraySequence(PyDataset):
         self.dtype, self.data_format, self.num_classes = o.dtype, o.data_format, o.num_classes
         self.image_shape = o.image_shape
         self._num_items = o.num_items
+        self.shard, self.shard_remainder, self._shard_items = o.shard, o.shard_remainder, o.shard_items
         self._new_position(0, 0, ())
         self._warned = set()
         self._setup()
@@ -217,7 +256,7 @@ class ArraySequence(PyDataset):
     # -- the Sequence protocol ------------------------------------------------
 
     def __len__(self):
-        return order.num_batches(self._num_items, self.batch_size, self.drop_remainder)
+        return order.num_batches(self._shard_items, self.batch_size, self.drop_remainder)
 
     @property
     def num_batches(self):
@@ -294,11 +333,16 @@ class ArraySequence(PyDataset):
         """The position as a small JSON-able dict, for :meth:`set_state` (also in another process or run).
 
         Returns:
-            ``{"epoch", "offset", "served", "num_batches", "seed"}``: the epoch
-            of the current pass, the rotation set by a resumed run (0
-            otherwise), the batches served in this pass as ``[start, stop)``
-            runs, and two fields that :meth:`set_state` checks. A complete
-            pass is reported as the start of the next epoch.
+            ``{"epoch", "offset", "served", "num_batches", "seed", "shard"}``:
+            the epoch of the current pass, the rotation set by a resumed run
+            (0 otherwise), the batches served in this pass as ``[start,
+            stop)`` runs, and three fields that :meth:`set_state` checks
+            (``shard`` is ``[index, count]``). A complete pass is reported as
+            the start of the next epoch.
+
+        Under sharding the position counts this process's batches; processes
+        that train in step (``keras.distribution``) are at the same position,
+        and each restores its own shard's samples from it.
         """
         n = len(self)
         with self._pos_lock:
@@ -306,7 +350,14 @@ class ArraySequence(PyDataset):
             served = [] if count == n else _runs(np.flatnonzero(self._served))
         if count == n:
             epoch, served = epoch + 1, []
-        return {"epoch": epoch, "offset": offset, "served": served, "num_batches": n, "seed": self.seed}
+        return {
+            "epoch": epoch,
+            "offset": offset,
+            "served": served,
+            "num_batches": n,
+            "seed": self.seed,
+            "shard": list(self.shard),
+        }
 
     def set_state(self, state):
         """Restore a position saved by :meth:`get_state` (or written by ``fastseq.BackupAndRestore``).
@@ -318,15 +369,28 @@ class ArraySequence(PyDataset):
         continue the uninterrupted run's stream where Keras restarts its
         own count at batch 0.
 
+        A state saved by one shard restores any shard of the same ``count``
+        (the position is the same for processes in step; the samples are
+        the restoring shard's own), but not another ``count``: that splits
+        the epoch's samples differently.
+
         Raises:
             TypeError, ValueError: a state that is not such a dict, or one
-                saved from a sequence with another ``len`` or ``seed``.
+                saved from a sequence with another ``len``, ``seed`` or
+                shard count.
         """
         n = len(self)
         if not isinstance(state, dict) or not {"epoch", "offset", "served"} <= state.keys():
             raise TypeError(
                 f"state must be the dict returned by get_state() (keys epoch, offset, served), "
                 f"got {options.describe(state)}."
+            )
+        saved = state.get("shard", [0, 1])
+        if not isinstance(saved, (list, tuple)) or len(saved) != 2 or saved[1] != self.shard[1]:
+            raise ValueError(
+                f"state['shard'] is {saved!r} but this sequence has shard={self.shard}: a state restores into a "
+                f"sequence split into as many shards (processes) as it was saved from; resume with that many "
+                f"processes, or start an epoch afresh with set_epoch()."
             )
         for key, mine in (("num_batches", n), ("seed", self.seed)):
             if key in state and state[key] != mine:
@@ -432,6 +496,17 @@ class ArraySequence(PyDataset):
         window is smaller than the image becomes a ``CenterCrop`` of that
         size; one as large as the image (pad-and-crop augmentation) becomes
         no crop. Use it as ``validation_data`` or for ``evaluate``/``predict``.
+
+        Sharded like this sequence (the same ``(index, count)``), with
+        ``shard_remainder="repeat"``: every process evaluates its share and
+        every sample counts the same number of times over all processes
+        (once when ``count`` divides ``len(x)``, else ``count // gcd(len(x),
+        count)`` times, all of them), so ``evaluate`` under ``DataParallel``
+        gives the loss and metrics one process gets on the whole set. With a
+        metric that sums rather than averages (``keras.metrics.TruePositives``
+        and other counts) the repeats multiply the count. ``predict`` on a
+        sharded sequence returns the outputs in shard order; build an
+        unsharded ``ArraySequence`` for it.
         """
         crop = options.evaluation_crop(self.crop, check.images(x, "x").shape[1:3])
         return ArraySequence(
@@ -447,6 +522,8 @@ class ArraySequence(PyDataset):
             data_format=self.data_format,
             num_classes=self.num_classes,
             sample_weight=sample_weight,
+            shard=self.shard,
+            shard_remainder="repeat",
             **pydataset_kwargs,
         )
 
@@ -457,6 +534,7 @@ class ArraySequence(PyDataset):
         if cached_epoch == epoch:
             return cached
         result = order.epoch_order(self._num_items, seed=self.seed, epoch=epoch, shuffle=self.shuffle)
+        result = order.shard_order(result, *self.shard, self.shard_remainder)
         self._order = (epoch, result)
         return result
 
@@ -482,7 +560,7 @@ class ArraySequence(PyDataset):
         return (epoch, j) if j < n else (epoch + 1, j - n)
 
     def _batch_indices(self, j, epoch):
-        start, stop = order.batch_bounds(j, self._num_items, self.batch_size)
+        start, stop = order.batch_bounds(j, self._shard_items, self.batch_size)
         return self._epoch_order(epoch)[start:stop]
 
     def _params(self, idx, epoch):
@@ -504,8 +582,56 @@ class ArraySequence(PyDataset):
     def __repr__(self):
         return (
             f"ArraySequence(N={self._num_items}, image_shape={self.image_shape}, batch_size={self.batch_size}, "
-            f"batches={len(self)}, shuffle={self.shuffle}, seed={self.seed}, epoch={self.epoch}, crop={self.crop}, "
+            f"batches={len(self)}, shuffle={self.shuffle},"
+            + (f" shard={self.shard}, shard_remainder={self.shard_remainder!r}," if self.shard[1] > 1 else "")
+            + f" seed={self.seed}, epoch={self.epoch}, crop={self.crop}, "
             f"flip={self.flip}, normalize={self.normalize}, dtype={self.dtype!r}, data_format={self.data_format!r})"
+        )
+
+
+def _auto_shard():
+    """``shard="auto"``: ``((index, count), where it was read)``.
+
+    The active ``keras.distribution`` first: its data shard (``data_shard_id``;
+    for ``DataParallel`` the process index) and the number of data shards (the
+    process count, or the number of model replicas where processes share one,
+    as in a ``ModelParallel`` whose replica spans processes). Without one,
+    JAX's process index and count on the JAX backend (``jax.distributed``
+    started by hand), else one shard.
+    """
+    from keras import backend, distribution
+
+    dist = distribution.distribution()
+    if dist is not None and dist.num_processes > 1:
+        count = dist.num_processes
+        try:
+            count = min(count, dist.num_model_replicas)
+        except NotImplementedError:  # a Distribution subclass without replicas: one shard per process
+            pass
+        return (dist.data_shard_id, count), f"shard='auto' read {type(dist).__name__} of keras.distribution"
+    if backend.backend() == "jax":
+        import jax
+
+        return (jax.process_index(), jax.process_count()), "shard='auto' read jax.process_index()/process_count()"
+    return (0, 1), None
+
+
+def _warn_if_unsharded_under_processes():
+    """Warn when several processes train in step but this sequence gives every one of them all the data."""
+    try:
+        from keras import distribution
+
+        dist = distribution.distribution()
+    except (ImportError, AttributeError):  # pragma: no cover - keras >= 3.5 has keras.distribution
+        return
+    if dist is not None and dist.num_processes > 1:
+        warnings.warn(
+            f"ArraySequence: a keras.distribution {type(dist).__name__} over {dist.num_processes} processes is "
+            "active but this sequence is not sharded (shard=None), so every process feeds the same samples and "
+            "each global batch holds every one of them that many times. Pass shard='auto' (or an explicit "
+            "(index, count)).",
+            RuntimeWarning,
+            stacklevel=3,
         )
 
 

@@ -172,7 +172,7 @@ def test_get_state_and_set_state_resume_mid_pass():
     served_samples(seq)  # epoch 0
     head = served_samples(seq, range(3))  # epoch 1, batches 0..2
     state = seq.get_state()
-    assert state == {"epoch": 1, "offset": 0, "served": [[0, 3]], "num_batches": 10, "seed": 4}
+    assert state == {"epoch": 1, "offset": 0, "served": [[0, 3]], "num_batches": 10, "seed": 4, "shard": [0, 1]}
     assert json.loads(json.dumps(state)) == state
     uninterrupted = served_samples(seq, range(3, 10))
     resumed = ArraySequence(x, **kw)
