@@ -1,8 +1,8 @@
 """fastseq: feed uint8 images to a Keras training loop at memory speed.
 
 ``import fastseq`` is cheap: it imports neither Keras nor TensorFlow and
-compiles nothing. The Keras-facing names (``ArraySequence``, ``profile``,
-``StarvationMonitor``) are imported on first use.
+compiles nothing. The Keras-facing names (``ArraySequence``, ``BackupAndRestore``,
+``profile``, ``StarvationMonitor``) are imported on first use.
 """
 
 from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, Rescale
@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "ArraySequence": ("fastseq.sequence", "ArraySequence"),
+    "BackupAndRestore": ("fastseq.callbacks", "BackupAndRestore"),
     "profile": ("fastseq.profiling", "profile"),
     "ProfileReport": ("fastseq.profiling", "ProfileReport"),
     "StarvationMonitor": ("fastseq.profiling", "StarvationMonitor"),
@@ -18,6 +19,7 @@ _LAZY = {
 
 __all__ = [
     "ArraySequence",
+    "BackupAndRestore",
     "CenterCrop",
     "Normalize",
     "ProfileReport",
