@@ -259,6 +259,19 @@ def scenario_resume(backup_dir, log_path, weights_path, epochs, kill_at=None, sh
     return {"epoch_after": seq.epoch}
 
 
+def scenario_monitor(epochs=2):
+    """fastseq.StarvationMonitor in a real fit: its per-epoch logs."""
+    import keras
+
+    import fastseq
+
+    seq = _sequence()
+    history = _model(keras, (4, 4, 3)).fit(
+        seq, epochs=epochs, verbose=0, callbacks=[fastseq.StarvationMonitor(sequence=seq)]
+    )
+    return {k: v for k, v in history.history.items() if k != "loss"}
+
+
 def scenario_many(runs):
     """Several scenarios in one process (one interpreter start and one import of the backend): ``[[name, kwargs], ...]``."""
     return [globals()[f"scenario_{name}"](**kwargs) for name, kwargs in runs]

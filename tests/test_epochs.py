@@ -18,6 +18,7 @@ RUNS = [
     ["trained", {"epochs": 5, "steps_per_epoch": 4, "workers": 1}],
     ["trained", {"epochs": 5, "steps_per_epoch": 4, "workers": 2}],
     ["trained", {"epochs": 3, "workers": 2, "use_multiprocessing": True}],
+    ["monitor", {"epochs": 2}],
 ]
 
 
@@ -28,8 +29,10 @@ def backend_runs(request):
         pytest.skip(f"{backend} is not installed")
     out = keras_runs.run("many", backend, timeout=600, runs=RUNS)
     assert out["rc"] == 0 and out["result"] is not None, out["stderr"]
-    patterns, hand_loop, steps_w1, steps_w2, processes = out["result"]
-    return backend, dict(patterns=patterns, hand_loop=hand_loop, steps_w1=steps_w1, steps_w2=steps_w2, processes=processes)
+    patterns, hand_loop, steps_w1, steps_w2, processes, monitor = out["result"]
+    return backend, dict(
+        patterns=patterns, hand_loop=hand_loop, steps_w1=steps_w1, steps_w2=steps_w2, processes=processes, monitor=monitor
+    )
 
 
 def requests(log):
@@ -144,3 +147,12 @@ def test_multiprocessing_gives_a_fresh_exactly_once_epoch_each_fit_epoch(backend
         assert sorted(e) == list(range(100))
     assert len({tuple(e) for e in epochs}) == 3
     assert result["warnings"] == []
+
+
+def test_starvation_monitor_logs_each_epoch(backend_runs):
+    _, r = backend_runs
+    logs = r["monitor"]
+    assert {"data_wait_fraction", "images_per_sec", "kernel_seconds", "batches_ahead"} <= logs.keys()
+    assert all(len(v) == 2 for v in logs.values())
+    assert all(0.0 <= w <= 1.0 for w in logs["data_wait_fraction"])
+    assert all(v > 0 for v in logs["images_per_sec"]) and all(k > 0 for k in logs["kernel_seconds"])
