@@ -1,12 +1,12 @@
 """fastseq: feed uint8 images to a Keras training loop at memory speed.
 
 ``import fastseq`` is cheap: it imports neither Keras nor TensorFlow and
-compiles nothing. The Keras-facing names (``ArraySequence``, ``profile``,
-``StarvationMonitor``) and ``fastseq.datasets`` are imported on first use.
+compiles nothing. The Keras-facing names (``ArraySequence``, ``BackupAndRestore``,
+``profile``, ``StarvationMonitor``) and ``fastseq.datasets`` are imported on first use.
 
-The package has three parts: the product (``sequence``, ``options``,
-``augment``, ``order``, ``kernels/``, ``datasets/``), the measuring bench
-(``bench/``) and the starvation profiler (``profiling/``).
+The package has three parts: the product (``sequence``, ``callbacks``,
+``options``, ``augment``, ``order``, ``kernels/``, ``datasets/``), the
+measuring bench (``bench/``) and the starvation profiler (``profiling/``).
 """
 
 from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, Rescale
@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 # name -> (module, attribute); attribute None means the module itself.
 _LAZY = {
     "ArraySequence": ("fastseq.sequence", "ArraySequence"),
+    "BackupAndRestore": ("fastseq.callbacks", "BackupAndRestore"),
     "profile": ("fastseq.profiling.measure", "profile"),
     "ProfileReport": ("fastseq.profiling.report", "ProfileReport"),
     "StarvationMonitor": ("fastseq.profiling.monitor", "StarvationMonitor"),
@@ -24,6 +25,7 @@ _LAZY = {
 
 __all__ = [
     "ArraySequence",
+    "BackupAndRestore",
     "datasets",
     "CenterCrop",
     "Normalize",

@@ -1,0 +1,117 @@
+"""fastseq.BackupAndRestore: a fit SIGKILLed mid-epoch and restarted trains, from the resumed epoch on,
+on the same batches (sample indices and pixels) as the uninterrupted run, and ends with the same weights."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests import keras_runs
+
+pytestmark = pytest.mark.slow
+
+VARIANTS = {
+    # name: fit arguments, the (epoch, step) at which the run kills itself
+    "batchwise": (dict(epochs=4, shuffle=False), (2, 4)),
+    "shuffled": (dict(epochs=4, shuffle=True), (2, 4)),
+    # Keras epochs of 5 steps: the resumed epoch 3 starts half-way through the sequence's second pass
+    "steps_per_epoch": (dict(epochs=6, shuffle=False, steps_per_epoch=5), (3, 2)),
+}
+
+
+def read_log(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def by_epoch(lines):
+    out = {}
+    for line in lines:
+        out.setdefault(line["epoch"], []).append((tuple(line["samples"]), line["md5"]))
+    return out
+
+
+@pytest.fixture(scope="module", params=[b for b in keras_runs.BACKENDS])
+def resumed_runs(request, tmp_path_factory):
+    backend = request.param
+    if not keras_runs.backend_available(backend):
+        pytest.skip(f"{backend} is not installed")
+    tmp = tmp_path_factory.mktemp(f"resume_{backend}")
+    paths = {
+        name: {k: str(tmp / f"{name}_{k}") for k in ("full_dir", "full_log", "full_w", "cut_dir", "cut_log", "cut_w")}
+        for name in VARIANTS
+    }
+    full = keras_runs.run(
+        "many",
+        backend,
+        runs=[
+            ["resume", dict(fit, backup_dir=p["full_dir"], log_path=p["full_log"], weights_path=p["full_w"])]
+            for (fit, _), p in zip(VARIANTS.values(), paths.values())
+        ],
+    )
+    assert full["rc"] == 0, full["stderr"]
+    out = {}
+    for name, (fit, kill_at) in VARIANTS.items():
+        p = paths[name]
+        kwargs = dict(fit, backup_dir=p["cut_dir"], log_path=p["cut_log"], weights_path=p["cut_w"])
+        killed = keras_runs.run("resume", backend, kill_at=kill_at, **kwargs)
+        assert killed["rc"] == -9, killed["stderr"]  # SIGKILL: no cleanup ran
+        n_before = len(read_log(p["cut_log"]))
+        resumed = keras_runs.run("resume", backend, **kwargs)
+        assert resumed["rc"] == 0, resumed["stderr"]
+        cut = read_log(p["cut_log"])
+        out[name] = dict(
+            full=read_log(p["full_log"]),
+            before=cut[:n_before],
+            after=cut[n_before:],
+            full_w=np.load(p["full_w"] + ".npy"),
+            cut_w=np.load(p["cut_w"] + ".npy"),
+            kill_at=kill_at,
+        )
+    return backend, out
+
+
+def test_resume_batch_for_batch_with_fit_shuffle_false(resumed_runs):
+    _, out = resumed_runs
+    r = out["batchwise"]
+    assert r["before"][-1]["epoch"] == 2 and r["before"][-1]["step"] == 4  # killed mid-epoch 2
+    assert r["after"][0]["epoch"] == 2 and r["after"][0]["step"] == 0  # Keras resumes at epoch 2's start
+    full, after = by_epoch(r["full"]), by_epoch(r["after"])
+    assert sorted(after) == [2, 3]
+    for epoch in (2, 3):
+        assert after[epoch] == full[epoch]  # indices and pixel hashes, batch for batch
+    assert full[1] != full[2]  # not trivially equal: each epoch is new
+    np.testing.assert_array_equal(r["cut_w"], r["full_w"])
+
+
+def test_resume_same_set_of_batches_with_fit_shuffle_true(resumed_runs):
+    _, out = resumed_runs
+    r = out["shuffled"]
+    full, after = by_epoch(r["full"]), by_epoch(r["after"])
+    assert sorted(after) == [2, 3]
+    for epoch in (2, 3):
+        assert sorted(after[epoch]) == sorted(full[epoch])  # Keras permutes the request order, not the batches
+        assert sorted(s for samples, _ in after[epoch] for s in samples) == list(range(100))
+
+
+def test_resume_with_steps_per_epoch_below_len(resumed_runs):
+    _, out = resumed_runs
+    r = out["steps_per_epoch"]
+    full, after = by_epoch(r["full"]), by_epoch(r["after"])
+    assert sorted(after) == [3, 4, 5]
+    for epoch in (3, 4, 5):
+        assert after[epoch] == full[epoch]
+    second_pass = sum((list(s) for s, _ in full[2] + full[3]), [])
+    assert sorted(second_pass) == list(range(100))  # Keras epochs 2 and 3 are one pass of the sequence
+    np.testing.assert_array_equal(r["cut_w"], r["full_w"])
+
+
+def test_backup_and_restore_is_keras_callback_with_a_sequence():
+    import fastseq
+
+    keras = pytest.importorskip("keras")
+    seq = fastseq.ArraySequence(keras_runs.indexed_images(20), batch_size=5)
+    with pytest.raises(TypeError, match="sequence must be a fastseq.ArraySequence"):
+        fastseq.BackupAndRestore("/tmp/unused", object())
+    cb = fastseq.BackupAndRestore("/tmp/unused", seq, save_freq=3)
+    assert isinstance(cb, keras.callbacks.BackupAndRestore) and cb.save_freq == 3
