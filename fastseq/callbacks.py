@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -35,9 +36,18 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     one when ``steps_per_epoch`` divides ``len(sequence)``; otherwise it
     trains on the same stream of batches with boundaries shifted.
 
+    Sharded across processes (``ArraySequence(shard=...)``), each process
+    backs up into its own subfolder ``shard-<index>-of-<count>`` of
+    ``backup_dir``, so processes that share a file system never write the
+    same files (Keras' callback would have every process write one weights
+    file), and a restarted run with the same number of processes continues
+    each shard where it was. A restart with another number of processes is
+    refused, naming the folders found.
+
     Args:
         backup_dir: as Keras' ``BackupAndRestore``; the sequence's state is
-            the JSON file ``fastseq_sequence.json`` in it.
+            the JSON file ``fastseq_sequence.json`` in it (in the shard's
+            subfolder when sharded).
         sequence: the training data: an ``ArraySequence`` (anything with
             ``get_state()``, ``set_state(state)`` and ``len()``).
         **kwargs: Keras' ``save_freq``, ``double_checkpoint``,
@@ -45,6 +55,8 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
 
     Raises:
         TypeError: ``sequence`` without ``get_state``/``set_state``.
+        ValueError: in ``on_train_begin``, a sharded run over a backup made
+            with another number of processes.
     """
 
     def __init__(self, backup_dir, sequence, **kwargs):
@@ -55,6 +67,11 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
                 f"{type(sequence).__name__} without {', '.join(missing)}; use keras.callbacks.BackupAndRestore "
                 f"for other data."
             )
+        index, count = getattr(sequence, "shard", (0, 1))
+        self._root_dir = backup_dir
+        self._shard_count = count
+        if count > 1:
+            backup_dir = os.path.join(backup_dir, f"shard-{index}-of-{count}")
         super().__init__(backup_dir, **kwargs)
         self.sequence = sequence
         self._state_path = os.path.join(backup_dir, _STATE_FILE)
@@ -63,6 +80,7 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         self._steps = 0
 
     def on_train_begin(self, logs=None):
+        self._check_shard_count()
         super().on_train_begin(logs)  # restores weights, optimizer and model._initial_epoch
         restored = self._load_state()
         if restored is not None:
@@ -98,6 +116,25 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         with open(tmp, "w") as f:
             json.dump(record, f)
         os.replace(tmp, self._state_path)
+
+    def _check_shard_count(self):
+        """Refuse to start afresh beside a backup of the same run split into another number of shards."""
+        if os.path.exists(self._training_metadata_path):
+            return  # this shard's own backup: resume from it
+        name = os.path.basename(self._training_metadata_path)
+        found = [] if self._shard_count == 1 or not os.path.exists(os.path.join(self._root_dir, name)) else ["."]
+        found += sorted(
+            os.path.basename(os.path.dirname(p))
+            for p in glob.glob(os.path.join(self._root_dir, "shard-*-of-*", name))
+            if not os.path.dirname(p).endswith(f"-of-{self._shard_count}")
+        )
+        if found:
+            raise ValueError(
+                f"backup_dir {self._root_dir!r} holds a backup made with another number of processes (in "
+                f"{', '.join(found)}) but this sequence has shard={getattr(self.sequence, 'shard', (0, 1))}: "
+                f"resume with the number of processes the backup was made with, or delete the folder to start "
+                f"afresh."
+            )
 
     def _load_state(self):
         """The saved sequence state matching Keras' restored metadata, or None for a fresh run."""
