@@ -1,0 +1,121 @@
+"""Sharded feed (issue 13): 2 processes x 1 Numba thread against 1 process x 2 threads, the same total work.
+
+Group ``feed-shards-cifar-b512``. Each row runs the feed suite's ``model.fit``
+on the trivial model, fed by ``ArraySequence`` over the memory-mapped
+CIFAR-shaped ``.npy`` (the ``cifar_npy`` fixture), in fresh processes
+(``benchmarks/shard_feed.py``): ``2p x 1t`` is two processes at once, each
+``shard=(i, 2)`` with ``NUMBA_NUM_THREADS=1`` and ``steps`` steps; ``1p x 2t``
+is one unsharded process with ``NUMBA_NUM_THREADS=2`` and ``2 * steps``
+steps. Every process waits at a barrier after its warm-up steps, so the two
+processes' timed steps overlap. Reported: each process's images/s and the
+row's total, all images over the wall time from the first timed step to the
+last. Both rows leave TensorFlow its own threads. The processes are checked
+after timing: disjoint shards, and the first batch of each equal, byte for
+byte, to the same sequence built here, whose pixels are checked as crops of
+the padded source images. With timing disabled (plain ``pytest``) each row
+runs 2 small steps (the three processes at once).
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from benchmarks import checks, shard_feed, summary
+from fastseq.bench import kernel_rows
+
+pytestmark = pytest.mark.slow
+GROUP = "feed-shards-cifar-b512"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def start_row(count, threads, steps, *, x_path, y_path, batch_size, warmup, tmp):
+    """Start the ``count`` processes of a row; :func:`finish` waits for them."""
+    barrier = tmp / f"barrier-{count}x{threads}"
+    barrier.mkdir()
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    row = []
+    for i in range(count):
+        out_path = tmp / f"r{count}-{i}.json"
+        args = dict(index=i, count=count, x_path=str(x_path), y_path=str(y_path), batch_size=batch_size,
+                    steps=steps, warmup=warmup, barrier_dir=str(barrier), out_path=str(out_path))
+        proc = subprocess.Popen([sys.executable, "-m", "benchmarks.shard_feed", json.dumps(args)], cwd=ROOT,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        row.append((proc, out_path))
+    return row
+
+
+def finish(*rows, timeout=600):
+    """Wait for every process of ``rows`` (killing all on failure); their results, row by row."""
+    procs = [p for row in rows for p, _ in row]
+    try:
+        outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+    return [[json.loads(path.read_text()) for _, path in row] for row in rows]
+
+
+def test_two_processes_against_two_threads(benchmark, cifar, cifar_npy, tmp_path):
+    from fastseq import ArraySequence
+
+    x, y = cifar
+    timed = not benchmark.disabled
+    batch_size, steps, warmup = (512, 40, 3) if timed else (64, 2, 1)
+    y_path = tmp_path / "y.npy"
+    np.save(y_path, y)
+    int(cifar_npy.reshape(-1)[::4096].sum())  # page cache warm, as in the feed suite
+    common = dict(x_path=cifar_npy.filename, y_path=y_path, batch_size=batch_size, warmup=warmup, tmp=tmp_path)
+    results = {}
+    benchmark.group = GROUP
+
+    def rows():
+        if timed:
+            (results["1p x 2t"],) = finish(start_row(1, 2, 2 * steps, **common))
+            (results["2p x 1t"],) = finish(start_row(2, 1, steps, **common))
+        else:  # a correctness run: both rows at once, to spend one process start-up instead of two
+            results["1p x 2t"], results["2p x 1t"] = finish(start_row(1, 2, 2 * steps, **common),
+                                                            start_row(2, 1, steps, **common))
+
+    benchmark.pedantic(rows, rounds=1, iterations=1)
+
+    # Checks: the shards are disjoint, and each process's first batch is the one built here.
+    job = kernel_rows.cifar_job(x, y)
+    served = []
+    for r in results["2p x 1t"]:
+        seq = ArraySequence(x, y, shard=(r["index"], 2), **shard_feed.sequence_kwargs(batch_size))
+        assert r["batch0_indices"] == seq.indices(0).tolist()
+        batch0 = seq[0][0]
+        assert r["batch0_md5"] == hashlib.md5(np.ascontiguousarray(batch0).tobytes()).hexdigest()
+        checks.check_baseline(batch0, job, seq.indices(0))
+        served.append({int(s) for b in set(r["served"]) for s in seq.indices(b)})
+    assert served[0] and served[1] and not served[0] & served[1]
+    one = results["1p x 2t"][0]
+    assert len(set(one["served"])) >= 2 * steps + warmup
+    assert all(r["images_per_sec"] > 0 and np.isfinite(r["images_per_sec"]) for rs in results.values() for r in rs)
+
+    rows_info = {}
+    gb = int(np.prod(x.shape[1:])) * 4 / 1e9
+    for name, rs in results.items():
+        total = len(rs) * (2 * steps // len(rs)) * batch_size / (max(r["end"] for r in rs) - min(r["start"] for r in rs))
+        threads = rs[0]["numba_threads"]
+        rows_info[name] = {"images_per_sec": total, "GB_per_sec": total * gb, "threads": threads,
+                           "note": f"total of {len(rs)} process{'es' if len(rs) > 1 else ''}"}
+        if len(rs) > 1:
+            for r in rs:
+                rows_info[f"{name}: p{r['index']}"] = {"images_per_sec": r["images_per_sec"],
+                                                      "GB_per_sec": r["images_per_sec"] * gb, "threads": threads,
+                                                      "note": "this process alone"}
+    benchmark.extra_info.update({"rows": rows_info, "batch_size": batch_size, "steps_per_process": {
+        name: 2 * steps // len(rs) for name, rs in results.items()}})
+    if timed:
+        summary.RESULTS[GROUP] = rows_info
