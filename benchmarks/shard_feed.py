@@ -68,6 +68,7 @@ def main(index, count, x_path, y_path, batch_size, steps, warmup, barrier_dir, o
     result = {
         "index": index,
         "count": count,
+        "steps": steps,
         "images_per_sec": steps * batch_size / (marks["end"] - marks["start"]),
         "start": marks["start"],
         "end": marks["end"],
