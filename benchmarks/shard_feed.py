@@ -63,7 +63,8 @@ def main(index, count, x_path, y_path, batch_size, steps, warmup, barrier_dir, o
 
     model = feed.trivial_model(x.shape[1:])
     model.fit(seq, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[Clock()], shuffle=False)
-    first = seq.indices(0)  # the epoch is still the one just served
+    seq.set_epoch(0)  # Keras may have prefetched to the end of the pass and moved on: check epoch 0's batch 0
+    first = seq.indices(0)
     batch0 = seq[0][0]
     result = {
         "index": index,
