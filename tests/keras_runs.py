@@ -272,6 +272,61 @@ def scenario_monitor(epochs=2):
     return {k: v for k, v in history.history.items() if k != "loss"}
 
 
+def _children():
+    """Live child processes of this one (zombies excluded), from /proc."""
+    me, kids = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me and fields[0] != "Z":
+                kids.append(int(entry))
+    return kids
+
+
+def _resources():
+    with open("/proc/self/statm") as f:
+        rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return {"rss_mb": rss / 2**20, "threads": len(os.listdir("/proc/self/task")), "fds": len(os.listdir("/proc/self/fd"))}
+
+
+def scenario_soak(epochs=100, marks=(10, 100), mp_epochs=20):
+    """Many fit epochs with prefetching threads, then with worker processes: resources at the marks, children after."""
+    import time
+
+    import keras
+
+    out = {"threads": {}, "children_during": []}
+    seq = _sequence(n=200, batch_size=20, workers=2)
+    model = _model(keras, (4, 4, 3))
+
+    class Sample(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 in marks:
+                out["threads"][str(epoch + 1)] = _resources()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the JAX backend's workers warning
+        model.fit(seq, epochs=epochs, verbose=0, callbacks=[Sample()])
+        out["epoch_after_threads"] = seq.epoch
+        seq = _sequence(n=200, batch_size=20, workers=2, use_multiprocessing=True)
+
+        class Children(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                out["children_during"].append(len(_children()))
+
+        model.fit(seq, epochs=mp_epochs, verbose=0, callbacks=[Children()])
+    out["epoch_after_processes"] = seq.epoch
+    deadline = time.monotonic() + 20
+    while _children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    out["children_after"] = len(_children())
+    return out
+
+
 def scenario_many(runs):
     """Several scenarios in one process (one interpreter start and one import of the backend): ``[[name, kwargs], ...]``."""
     return [globals()[f"scenario_{name}"](**kwargs) for name, kwargs in runs]
