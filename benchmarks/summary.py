@@ -5,7 +5,7 @@ Each benchmark calls :func:`record`, which fills ``benchmark.extra_info``
 ``benchmarks/conftest.py`` prints :func:`lines` when the session ends.
 """
 
-from fastseq import bench
+from fastseq.bench import kernel_rows
 
 #: ``{group: {row name: extra_info}}`` for this run, in the order recorded.
 RESULTS = {}
@@ -32,7 +32,7 @@ def record(benchmark, row, group):
 def _time_ratio_lines(row, one_after_other, info, target):
     """Target lines for ``row``'s time over the ceiling's (at most ``target``).
 
-    With the two also timed alternately (``info`` from ``bench.alternating_ratio``)
+    With the two also timed alternately (``info`` from ``timing.alternating_ratio``)
     that ratio decides: the rows' minima from the same stretch of time; the
     one-after-the-other ratio is shown beside it.
     """
@@ -68,18 +68,18 @@ def lines():
             out.append(f"  {name:<13} {ips:>12,.0f} images/s {r['GB_per_sec']:7.2f} GB/s  threads {r['threads']}{vs}{note}")
     head = {n: r["images_per_sec"] for n, r in RESULTS.get(HEADLINE, {}).items() if "images_per_sec" in r}
     targets = []
-    for name, v, kind, t, ok in bench.ratios(head):
+    for name, v, kind, t, ok in kernel_rows.ratios(head):
         if name == "fused / ceiling time":
             targets += _time_ratio_lines("fused", v, RESULTS[HEADLINE]["fastseq"], t)
         else:
-            targets.append((name, f"{v:.2f}x", bench.format_target(kind, t), ok))
+            targets.append((name, f"{v:.2f}x", kernel_rows.format_target(kind, t), ok))
     if "first_call_s" in FIRST_CALL:
         s = FIRST_CALL["first_call_s"]
         targets.append(
             (f"first call (import {FIRST_CALL['import_s']:.2f} s)", f"{s:.2f} s",
              f"<= {FIRST_CALL_TARGET_S:g} s", s <= FIRST_CALL_TARGET_S)
         )
-    from fastseq import bench_feed
+    from fastseq.bench import feed as bench_feed
 
     feed = {n: r["images_per_sec"] for n, r in RESULTS.get("feed-cifar-b512", {}).items()}
     for label, value, target, ok in bench_feed.ratios(feed):

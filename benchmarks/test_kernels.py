@@ -15,7 +15,7 @@ Groups (each a batch of 512 seeded random indices from the fixture's data):
 - ``first-call``: a fresh interpreter importing ``fastseq.kernels`` and
   running its first batch, with the on-disk cache warm.
 
-The row builders are :mod:`fastseq.bench`'s, so ``python -m fastseq bench``
+The row builders are :mod:`fastseq.bench.kernel_rows`'s, so ``python -m fastseq bench``
 times the same code: the fastseq rows call a ``FusedPlan`` built once, as
 the sequence does, and they and the gather row cycle through several
 precomputed random batches so that caches do not flatter them. Every
@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 
 from benchmarks import checks, summary
-from fastseq import bench
+from fastseq.bench import kernel_rows, timing
 from tests import reference
 
 HEADLINE = "cifar-b512-f32"
@@ -68,7 +68,7 @@ def check_fastseq(out, job, row):
 @pytest.mark.parametrize("job", ALL_JOBS, indirect=True)
 def test_ceiling(benchmark, job):
     """NumPy contiguous uint8 -> output dtype, same element count, preallocated, one thread, source from memory."""
-    row = bench.ceiling_row(job)
+    row = kernel_rows.ceiling_row(job)
     out = run_row(benchmark, row, job)
     np.testing.assert_array_equal(out.astype(np.float32).reshape(-1), row.check_data())
 
@@ -76,7 +76,7 @@ def test_ceiling(benchmark, job):
 @pytest.mark.parametrize("job", ALL_JOBS, indirect=True)
 def test_ceiling_cache_resident(benchmark, job):
     """The ceiling's conversion of one fixed source that stays in the cache: for comparison, not a target."""
-    row = bench.ceiling_cache_row(job)
+    row = kernel_rows.ceiling_cache_row(job)
     out = run_row(benchmark, row, job)
     np.testing.assert_array_equal(out.astype(np.float32), row.check_data())
 
@@ -84,7 +84,7 @@ def test_ceiling_cache_resident(benchmark, job):
 @pytest.mark.parametrize("job", [HEADLINE], indirect=True)
 def test_gather_convert(benchmark, job):
     """NumPy gather + conversion, no augmentation: the ceiling for a random batch."""
-    row = bench.gather_row(job)
+    row = kernel_rows.gather_row(job)
     out = run_row(benchmark, row, job)
     np.testing.assert_array_equal(out, job.x[row.check_data()].astype(np.float32))
 
@@ -94,14 +94,14 @@ def test_fastseq(benchmark, job):
     """A ``kernels.FusedPlan`` built once, every Numba thread, preallocated ``out``.
 
     For the headline job, when timed, the target ratio is also measured with
-    the ceiling and fastseq called alternately (``bench.interleaved``), so
+    the ceiling and fastseq called alternately (``timing.interleaved``), so
     both come from the same stretch of time on a machine whose speed drifts.
     """
-    row = bench.fastseq_row(job)
+    row = kernel_rows.fastseq_row(job)
     out = run_row(benchmark, row, job)
     check_fastseq(out, job, row)
     if job.name == HEADLINE and summary.timed(benchmark):
-        paired = bench.alternating_ratio(row.fn, bench.ceiling_row(job).fn)
+        paired = timing.alternating_ratio(row.fn, kernel_rows.ceiling_row(job).fn)
         benchmark.extra_info.update(paired)
         summary.RESULTS[job.name][row.name].update(paired)
 
@@ -109,7 +109,7 @@ def test_fastseq(benchmark, job):
 @pytest.mark.parametrize("job", [HEADLINE], indirect=True)
 def test_fastseq_1_thread(benchmark, job):
     """The same plan pinned to one Numba thread (set and restored inside the timed call)."""
-    row = bench.fastseq_row(job, threads=1)
+    row = kernel_rows.fastseq_row(job, threads=1)
     out = run_row(benchmark, row, job)
     check_fastseq(out, job, row)
 
@@ -117,7 +117,7 @@ def test_fastseq_1_thread(benchmark, job):
 @pytest.mark.parametrize("job", [HEADLINE], indirect=True)
 def test_numpy_loop(benchmark, job):
     """The seed-style per-sample loop: ``NumpySequence.__getitem__``'s own code."""
-    row = bench.numpy_row(job)
+    row = kernel_rows.numpy_row(job)
     out = run_row(benchmark, row, job, rounds=5)
     checks.check_baseline(out, job, job.indices)
 
@@ -129,7 +129,7 @@ def test_tf_data(benchmark, job):
     Back-to-back pulls drain the prefetch buffer, so a round measures the
     pipeline's steady rate, not batches made while the timer was stopped.
     """
-    row = bench.tf_data_row(job, batches=1)
+    row = kernel_rows.tf_data_row(job, batches=1)
     images, positions = run_row(benchmark, row, job, rounds=5, iterations=8)
     checks.check_baseline(images, job, positions)
 
@@ -137,7 +137,7 @@ def test_tf_data(benchmark, job):
 @pytest.mark.parametrize("job", [HEADLINE], indirect=True)
 def test_keras_layers(benchmark, job):
     """Keras 3 preprocessing layers on the gathered batch (gather timed too)."""
-    row = bench.keras_row(job)
+    row = kernel_rows.keras_row(job)
     out = run_row(benchmark, row, job, rounds=10)
     found = checks.check_baseline(out, job, job.indices, samples=16)
     # The note in extra_info, seen in the output: one crop window for the batch.

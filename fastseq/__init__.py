@@ -2,24 +2,31 @@
 
 ``import fastseq`` is cheap: it imports neither Keras nor TensorFlow and
 compiles nothing. The Keras-facing names (``ArraySequence``, ``BackupAndRestore``,
-``profile``, ``StarvationMonitor``) are imported on first use.
+``profile``, ``StarvationMonitor``) and ``fastseq.datasets`` are imported on first use.
+
+The package has three parts: the product (``sequence``, ``options``,
+``augment``, ``order``, ``kernels/``, ``datasets/``), the measuring bench
+(``bench/``) and the starvation profiler (``profiling/``).
 """
 
 from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, Rescale
 
 __version__ = "0.1.0"
 
+# name -> (module, attribute); attribute None means the module itself.
 _LAZY = {
     "ArraySequence": ("fastseq.sequence", "ArraySequence"),
     "BackupAndRestore": ("fastseq.callbacks", "BackupAndRestore"),
-    "profile": ("fastseq.profiling", "profile"),
-    "ProfileReport": ("fastseq.profiling", "ProfileReport"),
-    "StarvationMonitor": ("fastseq.profiling", "StarvationMonitor"),
+    "profile": ("fastseq.profiling.measure", "profile"),
+    "ProfileReport": ("fastseq.profiling.report", "ProfileReport"),
+    "StarvationMonitor": ("fastseq.profiling.monitor", "StarvationMonitor"),
+    "datasets": ("fastseq.datasets", None),
 }
 
 __all__ = [
     "ArraySequence",
     "BackupAndRestore",
+    "datasets",
     "CenterCrop",
     "Normalize",
     "ProfileReport",
@@ -38,6 +45,7 @@ def __getattr__(name):
         raise AttributeError(f"module 'fastseq' has no attribute {name!r}") from None
     import importlib
 
-    value = getattr(importlib.import_module(module_name), attr)
+    module = importlib.import_module(module_name)
+    value = module if attr is None else getattr(module, attr)
     globals()[name] = value
     return value
