@@ -188,10 +188,14 @@ def scenario_hand_loop(epochs=3):
     return out
 
 
-def scenario_trained(epochs, steps_per_epoch=None, workers=1, use_multiprocessing=False, shuffle=False):
+def scenario_trained(epochs, steps_per_epoch=None, workers=1, use_multiprocessing=False, shuffle=False, start_method=None):
     """Which samples each Keras epoch trained on, logged from inside the train step."""
+    import multiprocessing
+
     import keras
 
+    if start_method is not None:  # how Keras' worker pool starts its processes (default: fork on Linux)
+        multiprocessing.set_start_method(start_method, force=True)
     seq = _sequence(workers=workers, use_multiprocessing=use_multiprocessing)
     log = []
     marks = []
@@ -270,6 +274,12 @@ def scenario_monitor(epochs=2):
         seq, epochs=epochs, verbose=0, callbacks=[fastseq.StarvationMonitor(sequence=seq)]
     )
     return {k: v for k, v in history.history.items() if k != "loss"}
+
+
+def serve(seq, indices):
+    """Request ``seq[i]`` for each index: the target of a spawned process in test_epochs."""
+    for i in indices:
+        seq[i]
 
 
 def _children():

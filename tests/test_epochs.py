@@ -5,7 +5,8 @@ designed around, so a Keras upgrade that changes it fails here first, and
 check what was actually trained (logged inside the train step).
 """
 
-import numpy as np
+import multiprocessing
+
 import pytest
 
 from tests import keras_runs
@@ -156,3 +157,19 @@ def test_starvation_monitor_logs_each_epoch(backend_runs):
     assert all(len(v) == 2 for v in logs.values())
     assert all(0.0 <= w <= 1.0 for w in logs["data_wait_fraction"])
     assert all(v > 0 for v in logs["images_per_sec"]) and all(k > 0 for k in logs["kernel_seconds"])
+
+
+@pytest.mark.parametrize("method", ["forkserver"])  # "spawn" passes too, in 4x the time here
+def test_spawned_workers_mark_the_parents_position(method):
+    """Keras' worker pool under the spawn/forkserver start method (forkserver is Python 3.14's default on
+    Linux) unpickles the sequence in each worker: the batches served there still count in the parent."""
+    from fastseq import ArraySequence
+
+    seq = ArraySequence(keras_runs.indexed_images(50), batch_size=10, seed=3, dtype="uint8")
+    worker = multiprocessing.get_context(method).Process(target=keras_runs.serve, args=(seq, [1, 3]))
+    worker.start()
+    worker.join(120)
+    assert worker.exitcode == 0
+    assert seq.unserved() == [0, 2, 4]
+    keras_runs.serve(seq, [0, 2, 4])
+    assert seq.epoch == 0 and seq.get_state()["epoch"] == 1  # the pass is complete
