@@ -115,3 +115,51 @@ def test_backup_and_restore_is_keras_callback_with_a_sequence():
         fastseq.BackupAndRestore("/tmp/unused", object())
     cb = fastseq.BackupAndRestore("/tmp/unused", seq, save_freq=3)
     assert isinstance(cb, keras.callbacks.BackupAndRestore) and cb.save_freq == 3
+
+
+def _tiny_fit(keras, seq, callbacks, epochs):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((4, 4, 3))
+    model = keras.Model(inp, keras.layers.Dense(4)(keras.layers.Flatten()(inp)))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(seq, epochs=epochs, verbose=0, shuffle=False, callbacks=callbacks)
+    return model
+
+
+def test_double_checkpoint_falls_back_with_keras(tmp_path):
+    """Keras falls back to its previous backup when the latest is unreadable; the sequence's state follows it."""
+    import fastseq
+
+    keras = pytest.importorskip("keras")
+    x, y = keras_runs.indexed_images(40), np.arange(40) % 4
+    seq = fastseq.ArraySequence(x, y, batch_size=10, seed=1)
+    backup = tmp_path / "b"
+    kw = dict(double_checkpoint=True, delete_checkpoint=False)
+    _tiny_fit(keras, seq, [fastseq.BackupAndRestore(str(backup), seq, **kw)], epochs=2)
+    latest = json.loads((backup / "fastseq_sequence.json").read_text())
+    previous = json.loads((backup / "fastseq_sequence.json.bkp").read_text())
+    assert latest["keras_epoch"] == 2 and latest["state"]["epoch"] == 2 and latest["state"]["offset"] == 0
+    assert previous["keras_epoch"] == 1 and previous["state"]["epoch"] == 1
+    (backup / "latest.weights.h5").write_bytes(b"torn write")  # Keras restores latest.weights.h5.bkp instead
+    restarted = fastseq.ArraySequence(x, y, batch_size=10, seed=1)
+    seen = []
+
+    class Seen(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append((epoch, restarted.epoch))
+
+    _tiny_fit(keras, restarted, [fastseq.BackupAndRestore(str(backup), restarted, **kw), Seen()], epochs=2)
+    assert seen == [(1, 1)]  # resumed at Keras' previous backup, epoch 1, with the sequence at its epoch 1
+    assert restarted.get_state()["epoch"] == 2
+
+
+def test_a_keras_only_backup_is_refused_by_name(tmp_path):
+    import fastseq
+
+    keras = pytest.importorskip("keras")
+    x, y = keras_runs.indexed_images(40), np.arange(40) % 4
+    backup = tmp_path / "k"
+    seq = fastseq.ArraySequence(x, y, batch_size=10)
+    _tiny_fit(keras, seq, [keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False)], epochs=1)
+    with pytest.raises(FileNotFoundError, match="written by keras.callbacks.BackupAndRestore"):
+        _tiny_fit(keras, seq, [fastseq.BackupAndRestore(str(backup), seq)], epochs=2)
