@@ -188,7 +188,9 @@ def scenario_hand_loop(epochs=3):
     return out
 
 
-def scenario_trained(epochs, steps_per_epoch=None, workers=1, use_multiprocessing=False, shuffle=False, start_method=None):
+def scenario_trained(
+    epochs, steps_per_epoch=None, workers=1, use_multiprocessing=False, shuffle=False, start_method=None, n=100
+):
     """Which samples each Keras epoch trained on, logged from inside the train step."""
     import multiprocessing
 
@@ -196,7 +198,7 @@ def scenario_trained(epochs, steps_per_epoch=None, workers=1, use_multiprocessin
 
     if start_method is not None:  # how Keras' worker pool starts its processes (default: fork on Linux)
         multiprocessing.set_start_method(start_method, force=True)
-    seq = _sequence(workers=workers, use_multiprocessing=use_multiprocessing)
+    seq = _sequence(n=n, workers=workers, use_multiprocessing=use_multiprocessing)
     log = []
     marks = []
 

@@ -20,6 +20,7 @@ RUNS = [
     ["trained", {"epochs": 5, "steps_per_epoch": 4, "workers": 2}],
     ["trained", {"epochs": 3, "workers": 2, "use_multiprocessing": True}],
     ["monitor", {"epochs": 2}],
+    ["trained", {"epochs": 8, "steps_per_epoch": 4, "workers": 2, "n": 300}],
 ]
 
 
@@ -30,9 +31,15 @@ def backend_runs(request):
         pytest.skip(f"{backend} is not installed")
     out = keras_runs.run("many", backend, timeout=600, runs=RUNS)
     assert out["rc"] == 0 and out["result"] is not None, out["stderr"]
-    patterns, hand_loop, steps_w1, steps_w2, processes, monitor = out["result"]
+    patterns, hand_loop, steps_w1, steps_w2, processes, monitor, long_pass = out["result"]
     return backend, dict(
-        patterns=patterns, hand_loop=hand_loop, steps_w1=steps_w1, steps_w2=steps_w2, processes=processes, monitor=monitor
+        patterns=patterns,
+        hand_loop=hand_loop,
+        steps_w1=steps_w1,
+        steps_w2=steps_w2,
+        processes=processes,
+        monitor=monitor,
+        long_pass=long_pass,
     )
 
 
@@ -133,6 +140,17 @@ def test_steps_per_epoch_below_len_keeps_every_pass_exactly_once(backend_runs, w
     assert len(set(passes[1])) == len(passes[1]) == 80  # the second pass, 8 of its 10 batches so far
     assert passes[0][:80] != passes[1]  # a new epoch: a new order
     assert result["warnings"] == []
+
+
+def test_prefetching_workers_that_drop_batches_are_warned_about(backend_runs):
+    """30 batches, steps_per_epoch=4, workers=2: Keras requests batches 0.. again at each of its epochs."""
+    _, r = backend_runs
+    result = r["long_pass"]
+    first_pass = passes_of(result)[0]  # the first len(seq) = 30 batches trained
+    assert len(first_pass) == 300 and len(set(first_pass)) < 300  # what Keras does: not exactly-once
+    assert any("steps_per_epoch" in w and "workers=1" in w for w in result["warnings"]) or any(
+        "JAX" in w for w in result["warnings"]
+    )
 
 
 def test_multiprocessing_gives_a_fresh_exactly_once_epoch_each_fit_epoch(backend_runs):
