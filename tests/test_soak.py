@@ -23,7 +23,8 @@ def test_soak_no_leaks(backend):
     # a thread or descriptor per epoch would add 90; allow for a pool thread still winding down
     assert at100["threads"] <= at10["threads"] + 2, r
     assert at100["fds"] <= at10["fds"] + 2, r
-    assert r["epoch_after_threads"] == 100 + (backend == "jax")  # JAX: the probe's pass, see test_epochs
+    # JAX: plus the pass its probe's prefetching may complete before training (see test_epochs)
+    assert r["epoch_after_threads"] in ((100, 101) if backend == "jax" else (100,))
     assert r["epoch_after_processes"] == 20  # passes served in worker processes counted in the parent
     assert 2 <= max(r["children_during"]) <= 4, r  # this epoch's two workers, at most the last epoch's two too
     assert r["children_after"] == 0, r
