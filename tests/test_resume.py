@@ -41,32 +41,42 @@ def resumed_runs(request, tmp_path_factory):
         name: {k: str(tmp / f"{name}_{k}") for k in ("full_dir", "full_log", "full_w", "cut_dir", "cut_log", "cut_w")}
         for name in VARIANTS
     }
-    full = keras_runs.run(
-        "many",
-        backend,
-        runs=[
-            ["resume", dict(fit, backup_dir=p["full_dir"], log_path=p["full_log"], weights_path=p["full_w"])]
-            for (fit, _), p in zip(VARIANTS.values(), paths.values())
-        ],
-    )
-    assert full["rc"] == 0, full["stderr"]
-    out = {}
-    for name, (fit, kill_at) in VARIANTS.items():
+    names = list(VARIANTS)
+
+    def full(name):
+        fit, _ = VARIANTS[name]
+        p = paths[name]
+        return ["resume", dict(fit, backup_dir=p["full_dir"], log_path=p["full_log"], weights_path=p["full_w"])]
+
+    def cut(name, kill=False):
+        fit, kill_at = VARIANTS[name]
         p = paths[name]
         kwargs = dict(fit, backup_dir=p["cut_dir"], log_path=p["cut_log"], weights_path=p["cut_w"])
-        killed = keras_runs.run("resume", backend, kill_at=kill_at, **kwargs)
-        assert killed["rc"] == -9, killed["stderr"]  # SIGKILL: no cleanup ran
-        n_before = len(read_log(p["cut_log"]))
-        resumed = keras_runs.run("resume", backend, **kwargs)
-        assert resumed["rc"] == 0, resumed["stderr"]
-        cut = read_log(p["cut_log"])
+        return ["resume", dict(kwargs, kill_at=kill_at) if kill else kwargs]
+
+    # One interpreter start per kill, not per run: each process resumes the previous variant, then
+    # runs the next one until it kills itself (the uninterrupted runs share the first process).
+    chain = [[full(n) for n in names] + [cut(names[0], kill=True)]]
+    chain += [[cut(names[k]), cut(names[k + 1], kill=True)] for k in range(len(names) - 1)]
+    chain += [[cut(names[-1])]]
+    killed_len = {}
+    for k, runs in enumerate(chain):
+        proc = keras_runs.run("many", backend, runs=runs)
+        if k < len(chain) - 1:
+            assert proc["rc"] == -9, proc["stderr"]  # SIGKILL: no cleanup ran
+            killed_len[names[k]] = len(read_log(paths[names[k]]["cut_log"]))
+        else:
+            assert proc["rc"] == 0, proc["stderr"]
+    out = {}
+    for name in names:
+        p = paths[name]
+        log = read_log(p["cut_log"])
         out[name] = dict(
             full=read_log(p["full_log"]),
-            before=cut[:n_before],
-            after=cut[n_before:],
+            before=log[: killed_len[name]],
+            after=log[killed_len[name] :],
             full_w=np.load(p["full_w"] + ".npy"),
             cut_w=np.load(p["cut_w"] + ".npy"),
-            kill_at=kill_at,
         )
     return backend, out
 
