@@ -398,9 +398,10 @@ class ArraySequence(PyDataset):
                 f"ArraySequence: Keras ended its epoch after {count} of this pass's {n} batches while prefetching "
                 f"with workers={self.workers}"
                 + (", use_multiprocessing=True" if self.use_multiprocessing else "")
-                + ": with steps_per_epoch below len(seq), Keras restarts its prefetching workers at each of its "
-                "epochs and drops the batches they had prefetched, so a pass may not see every sample exactly "
-                "once. Use workers=1 (the batch itself is already parallel) or leave steps_per_epoch unset.",
+                + ": with steps_per_epoch below len(seq), Keras restarts its requests at batch 0 at each of its "
+                "epochs, so batches of a pass longer than its queue (max_queue_size) are never requested and "
+                "others are trained twice: a pass may not see every sample exactly once. Use workers=1 (the "
+                "batch itself is already parallel) or leave steps_per_epoch unset.",
             )
         self._check_backend()
 
