@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mmap
 import multiprocessing
 import numbers
 import threading
@@ -216,32 +215,50 @@ class ArraySequence(PyDataset):
             )
 
     def _new_position(self, epoch, offset, served):
-        """A fresh position block: ``[epoch, offset, served count]`` then one byte per batch.
+        """A fresh position block: ``[epoch, offset, served count]`` (int64) then one byte per batch.
 
-        It lives in an anonymous shared mapping with a process-shared lock, so
-        Keras' worker processes (``use_multiprocessing=True``, forked) mark the
+        It is a ``multiprocessing.RawArray`` guarded by a ``multiprocessing.Lock``,
+        so Keras' worker processes (``use_multiprocessing=True``) mark the
         batches they serve in the very block the main process reads: the
-        position is counted where the batches are made, in every mode. A
-        pickled copy (a spawned process, a file) gets its own block.
+        position is counted where the batches are made, in every mode. Forked
+        workers inherit the block; spawned or forkserver workers receive it
+        while being spawned (see ``__getstate__``). Any other pickled copy
+        (a file, a queue) gets a block of its own.
         """
         n = len(self)
-        self._pos_lock = multiprocessing.Lock()
-        self._pos_map = mmap.mmap(-1, 24 + max(n, 1))
-        self._pos = np.frombuffer(self._pos_map, np.int64, 3)
-        self._served = np.frombuffer(self._pos_map, np.uint8, n, offset=24)
+        self._attach_position(multiprocessing.RawArray("B", 24 + max(n, 1)), multiprocessing.Lock())
         self._pos[:] = (epoch, offset, 0)
         for i in served:
             self._served[i] = 1
         self._pos[2] = int(self._served.sum())
 
+    def _attach_position(self, block, lock):
+        self._pos_block, self._pos_lock = block, lock
+        self._pos = np.frombuffer(block, np.int64, 3)
+        self._served = np.frombuffer(block, np.uint8, len(self), offset=24)
+
     def __getstate__(self):
         state = self.__dict__.copy()
         for key in ("_plan", "_buffers", "_lock", "_order", "_stats", "_center", "_random"):
             state.pop(key, None)
-        for key in ("_pos_lock", "_pos_map", "_pos", "_served"):
+        for key in ("_pos_lock", "_pos_block", "_pos", "_served"):
             state.pop(key, None)
-        with self._pos_lock:
-            state["_position"] = (int(self._pos[0]), int(self._pos[1]), np.flatnonzero(self._served).tolist())
+        popen = _spawning()
+        if popen is not None:
+            # A worker process being spawned (Keras' pool under the spawn or forkserver start
+            # method): hand it the shared block itself, so the batches it serves count here. The
+            # lock goes too; one made for fork (unlinked at once, so it cannot be pickled) is
+            # replaced first by one of the spawning context. Only threads already waiting on the
+            # old lock at this instant could overlap: in that mode the parent serves no batches
+            # while Keras starts its pool (TensorFlow's probe comes before).
+            if getattr(self._pos_lock, "_is_fork_ctx", False):
+                old = self._pos_lock
+                with old:
+                    self._pos_lock = multiprocessing.get_context(popen.method).Lock()
+            state["_position"] = ("shared", self._pos_block, self._pos_lock)
+        else:
+            with self._pos_lock:
+                state["_position"] = (int(self._pos[0]), int(self._pos[1]), np.flatnonzero(self._served).tolist())
         state["x"] = MemmapRef.wrap(self.x)
         return state
 
@@ -250,7 +267,10 @@ class ArraySequence(PyDataset):
         self.__dict__.update(state)
         if isinstance(self.x, MemmapRef):
             self.x = self.x.open()
-        self._new_position(*position)
+        if position[0] == "shared":
+            self._attach_position(position[1], position[2])
+        else:
+            self._new_position(*position)
         self._setup()
 
     # -- the Sequence protocol ------------------------------------------------
@@ -442,9 +462,10 @@ class ArraySequence(PyDataset):
                 f"ArraySequence: Keras ended its epoch after {count} of this pass's {n} batches while prefetching "
                 f"with workers={self.workers}"
                 + (", use_multiprocessing=True" if self.use_multiprocessing else "")
-                + ": with steps_per_epoch below len(seq), Keras restarts its prefetching workers at each of its "
-                "epochs and drops the batches they had prefetched, so a pass may not see every sample exactly "
-                "once. Use workers=1 (the batch itself is already parallel) or leave steps_per_epoch unset.",
+                + ": with steps_per_epoch below len(seq), Keras restarts its requests at batch 0 at each of its "
+                "epochs, so batches of a pass longer than its queue (max_queue_size) are never requested and "
+                "others are trained twice: a pass may not see every sample exactly once. Use workers=1 (the "
+                "batch itself is already parallel) or leave steps_per_epoch unset.",
             )
         self._check_backend()
 
@@ -633,6 +654,14 @@ def _warn_if_unsharded_under_processes():
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+def _spawning():
+    """The process being spawned if this pickling is for one (the only pickling that may carry a shared
+    block and lock), else None."""
+    from multiprocessing import context
+
+    return context.get_spawning_popen()
 
 
 def _runs(sorted_indices):

@@ -188,11 +188,17 @@ def scenario_hand_loop(epochs=3):
     return out
 
 
-def scenario_trained(epochs, steps_per_epoch=None, workers=1, use_multiprocessing=False, shuffle=False):
+def scenario_trained(
+    epochs, steps_per_epoch=None, workers=1, use_multiprocessing=False, shuffle=False, start_method=None, n=100
+):
     """Which samples each Keras epoch trained on, logged from inside the train step."""
+    import multiprocessing
+
     import keras
 
-    seq = _sequence(workers=workers, use_multiprocessing=use_multiprocessing)
+    if start_method is not None:  # how Keras' worker pool starts its processes (default: fork on Linux)
+        multiprocessing.set_start_method(start_method, force=True)
+    seq = _sequence(n=n, workers=workers, use_multiprocessing=use_multiprocessing)
     log = []
     marks = []
 
@@ -270,6 +276,67 @@ def scenario_monitor(epochs=2):
         seq, epochs=epochs, verbose=0, callbacks=[fastseq.StarvationMonitor(sequence=seq)]
     )
     return {k: v for k, v in history.history.items() if k != "loss"}
+
+
+def serve(seq, indices):
+    """Request ``seq[i]`` for each index: the target of a spawned process in test_epochs."""
+    for i in indices:
+        seq[i]
+
+
+def _children():
+    """Live child processes of this one (zombies excluded), from /proc."""
+    me, kids = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me and fields[0] != "Z":
+                kids.append(int(entry))
+    return kids
+
+
+def _resources():
+    with open("/proc/self/statm") as f:
+        rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return {"rss_mb": rss / 2**20, "threads": len(os.listdir("/proc/self/task")), "fds": len(os.listdir("/proc/self/fd"))}
+
+
+def scenario_soak(epochs=100, marks=(10, 100), mp_epochs=20):
+    """Many fit epochs with prefetching threads, then with worker processes: resources at the marks, children after."""
+    import time
+
+    import keras
+
+    out = {"threads": {}, "children_during": []}
+    seq = _sequence(n=200, batch_size=20, workers=2)
+    model = _model(keras, (4, 4, 3))
+
+    class Sample(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 in marks:
+                out["threads"][str(epoch + 1)] = _resources()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the JAX backend's workers warning
+        model.fit(seq, epochs=epochs, verbose=0, callbacks=[Sample()])
+        out["epoch_after_threads"] = seq.epoch
+        seq = _sequence(n=200, batch_size=20, workers=2, use_multiprocessing=True)
+
+        class Children(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                out["children_during"].append(len(_children()))
+
+        model.fit(seq, epochs=mp_epochs, verbose=0, callbacks=[Children()])
+    out["epoch_after_processes"] = seq.epoch
+    deadline = time.monotonic() + 20
+    while _children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    out["children_after"] = len(_children())
+    return out
 
 
 def scenario_many(runs):

@@ -5,7 +5,8 @@ designed around, so a Keras upgrade that changes it fails here first, and
 check what was actually trained (logged inside the train step).
 """
 
-import numpy as np
+import multiprocessing
+
 import pytest
 
 from tests import keras_runs
@@ -19,6 +20,7 @@ RUNS = [
     ["trained", {"epochs": 5, "steps_per_epoch": 4, "workers": 2}],
     ["trained", {"epochs": 3, "workers": 2, "use_multiprocessing": True}],
     ["monitor", {"epochs": 2}],
+    ["trained", {"epochs": 8, "steps_per_epoch": 4, "workers": 2, "n": 300}],
 ]
 
 
@@ -29,9 +31,15 @@ def backend_runs(request):
         pytest.skip(f"{backend} is not installed")
     out = keras_runs.run("many", backend, timeout=600, runs=RUNS)
     assert out["rc"] == 0 and out["result"] is not None, out["stderr"]
-    patterns, hand_loop, steps_w1, steps_w2, processes, monitor = out["result"]
+    patterns, hand_loop, steps_w1, steps_w2, processes, monitor, long_pass = out["result"]
     return backend, dict(
-        patterns=patterns, hand_loop=hand_loop, steps_w1=steps_w1, steps_w2=steps_w2, processes=processes, monitor=monitor
+        patterns=patterns,
+        hand_loop=hand_loop,
+        steps_w1=steps_w1,
+        steps_w2=steps_w2,
+        processes=processes,
+        monitor=monitor,
+        long_pass=long_pass,
     )
 
 
@@ -134,6 +142,17 @@ def test_steps_per_epoch_below_len_keeps_every_pass_exactly_once(backend_runs, w
     assert result["warnings"] == []
 
 
+def test_prefetching_workers_that_drop_batches_are_warned_about(backend_runs):
+    """30 batches, steps_per_epoch=4, workers=2: Keras requests batches 0.. again at each of its epochs."""
+    _, r = backend_runs
+    result = r["long_pass"]
+    first_pass = passes_of(result)[0]  # the first len(seq) = 30 batches trained
+    assert len(first_pass) == 300 and len(set(first_pass)) < 300  # what Keras does: not exactly-once
+    assert any("steps_per_epoch" in w and "workers=1" in w for w in result["warnings"]) or any(
+        "JAX" in w for w in result["warnings"]
+    )
+
+
 def test_multiprocessing_gives_a_fresh_exactly_once_epoch_each_fit_epoch(backend_runs):
     backend, r = backend_runs
     result = r["processes"]
@@ -156,3 +175,19 @@ def test_starvation_monitor_logs_each_epoch(backend_runs):
     assert all(len(v) == 2 for v in logs.values())
     assert all(0.0 <= w <= 1.0 for w in logs["data_wait_fraction"])
     assert all(v > 0 for v in logs["images_per_sec"]) and all(k > 0 for k in logs["kernel_seconds"])
+
+
+@pytest.mark.parametrize("method", ["forkserver"])  # "spawn" passes too, in 4x the time here
+def test_spawned_workers_mark_the_parents_position(method):
+    """Keras' worker pool under the spawn/forkserver start method (forkserver is Python 3.14's default on
+    Linux) unpickles the sequence in each worker: the batches served there still count in the parent."""
+    from fastseq import ArraySequence
+
+    seq = ArraySequence(keras_runs.indexed_images(50), batch_size=10, seed=3, dtype="uint8")
+    worker = multiprocessing.get_context(method).Process(target=keras_runs.serve, args=(seq, [1, 3]))
+    worker.start()
+    worker.join(120)
+    assert worker.exitcode == 0
+    assert seq.unserved() == [0, 2, 4]
+    keras_runs.serve(seq, [0, 2, 4])
+    assert seq.epoch == 0 and seq.get_state()["epoch"] == 1  # the pass is complete

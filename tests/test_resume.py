@@ -41,32 +41,42 @@ def resumed_runs(request, tmp_path_factory):
         name: {k: str(tmp / f"{name}_{k}") for k in ("full_dir", "full_log", "full_w", "cut_dir", "cut_log", "cut_w")}
         for name in VARIANTS
     }
-    full = keras_runs.run(
-        "many",
-        backend,
-        runs=[
-            ["resume", dict(fit, backup_dir=p["full_dir"], log_path=p["full_log"], weights_path=p["full_w"])]
-            for (fit, _), p in zip(VARIANTS.values(), paths.values())
-        ],
-    )
-    assert full["rc"] == 0, full["stderr"]
-    out = {}
-    for name, (fit, kill_at) in VARIANTS.items():
+    names = list(VARIANTS)
+
+    def full(name):
+        fit, _ = VARIANTS[name]
+        p = paths[name]
+        return ["resume", dict(fit, backup_dir=p["full_dir"], log_path=p["full_log"], weights_path=p["full_w"])]
+
+    def cut(name, kill=False):
+        fit, kill_at = VARIANTS[name]
         p = paths[name]
         kwargs = dict(fit, backup_dir=p["cut_dir"], log_path=p["cut_log"], weights_path=p["cut_w"])
-        killed = keras_runs.run("resume", backend, kill_at=kill_at, **kwargs)
-        assert killed["rc"] == -9, killed["stderr"]  # SIGKILL: no cleanup ran
-        n_before = len(read_log(p["cut_log"]))
-        resumed = keras_runs.run("resume", backend, **kwargs)
-        assert resumed["rc"] == 0, resumed["stderr"]
-        cut = read_log(p["cut_log"])
+        return ["resume", dict(kwargs, kill_at=kill_at) if kill else kwargs]
+
+    # One interpreter start per kill, not per run: each process resumes the previous variant, then
+    # runs the next one until it kills itself (the uninterrupted runs share the first process).
+    chain = [[full(n) for n in names] + [cut(names[0], kill=True)]]
+    chain += [[cut(names[k]), cut(names[k + 1], kill=True)] for k in range(len(names) - 1)]
+    chain += [[cut(names[-1])]]
+    killed_len = {}
+    for k, runs in enumerate(chain):
+        proc = keras_runs.run("many", backend, runs=runs)
+        if k < len(chain) - 1:
+            assert proc["rc"] == -9, proc["stderr"]  # SIGKILL: no cleanup ran
+            killed_len[names[k]] = len(read_log(paths[names[k]]["cut_log"]))
+        else:
+            assert proc["rc"] == 0, proc["stderr"]
+    out = {}
+    for name in names:
+        p = paths[name]
+        log = read_log(p["cut_log"])
         out[name] = dict(
             full=read_log(p["full_log"]),
-            before=cut[:n_before],
-            after=cut[n_before:],
+            before=log[: killed_len[name]],
+            after=log[killed_len[name] :],
             full_w=np.load(p["full_w"] + ".npy"),
             cut_w=np.load(p["cut_w"] + ".npy"),
-            kill_at=kill_at,
         )
     return backend, out
 
@@ -115,3 +125,51 @@ def test_backup_and_restore_is_keras_callback_with_a_sequence():
         fastseq.BackupAndRestore("/tmp/unused", object())
     cb = fastseq.BackupAndRestore("/tmp/unused", seq, save_freq=3)
     assert isinstance(cb, keras.callbacks.BackupAndRestore) and cb.save_freq == 3
+
+
+def _tiny_fit(keras, seq, callbacks, epochs):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((4, 4, 3))
+    model = keras.Model(inp, keras.layers.Dense(4)(keras.layers.Flatten()(inp)))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(seq, epochs=epochs, verbose=0, shuffle=False, callbacks=callbacks)
+    return model
+
+
+def test_double_checkpoint_falls_back_with_keras(tmp_path):
+    """Keras falls back to its previous backup when the latest is unreadable; the sequence's state follows it."""
+    import fastseq
+
+    keras = pytest.importorskip("keras")
+    x, y = keras_runs.indexed_images(40), np.arange(40) % 4
+    seq = fastseq.ArraySequence(x, y, batch_size=10, seed=1)
+    backup = tmp_path / "b"
+    kw = dict(double_checkpoint=True, delete_checkpoint=False)
+    _tiny_fit(keras, seq, [fastseq.BackupAndRestore(str(backup), seq, **kw)], epochs=2)
+    latest = json.loads((backup / "fastseq_sequence.json").read_text())
+    previous = json.loads((backup / "fastseq_sequence.json.bkp").read_text())
+    assert latest["keras_epoch"] == 2 and latest["state"]["epoch"] == 2 and latest["state"]["offset"] == 0
+    assert previous["keras_epoch"] == 1 and previous["state"]["epoch"] == 1
+    (backup / "latest.weights.h5").write_bytes(b"torn write")  # Keras restores latest.weights.h5.bkp instead
+    restarted = fastseq.ArraySequence(x, y, batch_size=10, seed=1)
+    seen = []
+
+    class Seen(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append((epoch, restarted.epoch))
+
+    _tiny_fit(keras, restarted, [fastseq.BackupAndRestore(str(backup), restarted, **kw), Seen()], epochs=2)
+    assert seen == [(1, 1)]  # resumed at Keras' previous backup, epoch 1, with the sequence at its epoch 1
+    assert restarted.get_state()["epoch"] == 2
+
+
+def test_a_keras_only_backup_is_refused_by_name(tmp_path):
+    import fastseq
+
+    keras = pytest.importorskip("keras")
+    x, y = keras_runs.indexed_images(40), np.arange(40) % 4
+    backup = tmp_path / "k"
+    seq = fastseq.ArraySequence(x, y, batch_size=10)
+    _tiny_fit(keras, seq, [keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False)], epochs=1)
+    with pytest.raises(FileNotFoundError, match="written by keras.callbacks.BackupAndRestore"):
+        _tiny_fit(keras, seq, [fastseq.BackupAndRestore(str(backup), seq)], epochs=2)
