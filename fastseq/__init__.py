@@ -1,8 +1,9 @@
 """fastseq: feed uint8 images to a Keras training loop at memory speed.
 
 ``import fastseq`` is cheap: it imports neither Keras nor TensorFlow and
-compiles nothing. The Keras-facing names (``ArraySequence``, ``profile``,
-``StarvationMonitor``) and ``fastseq.datasets`` are imported on first use.
+compiles nothing. The Keras-facing names (``ArraySequence``,
+``DeviceNormalize``, ``profile``, ``StarvationMonitor``) and
+``fastseq.datasets`` are imported on first use.
 
 The package has three parts: the product (``sequence``, ``options``,
 ``augment``, ``order``, ``kernels/``, ``datasets/``), the measuring bench
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 # name -> (module, attribute); attribute None means the module itself.
 _LAZY = {
     "ArraySequence": ("fastseq.sequence", "ArraySequence"),
+    "DeviceNormalize": ("fastseq.layers", "DeviceNormalize"),
     "profile": ("fastseq.profiling.measure", "profile"),
     "ProfileReport": ("fastseq.profiling.report", "ProfileReport"),
     "StarvationMonitor": ("fastseq.profiling.monitor", "StarvationMonitor"),
@@ -24,14 +26,15 @@ _LAZY = {
 
 __all__ = [
     "ArraySequence",
-    "datasets",
     "CenterCrop",
+    "DeviceNormalize",
     "Normalize",
     "ProfileReport",
     "RandomCrop",
     "RandomFlip",
     "Rescale",
     "StarvationMonitor",
+    "datasets",
     "profile",
 ]
 

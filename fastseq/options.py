@@ -124,9 +124,9 @@ def check(
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}.")
     if dtype == "uint8" and normalize is not None:
         raise ValueError(
-            f"dtype='uint8' returns raw pixels, but normalize={normalize!r} was given; "
-            "drop normalize (and normalise on the device, e.g. a keras.layers.Normalization layer) "
-            "or choose a float dtype."
+            f"dtype='uint8' returns raw pixels, but normalize={normalize!r} was given; to normalise on the "
+            f"device, drop normalize here and make fastseq.DeviceNormalize({normalize!r}) the model's first layer "
+            "(after keras.Input(..., dtype='uint8')); or choose a float dtype."
         )
     if data_format not in DATA_FORMATS:
         raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}.")
