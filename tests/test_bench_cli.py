@@ -156,7 +156,8 @@ def test_commands_print_no_tensorflow_noise_or_keras_warnings(argv):
     result = subprocess.run([sys.executable, "-m", "fastseq", *argv], capture_output=True, text=True, env=env,
                             timeout=300)
     assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
+    # The one line a first (cold) compile of a kernel variant writes is meant to be seen.
+    assert [line for line in result.stderr.splitlines() if not line.startswith("fastseq: compiling ")] == []
     noisy = [line for line in result.stdout.splitlines() if any(n in line for n in NOISE)]
     assert noisy == []
     assert "targets:" in result.stdout if argv[0] == "bench" else "summary" in result.stdout

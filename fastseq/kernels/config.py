@@ -108,7 +108,7 @@ def threading_layer():
 
 
 #: A first call that takes longer than this announces that it is compiling.
-COMPILE_NOTICE_SECONDS = 1.0
+COMPILE_NOTICE_SECONDS = 2.0
 
 
 @contextlib.contextmanager
@@ -118,8 +118,8 @@ def compile_notice(what):
     Numba compiles a kernel variant on its first call and caches it on disk,
     which takes seconds on a small machine: without a word, a first ``fit``
     looks hung. A timer logs one line if the call is still running after
-    :data:`COMPILE_NOTICE_SECONDS` (a cached variant loads in well under
-    that, and says nothing). Logged at INFO on ``logging.getLogger("fastseq")``
+    :data:`COMPILE_NOTICE_SECONDS` (a cached variant loads in a tenth of
+    that, and says nothing; a compile takes 5 s or more). Logged at INFO on ``logging.getLogger("fastseq")``
     when the application has configured logging, else written to stderr.
     """
     message = (
