@@ -7,7 +7,7 @@ Groups (each a batch of 512 seeded random indices from the fixture's data):
   memory, a different slice of the data set each call), the same ceiling
   on a cache-resident source (for comparison, not a target), NumPy gather
   + convert (no augmentation), fastseq (all threads and 1 thread), the
-  NumPy per-sample loop, tf.data, Keras layers.
+  NumPy per-sample loop, tf.data, Google Grain, Keras layers.
 - ``cifar-b512-f32-nchw``, ``cifar-b512-f16``, ``cifar-b512-bf16``: the same
   job in another layout / output dtype, fastseq against the ceiling of that
   dtype.
@@ -132,6 +132,15 @@ def test_tf_data(benchmark, job):
     """
     row = kernel_rows.tf_data_row(job, batches=1)
     images, positions = run_row(benchmark, row, job, rounds=5, iterations=8)
+    checks.check_baseline(images, job, positions)
+
+
+@pytest.mark.parametrize("job", [HEADLINE], indirect=True)
+def test_grain(benchmark, job):
+    """Google Grain, written as its documentation writes the job: time per batch over rounds of 8 pulls."""
+    pytest.importorskip("grain")
+    row = kernel_rows.grain_row(job, batches=1)
+    images, positions = run_row(benchmark, row, job, rounds=3, iterations=8)
     checks.check_baseline(images, job, positions)
 
 
