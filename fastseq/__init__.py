@@ -5,7 +5,7 @@ compiles nothing. The Keras-facing names (``ArraySequence``, ``profile``,
 ``StarvationMonitor``) are imported on first use.
 """
 
-from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, Rescale
+from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, RandomResizedCrop, Rescale, Resize
 
 __version__ = "0.1.0"
 
@@ -23,7 +23,9 @@ __all__ = [
     "ProfileReport",
     "RandomCrop",
     "RandomFlip",
+    "RandomResizedCrop",
     "Rescale",
+    "Resize",
     "StarvationMonitor",
     "profile",
 ]
