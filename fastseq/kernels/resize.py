@@ -231,12 +231,12 @@ def _resize_block(xf, H, W, C, indices, order, boxes, flips, h, w, rh, rw, oy, o
     float32, the form and order of TensorFlow's ``compute_lerp``.
 
     Speed (ImageNet-style batch, 256 crops of 64x64x3 to 56x56, float32, one
-    thread, measured on the shared 2-core VM): 2.2 ms with the horizontal
-    blend written per output value reading the uint8 bytes; 1.15 ms with
-    each source row first widened to float32 (one contiguous, vectorised
-    loop) and the blend written per pixel with the literal 3 (offsets and
-    weight read once per pixel); 1.03 ms with the vertical blend and the
-    float32 normalisation in one loop.
+    thread, best of 200 on the shared 2-core VM): 1.50 ms with the
+    horizontal blend written per output value reading the uint8 bytes;
+    1.15 ms with each source row first widened to float32 (one contiguous,
+    vectorised loop) and the blend written per pixel with the literal 3
+    (offsets and weight read once per pixel); 1.05-1.08 ms with the
+    vertical blend and the float32 normalisation in one loop.
     """
     wc = w * C
     WC = W * C
