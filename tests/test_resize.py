@@ -333,7 +333,7 @@ def test_bad_specs(make, match):
 
 
 def test_center_crop_larger_than_the_image_names_both_sizes():
-    with pytest.raises(ValueError, match=r"crop: a 48x48 centre crop does not fit a 40x52 image; use a crop of at most"):
+    with pytest.raises(ValueError, match=r"a 48x48 centre crop does not fit a 40x52 image; use a crop of at most"):
         options.crop_arg(fastseq.CenterCrop(48, 48), (40, 52))
 
 

@@ -428,17 +428,23 @@ def _boxes(values, n, image_size, name="boxes"):
         return whole
     arr = np.asarray(values)
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
-        raise TypeError(f"{name} must be an integer array of (top, left, height, width) rows, got {check._describe(values)}.")
+        raise TypeError(
+            f"{name} must be an integer array of (top, left, height, width) rows, got {check._describe(values)}."
+        )
     if arr.shape != (n, 4):
-        raise ValueError(f"{name} must have shape ({n}, 4) (one (top, left, height, width) per sample), got {arr.shape}.")
+        raise ValueError(
+            f"{name} must have shape ({n}, 4) (one (top, left, height, width) per sample), got {arr.shape}."
+        )
     arr = np.ascontiguousarray(arr, dtype=np.int64)
-    for k in range(n):
+    top, left, bh, bw = arr.T
+    bad = np.flatnonzero((top < 0) | (left < 0) | (bh < 1) | (bw < 1) | (bh > H - top) | (bw > W - left))
+    if bad.size:
+        k = int(bad[0])
         top, left, bh, bw = (int(v) for v in arr[k])
-        if top < 0 or left < 0 or bh < 1 or bw < 1 or top + bh > H or left + bw > W:
-            raise ValueError(
-                f"{name}[{k}] = ({top}, {left}, {bh}, {bw}) is not a non-empty box inside the {H}x{W} image; "
-                f"need top, left >= 0, height, width >= 1, top + height <= {H} and left + width <= {W}."
-            )
+        raise ValueError(
+            f"{name}[{k}] = ({top}, {left}, {bh}, {bw}) is not a non-empty box inside the {H}x{W} image; "
+            f"need top, left >= 0, height, width >= 1, top + height <= {H} and left + width <= {W}."
+        )
     return arr
 
 
