@@ -335,8 +335,9 @@ class ArraySequence(PyDataset):
         if self._random is None:
             return None, None
         origins, flips = self._random(self.seed, epoch, idx)  # boxes, for a RandomResizedCrop
-        keep = isinstance(self.crop, (RandomCrop, RandomResizedCrop))
-        return (origins if keep else None), (None if self.flip is None else flips)
+        if isinstance(self.crop, RandomResizedCrop):
+            return origins, flips  # all zero without a flip: then the plan takes its fast path
+        return (origins if isinstance(self.crop, RandomCrop) else None), (None if self.flip is None else flips)
 
     def _targets(self, idx):
         if self.num_classes is None:

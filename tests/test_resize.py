@@ -284,6 +284,17 @@ def test_sequence_batches_equal_the_twins(images, data_format):
     np.testing.assert_array_equal(xb, expected)
 
 
+def test_sequence_without_flip_never_flips(images):
+    seq = fastseq.ArraySequence(images, batch_size=32, crop=fastseq.RandomResizedCrop(30, 20), seed=8,
+                                dtype="bfloat16", normalize=fastseq.Rescale(2 / 255, -1))
+    xb = seq[1][0]
+    idx = seq.indices(1)
+    boxes, flips = R.resized_crop_params(8, 0, idx, image_size=(40, 52), horizontal=0.0)
+    assert not flips.any()
+    expected = R.resized_crop(images, idx, size=(30, 20), boxes=boxes, scale=2 / 255, offset=-1, dtype="bfloat16")
+    np.testing.assert_array_equal(bits(xb), bits(expected))
+
+
 def test_resize_with_centre_crop_in_a_sequence(images):
     seq = fastseq.ArraySequence(images, batch_size=8, shuffle=False, crop=fastseq.Resize(50, 60, crop=(44, 41)),
                                 flip="horizontal", dtype="uint8", seed=1)
