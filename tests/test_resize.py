@@ -265,6 +265,33 @@ def test_eight_threads_out_of_order_give_serial_results(images):
         np.testing.assert_array_equal(bits(a), bits(b))
 
 
+@pytest.mark.slow
+def test_another_process_makes_the_same_pixels(images, tmp_path):
+    """A fresh interpreter, given only (seed, epoch) and indices, makes the same boxes and bytes."""
+    import subprocess
+    import sys
+    import textwrap
+
+    np.save(tmp_path / "x.npy", images)
+    idx = np.array([5, 89, 0, 5, 42])
+    code = textwrap.dedent(
+        f"""
+        import numpy as np, fastseq.kernels as K
+        x = np.load({str(tmp_path / "x.npy")!r}, mmap_mode="r")
+        idx = np.array({idx.tolist()})
+        boxes, flips = K.resized_crop_params(123, 7, idx, image_size=(40, 52), vertical=0.5)
+        out = K.resized_crop(x, idx, size=(17, 23), boxes=boxes, flips=flips, dtype="float16")
+        np.save({str(tmp_path / "out.npy")!r}, out)
+        """
+    )
+    root = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    boxes, flips = K.resized_crop_params(123, 7, idx[::-1], image_size=(40, 52), vertical=0.5)
+    here = K.resized_crop(images, idx[::-1], size=(17, 23), boxes=boxes, flips=flips, dtype="float16")[::-1]
+    np.testing.assert_array_equal(bits(np.load(tmp_path / "out.npy")), bits(here))
+
+
 # ---- the sequence ----------------------------------------------------------
 
 
