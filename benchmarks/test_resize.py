@@ -27,7 +27,8 @@ import os
 import numpy as np
 import pytest
 
-from fastseq import kernels, synthetic
+from fastseq import kernels
+from fastseq.bench import synthetic
 from tests import reference
 
 GROUP = "imagenet-rrc56-b256-f32"

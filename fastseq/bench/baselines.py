@@ -202,7 +202,7 @@ def _make_numpy_sequence_class():
 def __getattr__(name):
     # NumpySequence subclasses keras.utils.PyDataset, so it can only be
     # defined once Keras is imported; building it on first access keeps
-    # `import fastseq.baselines` (and `python -m fastseq --help`) Keras-free.
+    # `import fastseq.bench.baselines` (and `python -m fastseq --help`) Keras-free.
     if name == "NumpySequence":
         cls = _make_numpy_sequence_class()
         globals()[name] = cls

@@ -140,13 +140,16 @@ def time_fit(model, data, *, steps, warmup):
         def on_train_batch_end(self, batch, logs=None):
             marks["end"] = time.perf_counter()
 
-    model.fit(data, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[Clock()])
+    # shuffle=False: Keras ignores it for a tf.data.Dataset, and warns mid-table when it is True.
+    model.fit(data, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[Clock()], shuffle=False)
     return (marks["end"] - marks["start"]) / steps
 
 
 def loaders(x, y, *, batch_size, mean, std, padding=4, x_memmap=None, seed=0):
     """``{name: factory()}`` for every feed row; factories build the loader on demand."""
-    from fastseq import ArraySequence, Normalize, RandomCrop, RandomFlip, baselines
+    from fastseq.augment import Normalize, RandomCrop, RandomFlip
+    from fastseq.bench import baselines
+    from fastseq.sequence import ArraySequence
 
     H, W = x.shape[1:3]
     aug = dict(crop=RandomCrop(H, W, padding=padding), flip=RandomFlip("horizontal"), normalize=Normalize(mean, std))
