@@ -415,3 +415,35 @@ def test_bad_param_arguments(kwargs, match):
     args.update(kwargs)
     with pytest.raises((TypeError, ValueError), match=match):
         K.resized_crop_params(0, 0, np.arange(3), **args)
+
+
+# ---- compiling ahead of time -----------------------------------------------
+
+
+def test_compile_kernels_with_resize_builds_each_variant_once():
+    from fastseq import warmup
+
+    seen = []
+    timings = warmup.compile_kernels(("float32", "float16", "bfloat16"), ("channels_last", "channels_first"),
+                                     resize=True, report=lambda what, s: seen.append(what))
+    assert list(timings) == seen
+    assert seen[-3:] == [
+        "random resized crop boxes and flips",
+        "resized-crop kernel, float32",
+        "resized-crop kernel, float16/bfloat16",  # shared uint16 bits; the layout is a run-time flag
+    ]
+
+
+def test_a_compiled_resize_plan_runs_without_the_notice(monkeypatch, capsys):
+    import time
+
+    from fastseq.kernels import config
+
+    monkeypatch.setattr(config, "COMPILE_NOTICE_SECONDS", 0.0)
+    x = np.arange(48, dtype=np.uint8).reshape(1, 4, 4, 3)
+    plan = K.ResizePlan(x, size=(4, 4), dtype="uint8")
+    plan.compile(serial=True)
+    out = plan(np.zeros(1, np.int64), np.array([[0, 0, 4, 4]]), np.zeros(1, np.uint8))
+    np.testing.assert_array_equal(out[0], x[0])
+    time.sleep(0.05)
+    assert "fastseq: compiling" not in capsys.readouterr().err

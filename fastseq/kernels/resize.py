@@ -31,7 +31,7 @@ from numba import njit, prange, uint64
 
 from fastseq.kernels import _validate as check
 from fastseq.kernels._intrinsics import fetch_add, prefetch
-from fastseq.kernels.config import JIT, PARALLEL_JIT, launch
+from fastseq.kernels.config import JIT, PARALLEL_JIT, compile_notice, launch
 from fastseq.kernels.halfprec import f32_to_bf16_bits, f32_to_f16_bits
 from fastseq.kernels.images import _file_backed
 from fastseq.kernels.random import (
@@ -492,6 +492,32 @@ class ResizePlan:
         self._aranges = {}
         self.image_shape = (H, W, C)
         self._offset = ((self.scaled_size[0] - self.size[0]) // 2, (self.scaled_size[1] - self.size[1]) // 2)
+        self._cold = True  # until a first call has compiled (or loaded) this variant
+
+    @property
+    def variant(self):
+        """What the compiled kernel is specialised for: the output's element type.
+
+        float16 and bfloat16 share one variant (uint16 bits); the layout is a
+        run-time flag, so both layouts share it too.
+        """
+        return {"float32": "float32", "float16": "float16/bfloat16", "bfloat16": "float16/bfloat16"}.get(
+            self.dtype, self.dtype
+        )
+
+    def compile(self, *, serial=False):
+        """Compile (or load from the on-disk cache) this plan's kernel variant without a batch to make.
+
+        With ``serial``, also the serial twin that processes forked after
+        parallel use run (``use_multiprocessing=True``).
+        """
+        one = np.zeros(1, np.int64)
+        boxes, flips = np.array([[0, 0, 1, 1]], np.int64), np.zeros(1, np.uint8)
+        out = np.empty(self.output_shape(1), check.numpy_dtype(self.dtype))
+        self._launch_warm(one, boxes, flips, out)  # no compile notice: the caller asked for this
+        self._cold = False
+        if serial:
+            _checked_serial(*self._kernel_args(one, boxes, flips, out))
 
     def __len__(self):
         return self._x.shape[0]
@@ -547,13 +573,24 @@ class ResizePlan:
         return order
 
     def _launch(self, indices, boxes, flips, out):
+        if self._cold:
+            with compile_notice(f"the resized-crop kernel for {self.variant} batches"):
+                result = self._launch_warm(indices, boxes, flips, out)
+            self._cold = False
+            return result
+        return self._launch_warm(indices, boxes, flips, out)
+
+    def _launch_warm(self, indices, boxes, flips, out):
+        return launch(_checked, *self._kernel_args(indices, boxes, flips, out), serial=_checked_serial)
+
+    def _kernel_args(self, indices, boxes, flips, out):
+        """The arguments of :func:`_checked` (and :func:`_checked_serial`) for one batch."""
         h, w = self.size
         H, W, C = self.image_shape
         n = indices.shape[0]
         target = out.view(np.uint16) if self._kind in (_HALF, _BF16) else out
         target = target.reshape((n, C, h * w) if self.channels_first else (n, h, w * C))
-        return launch(
-            _checked,
+        return (
             self._xf,
             H,
             W,
@@ -575,7 +612,6 @@ class ResizePlan:
             self._b,
             target,
             min(n, _MAX_BLOCKS),
-            serial=_checked_serial,
         )
 
 
