@@ -10,7 +10,7 @@ The package has three parts: the product (``sequence``, ``options``,
 (``bench/``) and the starvation profiler (``profiling/``).
 """
 
-from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, Rescale
+from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, RandomResizedCrop, Rescale, Resize
 
 __version__ = "0.1.0"
 
@@ -32,7 +32,9 @@ __all__ = [
     "ProfileReport",
     "RandomCrop",
     "RandomFlip",
+    "RandomResizedCrop",
     "Rescale",
+    "Resize",
     "StarvationMonitor",
     "datasets",
     "profile",

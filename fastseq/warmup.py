@@ -16,19 +16,22 @@ import time
 
 import numpy as np
 
-from fastseq.kernels import FusedPlan, RandomParams
+from fastseq.kernels import FusedPlan, RandomParams, ResizedCropParams, ResizePlan
 
 DTYPES = ("float32", "float16", "bfloat16", "uint8")
 DATA_FORMATS = ("channels_last", "channels_first")
 
 
-def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, multiprocessing=False, report=None):
+def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, multiprocessing=False, resize=False,
+                    report=None):
     """Compile (or load from the cache) the fused kernel for each dtype and layout, and the random parameters.
 
     Args:
         dtypes: output dtypes, from :data:`DTYPES`.
         data_formats: layouts, from :data:`DATA_FORMATS`.
         multiprocessing: also the serial twins that ``use_multiprocessing=True`` workers run.
+        resize: also RandomResizedCrop's boxes and the resized-crop kernel
+            (``RandomResizedCrop``/``Resize`` crops) for each dtype.
         report: called as ``report(what, seconds)`` after each variant.
 
     Returns:
@@ -62,6 +65,15 @@ def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, mul
                 continue
             done.add(key)
             timed(what, lambda: plan.compile(serial=multiprocessing))
+    if resize:
+        boxes = ResizedCropParams(image_size=(2, 2), horizontal=0.5, vertical=0.5)
+        timed("random resized crop boxes and flips", lambda: boxes(0, 0, np.zeros(1, np.int64)))
+        for dtype in dtypes:
+            normalize = {} if dtype == "uint8" else {"mean": 0.0, "std": 1.0}
+            plan = ResizePlan(x, size=(2, 2), dtype=dtype, **normalize)  # one variant serves both layouts
+            what = f"resized-crop kernel, {plan.variant}" + (" + serial twin" if multiprocessing else "")
+            if what not in timings:
+                timed(what, lambda: plan.compile(serial=multiprocessing))
     return timings
 
 
@@ -74,6 +86,8 @@ def configure_parser(parser):
     parser.add_argument("--all", action="store_true", help="every dtype and layout")
     parser.add_argument("--multiprocessing", action="store_true",
                         help="also the serial kernels that use_multiprocessing=True workers run")
+    parser.add_argument("--resize", action="store_true",
+                        help="also the RandomResizedCrop/Resize kernel for each dtype")
     return parser
 
 
@@ -82,7 +96,7 @@ def run(args):
     dtypes = DTYPES if args.all else tuple(dict.fromkeys(args.dtype or ["float32"]))
     formats = DATA_FORMATS if args.all else tuple(dict.fromkeys(args.data_format or ["channels_last"]))
     t0 = time.perf_counter()
-    timings = compile_kernels(dtypes, formats, multiprocessing=args.multiprocessing,
+    timings = compile_kernels(dtypes, formats, multiprocessing=args.multiprocessing, resize=args.resize,
                               report=lambda what, s: print(f"  {what:<58} {s:6.1f} s", flush=True))
     print(f"compiled {len(timings)} kernels in {time.perf_counter() - t0:.1f} s; later runs load them from the cache.")
     return 0
