@@ -24,7 +24,7 @@ from fastseq.bench import kernel_rows, timing
 pytestmark = pytest.mark.slow
 FEED = "feed-cifar-b512"
 GETITEM = "getitem-cifar-b512"
-ROWS = ["noop", "noop-copied", "convert", "fastseq", "fastseq-memmap", "numpy", "tf.data"]
+ROWS = ["noop", "noop-copied", "convert", "fastseq", "fastseq-memmap", "fastseq-uint8", "numpy", "tf.data", "grain"]
 
 
 def _timed(benchmark):

@@ -2,14 +2,15 @@
 
 ``import fastseq`` is cheap: it imports neither Keras nor TensorFlow and
 compiles nothing. The Keras-facing names (``ArraySequence``, ``BackupAndRestore``,
-``profile``, ``StarvationMonitor``) and ``fastseq.datasets`` are imported on first use.
+``DeviceNormalize``, ``profile``, ``StarvationMonitor``) and ``fastseq.datasets``
+are imported on first use.
 
 The package has three parts: the product (``sequence``, ``callbacks``,
 ``options``, ``augment``, ``order``, ``kernels/``, ``datasets/``), the
 measuring bench (``bench/``) and the starvation profiler (``profiling/``).
 """
 
-from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, Rescale
+from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, RandomResizedCrop, Rescale, Resize
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "ArraySequence": ("fastseq.sequence", "ArraySequence"),
     "BackupAndRestore": ("fastseq.callbacks", "BackupAndRestore"),
+    "DeviceNormalize": ("fastseq.layers", "DeviceNormalize"),
     "profile": ("fastseq.profiling.measure", "profile"),
     "ProfileReport": ("fastseq.profiling.report", "ProfileReport"),
     "StarvationMonitor": ("fastseq.profiling.monitor", "StarvationMonitor"),
@@ -26,14 +28,17 @@ _LAZY = {
 __all__ = [
     "ArraySequence",
     "BackupAndRestore",
-    "datasets",
     "CenterCrop",
+    "DeviceNormalize",
     "Normalize",
     "ProfileReport",
     "RandomCrop",
     "RandomFlip",
+    "RandomResizedCrop",
     "Rescale",
+    "Resize",
     "StarvationMonitor",
+    "datasets",
     "profile",
 ]
 

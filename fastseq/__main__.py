@@ -1,4 +1,4 @@
-"""fastseq: fast, correct image batches for Keras (bench, profile, convert).
+"""fastseq: fast, correct image batches for Keras (bench, profile, compile, convert).
 
 Each sub-command lives in its own module, which exposes
 ``configure_parser(parser)`` and ``run(args) -> int``. Those modules import
@@ -16,6 +16,7 @@ import warnings
 COMMANDS = {
     "bench": ("fastseq.bench.cli", "throughput of fastseq against the baselines and the memory-bandwidth ceiling"),
     "profile": ("fastseq.profiling.cli", "measure how input-bound (starved) a Keras training run is"),
+    "compile": ("fastseq.warmup", "compile the kernel variants ahead of time (Docker builds, CI caches, new machines)"),
     "convert": ("fastseq.datasets.convert", "convert CIFAR-10, MNIST/IDX or an image folder into a .npy memmap cache"),
 }
 

@@ -16,7 +16,7 @@ import numbers
 import numpy as np
 
 from fastseq import order
-from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, Rescale
+from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, RandomResizedCrop, Rescale, Resize
 from fastseq.kernels import _validate as validate
 
 DTYPES = ("float32", "float16", "bfloat16", "uint8")
@@ -38,7 +38,8 @@ class Options:
         shard: ``(index, count)``; ``(0, 1)`` when not sharded.
         shard_remainder: one of ``order.REMAINDERS``.
         shard_items: samples this shard serves per epoch (``num_items`` unsharded).
-        crop: a ``RandomCrop``/``CenterCrop`` that fits the image, or None.
+        crop: a ``RandomCrop``/``CenterCrop`` that fits the image, a
+            ``RandomResizedCrop``/``Resize`` (any image size), or None.
         flip: a ``RandomFlip`` or None (mode strings are turned into one).
         normalize: a ``Normalize``/``Rescale`` with 1 or C values, or None.
         the rest: as passed, type-checked.
@@ -57,7 +58,7 @@ class Options:
     shuffle: bool
     seed: int
     drop_remainder: bool
-    crop: RandomCrop | CenterCrop | None
+    crop: RandomCrop | CenterCrop | RandomResizedCrop | Resize | None
     flip: RandomFlip | None
     normalize: Normalize | Rescale | None
     dtype: str
@@ -140,9 +141,9 @@ def check(
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}.")
     if dtype == "uint8" and normalize is not None:
         raise ValueError(
-            f"dtype='uint8' returns raw pixels, but normalize={normalize!r} was given; "
-            "drop normalize (and normalise on the device, e.g. a keras.layers.Normalization layer) "
-            "or choose a float dtype."
+            f"dtype='uint8' returns raw pixels, but normalize={normalize!r} was given; to normalise on the "
+            f"device, drop normalize here and make fastseq.DeviceNormalize({normalize!r}) the model's first layer "
+            "(after keras.Input(..., dtype='uint8')); or choose a float dtype."
         )
     if data_format not in DATA_FORMATS:
         raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}.")
@@ -253,9 +254,10 @@ def crop_arg(crop, image_size):
     """A crop spec that fits ``(H, W)``, or None."""
     if crop is None:
         return None
-    if not isinstance(crop, (RandomCrop, CenterCrop)):
+    if not isinstance(crop, (RandomCrop, CenterCrop, RandomResizedCrop, Resize)):
         raise TypeError(
-            f"crop must be fastseq.RandomCrop(height, width, padding=...), fastseq.CenterCrop(height, width) "
+            f"crop must be fastseq.RandomCrop(height, width, padding=...), fastseq.CenterCrop(height, width), "
+            f"fastseq.RandomResizedCrop(height, width, scale=..., ratio=...), fastseq.Resize(height, width, crop=...) "
             f"or None, got {describe(crop)}."
         )
     crop.check_image_size(image_size, "crop")
@@ -295,8 +297,14 @@ def evaluation_crop(crop, image_size):
 
     A ``RandomCrop`` whose window differs from the image becomes a
     ``CenterCrop`` of that size; one as large as the image (pad-and-crop
-    augmentation) becomes no crop.
+    augmentation) becomes no crop. A ``RandomResizedCrop`` becomes a resize
+    to crop / 0.875 and a centre crop (:meth:`fastseq.Resize.for_crop`);
+    a ``Resize`` is deterministic already and stays.
     """
+    if isinstance(crop, RandomResizedCrop):
+        return crop.evaluation_resize(image_size)
+    if isinstance(crop, Resize):
+        return crop
     if crop is not None and (crop.height, crop.width) != tuple(image_size):
         return CenterCrop(crop.height, crop.width)
     return None

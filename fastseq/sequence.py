@@ -14,7 +14,7 @@ from keras.utils import PyDataset
 from fastseq import kernels, options, order
 from fastseq._memmap import MemmapRef
 from fastseq._pool import BufferPool
-from fastseq.augment import CenterCrop, RandomCrop
+from fastseq.augment import CenterCrop, RandomCrop, RandomResizedCrop, Resize
 from fastseq.kernels import _validate as check
 
 
@@ -79,7 +79,10 @@ class ArraySequence(PyDataset):
         seed: non-negative integer; with the epoch, fixes order and augmentation.
         drop_remainder: drop the short last batch.
         crop: ``RandomCrop(height, width, padding=..., pad_mode=...)``,
-            ``CenterCrop(height, width)`` or None.
+            ``CenterCrop(height, width)``, ``RandomResizedCrop(height,
+            width, scale=..., ratio=...)``, ``Resize(height, width,
+            crop=...)`` or None. The last two resample bilinearly (half-pixel
+            centres) from images of any size.
         flip: ``RandomFlip(mode)``, a mode string ("horizontal", "vertical",
             "horizontal_and_vertical"), or None. ``RandomFlip()`` flips
             left-right only (Keras' layer defaults to both axes).
@@ -176,16 +179,29 @@ class ArraySequence(PyDataset):
     def _setup(self):
         """Build the kernel plan and the thread-local state (also after unpickling)."""
         crop = self.crop
-        self._plan = kernels.FusedPlan(
-            self.x,
-            crop=None if crop is None else (crop.height, crop.width),
-            padding=0 if crop is None else crop.padding,
-            pad_mode="constant" if crop is None else crop.pad_mode,
-            fill=0 if crop is None else crop.fill,
-            dtype=self.dtype,
-            data_format=self.data_format,
-            **({} if self.normalize is None else self.normalize.kernel_kwargs()),
-        )
+        normalize = {} if self.normalize is None else self.normalize.kernel_kwargs()
+        if isinstance(crop, (RandomResizedCrop, Resize)):
+            # The resampling pass; called like a FusedPlan, with boxes for origins.
+            resize = isinstance(crop, Resize)
+            self._plan = kernels.ResizePlan(
+                self.x,
+                size=crop.output_size if resize else (crop.height, crop.width),
+                scaled_size=(crop.height, crop.width) if resize else None,
+                dtype=self.dtype,
+                data_format=self.data_format,
+                **normalize,
+            )
+        else:
+            self._plan = kernels.FusedPlan(
+                self.x,
+                crop=None if crop is None else (crop.height, crop.width),
+                padding=0 if crop is None else crop.padding,
+                pad_mode="constant" if crop is None else crop.pad_mode,
+                fill=0 if crop is None else crop.fill,
+                dtype=self.dtype,
+                data_format=self.data_format,
+                **normalize,
+            )
         # Full batches are written into reused arrays: a fresh one per batch
         # costs more in model.fit than the kernel (see fastseq/_pool.py). Room
         # for the batches Keras' thread queue holds, plus the ones in flight.
@@ -204,6 +220,15 @@ class ArraySequence(PyDataset):
         crop, flip = self.crop, self.flip
         if isinstance(crop, CenterCrop):
             self._center = ((H - crop.height) // 2, (W - crop.width) // 2)
+        elif isinstance(crop, RandomResizedCrop):
+            # Boxes and flips in one compiled call; the flip bits equal RandomParams' for the same sample.
+            self._random = kernels.ResizedCropParams(
+                image_size=(H, W),
+                scale=crop.scale,
+                ratio=crop.ratio,
+                horizontal=0.0 if flip is None else flip.horizontal,
+                vertical=0.0 if flip is None else flip.vertical,
+            )
         elif isinstance(crop, RandomCrop) or flip is not None:
             random_crop = isinstance(crop, RandomCrop)
             self._random = kernels.RandomParams(
@@ -516,7 +541,11 @@ class ArraySequence(PyDataset):
         no flips, and the crop made deterministic: a ``RandomCrop`` whose
         window is smaller than the image becomes a ``CenterCrop`` of that
         size; one as large as the image (pad-and-crop augmentation) becomes
-        no crop. Use it as ``validation_data`` or for ``evaluate``/``predict``.
+        no crop; a ``RandomResizedCrop(h, w)`` becomes a resize that makes
+        the crop 0.875 of the image's tighter axis (aspect kept) and a centre
+        ``(h, w)`` crop (``Resize.for_crop``: 64x64 images, 56x56 crop ->
+        ``Resize(64, 64, crop=(56, 56))``). Use it as ``validation_data`` or
+        for ``evaluate``/``predict``.
 
         Sharded like this sequence (the same ``(index, count)``), with
         ``shard_remainder="repeat"``: every process evaluates its share and
@@ -589,7 +618,9 @@ class ArraySequence(PyDataset):
             return np.broadcast_to(np.array(self._center, np.int64), (idx.size, 2)), None
         if self._random is None:
             return None, None
-        origins, flips = self._random(self.seed, epoch, idx)
+        origins, flips = self._random(self.seed, epoch, idx)  # boxes, for a RandomResizedCrop
+        if isinstance(self.crop, RandomResizedCrop):
+            return origins, flips  # all zero without a flip: then the plan takes its fast path
         return (origins if isinstance(self.crop, RandomCrop) else None), (None if self.flip is None else flips)
 
     def _targets(self, idx):

@@ -124,7 +124,8 @@ def test_feed_table_runs_every_row_interleaved_and_renders_the_targets():
     x = rng.integers(0, 256, (96, 8, 8, 3), dtype=np.uint8)
     y = rng.integers(0, 10, 96)
     results = bench_feed.feed_table(x, y, batch_size=16, mean=(1, 2, 3), std=(4, 5, 6), padding=2, steps=2, rounds=2)
-    assert sorted(results) == sorted(["noop", "noop-copied", "convert", "fastseq", "fastseq-memmap", "numpy", "tf.data"])
+    assert sorted(results) == sorted(["noop", "noop-copied", "convert", "fastseq", "fastseq-memmap", "fastseq-uint8",
+                                      "numpy", "tf.data", "grain"])
     for r in results.values():
         assert r.images_per_sec > 0 and r.steps == 2 and r.batch_size == 16
         assert np.isclose(r.images_per_sec * r.step_ms / 1e3, 16)
@@ -132,7 +133,7 @@ def test_feed_table_runs_every_row_interleaved_and_renders_the_targets():
     bench_feed.render(results, out)
     text = out.getvalue()
     for label in ("fastseq / noop", "fastseq / tf.data", "fastseq / numpy", "fastseq-memmap / fastseq",
-                  "fastseq / convert"):
+                  "fastseq / convert", "fastseq / grain", "fastseq-uint8 / noop"):
         assert label in text
 
 
@@ -156,7 +157,8 @@ def test_commands_print_no_tensorflow_noise_or_keras_warnings(argv):
     result = subprocess.run([sys.executable, "-m", "fastseq", *argv], capture_output=True, text=True, env=env,
                             timeout=300)
     assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
+    # The one line a first (cold) compile of a kernel variant writes is meant to be seen.
+    assert [line for line in result.stderr.splitlines() if not line.startswith("fastseq: compiling ")] == []
     noisy = [line for line in result.stdout.splitlines() if any(n in line for n in NOISE)]
     assert noisy == []
     assert "targets:" in result.stdout if argv[0] == "bench" else "summary" in result.stdout

@@ -22,16 +22,17 @@ PACKAGE = ROOT / "fastseq"
 # Lowest first. A module's layer is that of its longest matching prefix.
 LAYERS = [
     ("kernels", ["fastseq.kernels"]),
-    ("numpy-only product", ["fastseq.order", "fastseq.augment", "fastseq._pool", "fastseq._memmap", "fastseq.options"]),
+    ("numpy-only product", ["fastseq.order", "fastseq.augment", "fastseq._pool", "fastseq._memmap", "fastseq.options",
+                            "fastseq.warmup"]),
     ("datasets", ["fastseq.datasets"]),
-    ("Keras-facing product", ["fastseq.sequence", "fastseq.callbacks"]),
+    ("Keras-facing product", ["fastseq.sequence", "fastseq.callbacks", "fastseq.layers"]),
     ("bench", ["fastseq.bench"]),
     ("profiler", ["fastseq.profiling"]),
     ("facade", ["fastseq.__main__", "fastseq"]),
 ]
 
 # Layers that must not load Keras or TensorFlow, checked in a fresh interpreter.
-KERAS_FREE = ["fastseq", "fastseq.kernels", "fastseq.order", "fastseq.augment", "fastseq.options",
+KERAS_FREE = ["fastseq", "fastseq.kernels", "fastseq.order", "fastseq.augment", "fastseq.options", "fastseq.warmup",
               "fastseq._pool", "fastseq.datasets", "fastseq.bench", "fastseq.profiling"]
 
 

@@ -153,7 +153,7 @@ def run(args, out=None):
             rows.append(Row(name, name, None, 0, 0, 0, (), ""))
             results[name] = {"error": str(e)}
             continue
-        if name == "tf.data":
+        if name in ("tf.data", "grain"):
             row_repeat = max(3, repeat // 4)
         elif name == "numpy":
             row_repeat = max(3, repeat // 3)

@@ -43,7 +43,7 @@ import numpy as np
 
 from fastseq.bench import synthetic
 
-ROWS = ("ceiling", "ceiling-cache", "gather", "fastseq", "fastseq-1t", "numpy", "tf.data", "keras")
+ROWS = ("ceiling", "ceiling-cache", "gather", "fastseq", "fastseq-1t", "numpy", "tf.data", "grain", "keras")
 #: Random batches the gather and fastseq rows cycle through, one per call: 32 CIFAR
 #: batches read 48 MB, more than the last-level cache holds.
 ROTATE = 32
@@ -54,7 +54,8 @@ TARGETS = (
     ("fused / ceiling time", "max", 1.5),
     ("fused vs tf.data", "min", 25.0),
     ("fused vs keras layers", "min", 10.0),
-    ("all threads vs 1 thread", "min", 1.7),
+    ("fused vs grain", "min", 20.0),
+    ("all threads vs 1 thread", "min", 1.8),
 )
 
 
@@ -456,6 +457,51 @@ def tf_data_row(job, batches=8):
     )
 
 
+def grain_row(job, batches=8):
+    """Pull ``batches`` batches per call from a warm :func:`fastseq.bench.baselines.grain_pipeline` iterator.
+
+    As :func:`tf_data_row`: several batches per call, so the prefetch
+    buffer cannot make a batch look free; labels are the sample positions.
+    """
+    from fastseq.bench.baselines import grain_pipeline
+
+    _require_float32_nhwc(job, "grain")
+    threads = os.cpu_count() or 1
+    ds = grain_pipeline(
+        job.x,
+        np.arange(len(job.x), dtype=np.int64),
+        batch_size=job.batch_size,
+        seed=job.seed,
+        crop=job.crop,
+        padding=job.padding,
+        flip=job.horizontal > 0,
+        mean=job.mean,
+        std=job.std,
+        repeat=True,
+        read_threads=threads,
+    )
+    it = iter(ds)
+    for _ in range(3):  # start the read threads
+        next(it)
+
+    def grain_fn():
+        for _ in range(batches):
+            xb, yb = next(it)
+        return xb, yb
+
+    return Row(
+        "grain",
+        "Grain MapDataset random_map",
+        grain_fn,
+        job.batch_size * batches,
+        job.out_bytes * batches,
+        threads,
+        job.out_shape,
+        "float32",
+        extra={"batches_per_call": batches},
+    )
+
+
 def keras_row(job):
     """Keras 3 preprocessing layers on the gathered uint8 batch (the gather is timed too)."""
     from fastseq.bench.baselines import KERAS_RANDOM_CROP_NOTE, keras_layers_pipeline
@@ -494,6 +540,7 @@ BUILDERS = {
     "fastseq-1t": lambda job: fastseq_row(job, threads=1),
     "numpy": numpy_row,
     "tf.data": tf_data_row,
+    "grain": grain_row,
     "keras": keras_row,
 }
 
@@ -516,6 +563,8 @@ def ratios(ips):
             values["fused vs tf.data"] = f / ips["tf.data"]
         if ips.get("keras"):
             values["fused vs keras layers"] = f / ips["keras"]
+        if ips.get("grain"):
+            values["fused vs grain"] = f / ips["grain"]
         if ips.get("fastseq-1t"):
             values["all threads vs 1 thread"] = f / ips["fastseq-1t"]
     out = []

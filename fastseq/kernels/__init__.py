@@ -11,15 +11,20 @@ from fastseq.kernels.gather import gather
 from fastseq.kernels.halfprec import to_half_bits
 from fastseq.kernels.images import FusedPlan, crop_flip, fused, normalize
 from fastseq.kernels.random import RandomParams, random_params
+from fastseq.kernels.resize import ResizedCropParams, ResizePlan, resized_crop, resized_crop_params
 
 __all__ = [
     "FusedPlan",
     "RandomParams",
+    "ResizePlan",
+    "ResizedCropParams",
     "crop_flip",
     "fused",
     "gather",
     "normalize",
     "random_params",
+    "resized_crop",
+    "resized_crop_params",
     "threading_layer",
     "to_half_bits",
 ]

@@ -21,6 +21,8 @@ from fastseq.kernels.config import JIT
 _M64 = (1 << 64) - 1
 # Streams: which independent draw of a sample this is.
 TOP, LEFT, HFLIP, VFLIP = 0, 1, 2, 3
+# RandomResizedCrop's draws (fastseq/kernels/resize.py); 12..15 are free for it.
+RRC_AREA, RRC_RATIO, RRC_TOP, RRC_LEFT = 8, 9, 10, 11
 _FLIP_BITS = 24  # flip probabilities are quantised to multiples of 2**-24
 
 

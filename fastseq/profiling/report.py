@@ -139,8 +139,15 @@ def decide(
             found.append(
                 (
                     "uint8_on_device",
-                    f"input-bound ({pct} waiting): emit uint8 batches ({dt.name} now) and normalise on the device "
-                    "(a Normalization/Rescaling first layer): 4x fewer bytes per image to make and copy.",
+                    f"input-bound ({pct} waiting): emit uint8 batches ({dt.name} now) and normalise on the device, "
+                    "4x fewer bytes per image to make and copy: "
+                    + (
+                        "ArraySequence(..., dtype='uint8') without normalize, and fastseq.DeviceNormalize(your "
+                        "Normalize) as the model's first layer."
+                        if loader == "fastseq"
+                        else "a keras.layers.Normalization/Rescaling first layer (with fastseq: "
+                        "ArraySequence(..., dtype='uint8') and fastseq.DeviceNormalize as the first layer)."
+                    ),
                 )
             )
         if memmap:
