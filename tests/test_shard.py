@@ -135,15 +135,17 @@ def test_every_shard_has_the_same_length_and_they_split_each_epoch():
         assert set(range(23)) - set(served) == set(order.epoch_order(23, seed=9, epoch=epoch, shuffle=True)[-2:].tolist())
 
 
-def test_a_sample_gets_the_same_pixels_in_any_shard_and_unsharded():
-    from fastseq import ArraySequence, RandomCrop
+@pytest.mark.parametrize("resized", [False, True])
+def test_a_sample_gets_the_same_pixels_in_any_shard_and_unsharded(resized):
+    from fastseq import ArraySequence, RandomCrop, RandomResizedCrop
 
     n = 20
-    single = ArraySequence(images(n), batch_size=n, seed=9, crop=RandomCrop(6, 6, padding=2), flip="horizontal")
+    crop = RandomResizedCrop(5, 4) if resized else RandomCrop(6, 6, padding=2)
+    single = ArraySequence(images(n), batch_size=n, seed=9, crop=crop, flip="horizontal")
     for epoch in (0, 4):
         single.set_epoch(epoch)
         expected = dict(zip(single.indices(0).tolist(), single[0][0]))
-        for s in shard_sequences(n, 4):
+        for s in shard_sequences(n, 4, crop=crop):
             s.set_epoch(epoch)
             for i in range(len(s)):
                 for j, batch_x in zip(s.indices(i).tolist(), s[i][0]):
