@@ -131,9 +131,9 @@ def test_two_processes_against_two_threads(benchmark, cifar, cifar_npy, tmp_path
         if len(rs[0]) > 1:
             for i in range(len(rs[0])):
                 per = [row[i]["images_per_sec"] for row in rs]
-                rows_info[f"{name}: p{i}"] = {"images_per_sec": float(np.median(per)), "GB_per_sec": np.median(per) * gb,
-                                              "threads": threads, "rounds_images_per_sec": per,
-                                              "note": "this process alone"}
+                median = float(np.median(per))
+                rows_info[f"{name}: p{i}"] = {"images_per_sec": median, "GB_per_sec": median * gb, "threads": threads,
+                                              "rounds_images_per_sec": per, "note": "this process alone"}
     benchmark.extra_info.update({"rows": rows_info, "batch_size": batch_size, "rounds": rounds,
                                  "steps_per_process": {"1p x 2t": 2 * steps, "2p x 1t": steps}})
     if timed:

@@ -203,7 +203,9 @@ def shard_arg(shard, remainder, n_items, shard_from=None):
             raise TypeError(f"shard=(index, count) needs integers, got {name}={describe(value)}{source}.")
     index, count = int(index), int(count)
     if count < 1:
-        raise ValueError(f"shard=({index}, {count}){source}: count must be >= 1 (the number of processes), got {count}.")
+        raise ValueError(
+            f"shard=({index}, {count}){source}: count must be >= 1 (the number of processes), got {count}."
+        )
     if not 0 <= index < count:
         raise ValueError(
             f"shard=({index}, {count}){source}: index must be in 0..{count - 1} (this process's rank), got {index}."

@@ -61,7 +61,7 @@ def batch_bounds(i, num_items, batch_size):
 
 
 def shard_repeats(num_items, count, remainder):
-    """How many times the epoch's permutation is laid out for ``count`` shards: 1, or ``count // gcd`` for ``"repeat"``."""
+    """How often the epoch's permutation is laid out for ``count`` shards: 1, or ``count // gcd`` for "repeat"."""
     return count // math.gcd(num_items, count) if remainder == "repeat" else 1
 
 

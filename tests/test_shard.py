@@ -132,7 +132,8 @@ def test_every_shard_has_the_same_length_and_they_split_each_epoch():
             s.set_epoch(epoch)
             served += [int(v) for i in range(len(s)) for v in s.indices(i)]
         assert len(served) == len(set(served)) == 21
-        assert set(range(23)) - set(served) == set(order.epoch_order(23, seed=9, epoch=epoch, shuffle=True)[-2:].tolist())
+        tail = order.epoch_order(23, seed=9, epoch=epoch, shuffle=True)[-2:]
+        assert set(range(23)) - set(served) == set(tail.tolist())
 
 
 @pytest.mark.parametrize("resized", [False, True])
@@ -215,7 +216,7 @@ def test_auto_reads_the_active_keras_distribution():
         assert seq.shard == (3, 4) and len(seq) == 1
         with pytest.raises(ValueError, match=r"\(shard='auto' read FakeDataParallel of keras.distribution\)"):
             ArraySequence(images(3), shard="auto")
-        with pytest.warns(RuntimeWarning, match=r"FakeDataParallel over 4 processes is active but this sequence is not sharded"):
+        with pytest.warns(RuntimeWarning, match=r"FakeDataParallel over 4 processes is active but .* not sharded"):
             ArraySequence(images(10))
     finally:
         keras.distribution.set_distribution(None)
