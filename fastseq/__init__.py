@@ -2,8 +2,8 @@
 
 ``import fastseq`` is cheap: it imports neither Keras nor TensorFlow and
 compiles nothing. The Keras-facing names (``ArraySequence``,
-``DeviceNormalize``, ``profile``, ``StarvationMonitor``) and
-``fastseq.datasets`` are imported on first use.
+``BackupAndRestore``, ``DeviceNormalize``, ``profile``,
+``StarvationMonitor``) and ``fastseq.datasets`` are imported on first use.
 
 The package has three parts: the product (``sequence``, ``options``,
 ``augment``, ``order``, ``kernels/``, ``datasets/``), the measuring bench
@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 # name -> (module, attribute); attribute None means the module itself.
 _LAZY = {
     "ArraySequence": ("fastseq.sequence", "ArraySequence"),
+    "BackupAndRestore": ("fastseq.callbacks", "BackupAndRestore"),
     "DeviceNormalize": ("fastseq.layers", "DeviceNormalize"),
     "profile": ("fastseq.profiling.measure", "profile"),
     "ProfileReport": ("fastseq.profiling.report", "ProfileReport"),
@@ -26,6 +27,7 @@ _LAZY = {
 
 __all__ = [
     "ArraySequence",
+    "BackupAndRestore",
     "CenterCrop",
     "DeviceNormalize",
     "Normalize",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import numbers
 import threading
 import time
+import warnings
 
 import numpy as np
 from keras.utils import PyDataset
@@ -31,12 +33,19 @@ class ArraySequence(PyDataset):
     * A sample's crop corner and flips are a pure function of
       ``(seed, epoch, sample index)``: the same pixels whatever the batch
       size, worker threads or processes, or call order.
-    * The only mutable state is the epoch. It advances when Keras starts an
-      epoch (``on_epoch_begin``) after a previous one, never on
-      ``on_epoch_end``, which Keras also calls before training and around
-      validation. So two identical ``fit`` runs over fresh sequences see
-      identical batches; ``set_epoch(e)`` resumes at epoch ``e`` (pair it with
-      ``fit(initial_epoch=e)``).
+    * The only mutable state is the position: the epoch and which batches of
+      its pass have been served. A pass ends when every one of its
+      ``len(seq)`` batches has been served (requested, by any thread or by
+      Keras' worker processes); the epoch then advances at the next request
+      or at the next ``on_epoch_end``/``on_epoch_begin``. Hooks called
+      mid-pass change nothing, so Keras' probes before training, its hook
+      calls at every ``steps_per_epoch`` boundary and around validation,
+      and the JAX backend's ``begin/[0]/end`` probe cannot skip or split an
+      epoch, and a hand-written loop that calls only ``on_epoch_end`` (or
+      nothing) still gets a new epoch each pass. Two identical ``fit`` runs
+      over fresh sequences see identical batches; ``set_epoch(e)`` jumps to
+      the start of epoch ``e``; ``get_state``/``set_state`` save and restore
+      the position mid-pass (see ``fastseq.BackupAndRestore``).
     * ``fit(shuffle=True)`` (Keras' default) additionally permutes the order
       in which batches are requested within an epoch. Each batch is still
       requested once, so every sample is still seen exactly once.
@@ -122,8 +131,8 @@ class ArraySequence(PyDataset):
         self.dtype, self.data_format, self.num_classes = o.dtype, o.data_format, o.num_classes
         self.image_shape = o.image_shape
         self._num_items = o.num_items
-        self._epoch = 0
-        self._begun = False
+        self._new_position(0, 0, ())
+        self._warned = set()
         self._setup()
 
     # -- construction helpers -------------------------------------------------
@@ -191,17 +200,63 @@ class ArraySequence(PyDataset):
                 vertical=0.0 if flip is None else flip.vertical,
             )
 
+    def _new_position(self, epoch, offset, served):
+        """A fresh position block: ``[epoch, offset, served count]`` (int64) then one byte per batch.
+
+        It is a ``multiprocessing.RawArray`` guarded by a ``multiprocessing.Lock``,
+        so Keras' worker processes (``use_multiprocessing=True``) mark the
+        batches they serve in the very block the main process reads: the
+        position is counted where the batches are made, in every mode. Forked
+        workers inherit the block; spawned or forkserver workers receive it
+        while being spawned (see ``__getstate__``). Any other pickled copy
+        (a file, a queue) gets a block of its own.
+        """
+        n = len(self)
+        self._attach_position(multiprocessing.RawArray("B", 24 + max(n, 1)), multiprocessing.Lock())
+        self._pos[:] = (epoch, offset, 0)
+        for i in served:
+            self._served[i] = 1
+        self._pos[2] = int(self._served.sum())
+
+    def _attach_position(self, block, lock):
+        self._pos_block, self._pos_lock = block, lock
+        self._pos = np.frombuffer(block, np.int64, 3)
+        self._served = np.frombuffer(block, np.uint8, len(self), offset=24)
+
     def __getstate__(self):
         state = self.__dict__.copy()
         for key in ("_plan", "_buffers", "_lock", "_order", "_stats", "_center", "_random"):
             state.pop(key, None)
+        for key in ("_pos_lock", "_pos_block", "_pos", "_served"):
+            state.pop(key, None)
+        popen = _spawning()
+        if popen is not None:
+            # A worker process being spawned (Keras' pool under the spawn or forkserver start
+            # method): hand it the shared block itself, so the batches it serves count here. The
+            # lock goes too; one made for fork (unlinked at once, so it cannot be pickled) is
+            # replaced first by one of the spawning context. Only threads already waiting on the
+            # old lock at this instant could overlap: in that mode the parent serves no batches
+            # while Keras starts its pool (TensorFlow's probe comes before).
+            if getattr(self._pos_lock, "_is_fork_ctx", False):
+                old = self._pos_lock
+                with old:
+                    self._pos_lock = multiprocessing.get_context(popen.method).Lock()
+            state["_position"] = ("shared", self._pos_block, self._pos_lock)
+        else:
+            with self._pos_lock:
+                state["_position"] = (int(self._pos[0]), int(self._pos[1]), np.flatnonzero(self._served).tolist())
         state["x"] = MemmapRef.wrap(self.x)
         return state
 
     def __setstate__(self, state):
+        position = state.pop("_position")
         self.__dict__.update(state)
         if isinstance(self.x, MemmapRef):
             self.x = self.x.open()
+        if position[0] == "shared":
+            self._attach_position(position[1], position[2])
+        else:
+            self._new_position(*position)
         self._setup()
 
     # -- the Sequence protocol ------------------------------------------------
@@ -216,8 +271,15 @@ class ArraySequence(PyDataset):
     def __getitem__(self, i):
         """Batch ``i`` of the current epoch: ``(x, y)``, ``(x, y, w)`` or ``(x,)``."""
         t0 = time.perf_counter()
-        epoch = self._epoch  # read once: the whole batch belongs to one epoch
-        idx = self._batch_indices(i, epoch)
+        i = self._check_index(i)
+        with self._pos_lock:
+            if self._pos[2] == len(self):  # the first request after a complete pass starts the next
+                self._advance()
+            if not self._served[i]:
+                self._served[i] = 1
+                self._pos[2] += 1
+            epoch, j = self._locate(i)  # read once: the whole batch belongs to one epoch
+        idx = self._batch_indices(j, epoch)
         origins, flips = self._params(idx, epoch)
         t1 = time.perf_counter()
         batch_x = self._plan(idx, origins, flips, out=self._buffers.take() if idx.size == self.batch_size else None)
@@ -235,31 +297,159 @@ class ArraySequence(PyDataset):
         return result
 
     def indices(self, i):
-        """The sample indices (int64) in batch ``i`` of the current epoch."""
-        return self._batch_indices(i, self._epoch).copy()
+        """The sample indices (int64) in batch ``i`` of the current pass. Inspects only: serves nothing.
+
+        After the last batch of a pass has been served this still describes
+        that pass, until the next request or hook starts the next one.
+        """
+        i = self._check_index(i)
+        with self._pos_lock:
+            epoch, j = self._locate(i)
+        return self._batch_indices(j, epoch).copy()
 
     @property
     def epoch(self):
-        """The current epoch (starts at 0)."""
-        return self._epoch
+        """The epoch of the current pass (starts at 0).
+
+        After the last batch of a pass has been served it still reads the
+        finished epoch until the next request or ``on_epoch_end``/
+        ``on_epoch_begin`` moves on.
+        """
+        return int(self._pos[0])
 
     def set_epoch(self, epoch):
-        """Jump to ``epoch`` (e.g. to resume a run); the next ``on_epoch_begin`` keeps it."""
-        self._epoch = options.int_arg("epoch", epoch, minimum=0)
-        self._begun = False
+        """Jump to the start of ``epoch`` (nothing served yet); hooks before its first batch keep it."""
+        epoch = options.int_arg("epoch", epoch, minimum=0)
+        with self._pos_lock:
+            self._pos[:] = (epoch, 0, 0)
+            self._served[:] = 0
+
+    def unserved(self):
+        """The batch indices not yet served in the current pass, ascending (all of them after a complete pass).
+
+        A custom loop that restored a mid-pass state with :meth:`set_state`
+        resumes with ``for i in seq.unserved(): ...``.
+        """
+        with self._pos_lock:
+            if self._pos[2] == len(self):
+                return list(range(len(self)))
+            return np.flatnonzero(self._served == 0).tolist()
+
+    def get_state(self):
+        """The position as a small JSON-able dict, for :meth:`set_state` (also in another process or run).
+
+        Returns:
+            ``{"epoch", "offset", "served", "num_batches", "seed"}``: the epoch
+            of the current pass, the rotation set by a resumed run (0
+            otherwise), the batches served in this pass as ``[start, stop)``
+            runs, and two fields that :meth:`set_state` checks. A complete
+            pass is reported as the start of the next epoch.
+        """
+        n = len(self)
+        with self._pos_lock:
+            epoch, offset, count = (int(v) for v in self._pos)
+            served = [] if count == n else _runs(np.flatnonzero(self._served))
+        if count == n:
+            epoch, served = epoch + 1, []
+        return {"epoch": epoch, "offset": offset, "served": served, "num_batches": n, "seed": self.seed}
+
+    def set_state(self, state):
+        """Restore a position saved by :meth:`get_state` (or written by ``fastseq.BackupAndRestore``).
+
+        ``offset`` (0..len-1) rotates the pass: request ``i`` then serves
+        batch ``(i + offset) % len`` of the epoch, or of the next epoch once
+        ``i + offset`` passes the end. A run resumed at a Keras epoch that
+        began mid-pass (``steps_per_epoch`` below ``len(seq)``) uses it to
+        continue the uninterrupted run's stream where Keras restarts its
+        own count at batch 0.
+
+        Raises:
+            TypeError, ValueError: a state that is not such a dict, or one
+                saved from a sequence with another ``len`` or ``seed``.
+        """
+        n = len(self)
+        if not isinstance(state, dict) or not {"epoch", "offset", "served"} <= state.keys():
+            raise TypeError(
+                f"state must be the dict returned by get_state() (keys epoch, offset, served), "
+                f"got {options.describe(state)}."
+            )
+        for key, mine in (("num_batches", n), ("seed", self.seed)):
+            if key in state and state[key] != mine:
+                raise ValueError(
+                    f"state[{key!r}] is {state[key]!r} but this sequence has {key}={mine!r}: restore a "
+                    f"state into a sequence built with the same data, batch_size, drop_remainder and seed."
+                )
+        epoch = options.int_arg("state['epoch']", state["epoch"], minimum=0)
+        offset = options.int_arg("state['offset']", state["offset"], minimum=0)
+        if offset >= n:
+            raise ValueError(f"state['offset'] must be < len(seq) = {n}, got {offset}.")
+        served = np.zeros(n, np.uint8)
+        try:
+            for start, stop in state["served"]:
+                if not 0 <= start < stop <= n:
+                    raise ValueError
+                served[start:stop] = 1
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"state['served'] must be a list of [start, stop) runs within 0..{n}, got {state['served']!r}."
+            ) from None
+        with self._pos_lock:
+            self._served[:] = served
+            self._pos[:] = (epoch, offset, int(served.sum()))
 
     def on_epoch_begin(self):
-        """Called by Keras as an epoch starts; advances the epoch after the first."""
-        if self._begun:
-            self._epoch += 1
-        self._begun = True
+        """Called by Keras as an epoch starts: moves to the next epoch only if this pass is complete."""
+        with self._pos_lock:
+            if self._pos[2] == len(self):
+                self._advance()
 
     def on_epoch_end(self):
-        """Called by Keras after an epoch, before training and around validation: changes nothing.
+        """Called by Keras after an epoch, before training and around validation; also a hand loop's end of epoch.
 
-        The epoch advances in :meth:`on_epoch_begin`, so extra calls cannot
-        skip an epoch or reshuffle half-way through one.
+        Moves to the next epoch only if every batch of this pass has been
+        served, so the calls Keras makes mid-pass (``steps_per_epoch`` below
+        ``len(seq)``, probes, validation) and repeated calls change nothing.
         """
+        n = len(self)
+        with self._pos_lock:
+            count = int(self._pos[2])
+            if count == n:
+                self._advance()
+        if not self.shuffle and self._random is None:
+            return  # every epoch is the same: nothing to lose
+        if 2 < count < n and (self.workers > 1 or self.use_multiprocessing):
+            self._warn_once(
+                "partial",
+                f"ArraySequence: Keras ended its epoch after {count} of this pass's {n} batches while prefetching "
+                f"with workers={self.workers}"
+                + (", use_multiprocessing=True" if self.use_multiprocessing else "")
+                + ": with steps_per_epoch below len(seq), Keras restarts its requests at batch 0 at each of its "
+                "epochs, so batches of a pass longer than its queue (max_queue_size) are never requested and "
+                "others are trained twice: a pass may not see every sample exactly once. Use workers=1 (the "
+                "batch itself is already parallel) or leave steps_per_epoch unset.",
+            )
+        self._check_backend()
+
+    def _check_backend(self):
+        if not (self.workers > 1 or (self.workers > 0 and self.use_multiprocessing)):
+            return
+        try:
+            from keras import backend
+        except ImportError:  # pragma: no cover - keras is a dependency
+            return
+        if backend.backend() == "jax":
+            self._warn_once(
+                "jax",
+                f"ArraySequence: on the JAX backend with workers={self.workers}, Keras' pre-training probe "
+                "starts its prefetching workers and then trains the first epoch partly on the batches they "
+                "prefetched, and each later epoch partly on the previous one's leftovers: epochs are not "
+                "exactly-once passes. Use workers=1 on JAX (the batch itself is already parallel).",
+            )
+
+    def _warn_once(self, key, message):
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     # -- instrumentation ------------------------------------------------------
 
@@ -320,13 +510,29 @@ class ArraySequence(PyDataset):
         self._order = (epoch, result)
         return result
 
-    def _batch_indices(self, i, epoch):
+    def _check_index(self, i):
         n = len(self)
         if isinstance(i, bool) or not isinstance(i, numbers.Integral):
             raise TypeError(f"batch index must be an integer, got {options.describe(i)}.")
         if not -n <= i < n:
             raise IndexError(f"batch index {i} out of range for a sequence of {n} batches.")
-        start, stop = order.batch_bounds(int(i) % n, self._num_items, self.batch_size)
+        return int(i) % n
+
+    def _advance(self):
+        """Start the next pass (caller holds ``_pos_lock``)."""
+        self._pos[0] += 1
+        self._pos[2] = 0
+        self._served[:] = 0
+
+    def _locate(self, i):
+        """(epoch, batch of that epoch) for request ``i`` (caller holds ``_pos_lock``)."""
+        epoch, offset = int(self._pos[0]), int(self._pos[1])
+        j = i + offset
+        n = len(self)
+        return (epoch, j) if j < n else (epoch + 1, j - n)
+
+    def _batch_indices(self, j, epoch):
+        start, stop = order.batch_bounds(j, self._num_items, self.batch_size)
         return self._epoch_order(epoch)[start:stop]
 
     def _params(self, idx, epoch):
@@ -350,9 +556,28 @@ class ArraySequence(PyDataset):
     def __repr__(self):
         return (
             f"ArraySequence(N={self._num_items}, image_shape={self.image_shape}, batch_size={self.batch_size}, "
-            f"batches={len(self)}, shuffle={self.shuffle}, seed={self.seed}, epoch={self._epoch}, crop={self.crop}, "
+            f"batches={len(self)}, shuffle={self.shuffle}, seed={self.seed}, epoch={self.epoch}, crop={self.crop}, "
             f"flip={self.flip}, normalize={self.normalize}, dtype={self.dtype!r}, data_format={self.data_format!r})"
         )
+
+
+def _spawning():
+    """The process being spawned if this pickling is for one (the only pickling that may carry a shared
+    block and lock), else None."""
+    from multiprocessing import context
+
+    return context.get_spawning_popen()
+
+
+def _runs(sorted_indices):
+    """Ascending indices as ``[start, stop)`` runs: ``[0, 1, 2, 5]`` -> ``[[0, 3], [5, 6]]``."""
+    runs = []
+    for i in sorted_indices.tolist():
+        if runs and runs[-1][1] == i:
+            runs[-1][1] = i + 1
+        else:
+            runs.append([i, i + 1])
+    return runs
 
 
 def _gather(values, idx):

@@ -1,6 +1,10 @@
-"""model.fit / evaluate / predict on the TensorFlow backend, through ArraySequence."""
+"""model.fit / evaluate / predict through ArraySequence, on the backend KERAS_BACKEND names.
+
+tests/test_backends.py reruns this module under every other installed backend.
+"""
 
 import os
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -57,11 +61,22 @@ def test_fit_trains_and_loss_falls(workers, multiprocessing):
         workers=workers,
         use_multiprocessing=multiprocessing,
     )
-    history = small_model().fit(seq, epochs=4, verbose=0)
+    jax_prefetch = keras.backend.backend() == "jax" and workers > 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = small_model().fit(seq, epochs=4, verbose=0)
     loss = history.history["loss"]
     assert np.all(np.isfinite(loss))
     assert loss[-1] < 0.8 * loss[0], loss
-    assert seq.epoch == 3  # one epoch per Keras epoch, despite Keras' extra on_epoch_end calls
+    if jax_prefetch:
+        # Keras-JAX's probe starts the prefetching workers, which serve most or all of a pass before
+        # training (see tests/test_epochs.py): the sequence says so, naming workers=1
+        assert any("JAX" in str(w.message) and "workers=1" in str(w.message) for w in caught)
+        return
+    # one pass per Keras epoch, despite Keras' extra hook calls; the fourth pass is complete, so the
+    # on_epoch_end that follows it has moved the sequence to epoch 4, where its next batch comes from
+    assert seq.epoch == 4
+    assert not any("ArraySequence" in str(w.message) for w in caught)
 
 
 def test_evaluate_and_predict_are_aligned_with_inputs():

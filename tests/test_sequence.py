@@ -1,5 +1,6 @@
 """ArraySequence: the seed's promises (exactly-once epochs, short last batch, fresh augmentation) under Keras."""
 
+import json
 import pickle
 import subprocess
 import sys
@@ -105,38 +106,128 @@ def test_shuffled_order_is_a_pure_function_of_seed_and_epoch_and_differs_between
     assert (order0 != epoch_samples(a)).mean() > 0.9
 
 
-def test_epoch_survives_keras_extra_on_epoch_end_calls():
-    """Keras: on_epoch_end before training, __getitem__ before the first epoch, twice around validation."""
+def served_samples(seq, order=None):
+    """Serve one pass (``seq[i]`` for every batch, in ``order``) and return the sample indices, in order."""
+    return np.concatenate([decode(seq[i][0]) for i in (order if order is not None else range(len(seq)))])
+
+
+def test_epoch_survives_keras_extra_hook_calls_and_probes():
+    """Keras: probes of batches 0/1 before training, hooks before training, at steps_per_epoch and around validation."""
     x = indexed_images(100)
-    seq = ArraySequence(x, batch_size=10, seed=1)
+    kw = dict(batch_size=10, seed=1, dtype="uint8")
+    seq = ArraySequence(x, **kw)
     reference = {}
     for e in range(3):
-        fresh = ArraySequence(x, batch_size=10, seed=1)
+        fresh = ArraySequence(x, **kw)
         fresh.set_epoch(e)
         reference[e] = epoch_samples(fresh)
+    seq[0], seq[1]  # TensorFlow's output-signature probe
     seq.on_epoch_end()  # reset() before training
-    probe = seq.indices(0)  # output-signature probe before any epoch
+    seq.on_epoch_begin()
+    seq[0]  # JAX's probe: begin, [0], end
+    seq.on_epoch_end()
     epochs_seen = []
     for epoch in range(3):
         seq.on_epoch_begin()
         epochs_seen.append(seq.epoch)
-        np.testing.assert_array_equal(epoch_samples(seq), reference[epoch])
+        first = served_samples(seq, range(4))
+        seq.on_epoch_end()  # a Keras epoch of steps_per_epoch=4 ends mid-pass: changes nothing
+        seq.on_epoch_begin()
+        rest = served_samples(seq, range(4, len(seq)))
+        np.testing.assert_array_equal(np.concatenate([first, rest]), reference[epoch])
         seq.on_epoch_end()
         seq.on_epoch_end()  # the extra calls around validation change nothing
     assert epochs_seen == [0, 1, 2]
-    np.testing.assert_array_equal(probe, reference[0][:10])
+    assert seq.epoch == 3
+
+
+def test_hand_loop_without_hooks_gets_a_new_epoch_each_pass():
+    x = indexed_images(100)
+    seq = ArraySequence(x, batch_size=10, seed=1, dtype="uint8")
+    passes = [served_samples(seq) for _ in range(3)]
+    for p in passes:
+        assert sorted(p.tolist()) == list(range(100))
+    assert (passes[0] != passes[1]).mean() > 0.9 and (passes[1] != passes[2]).mean() > 0.9
+    assert seq.epoch == 2  # the third pass is complete; the next request starts epoch 3
+    seq[5]
+    assert seq.epoch == 3
+
+
+def test_keras_shuffled_request_order_still_completes_the_pass():
+    x = indexed_images(95)
+    seq = ArraySequence(x, batch_size=10, seed=2, dtype="uint8")
+    order = np.random.default_rng(0).permutation(len(seq))
+    first = served_samples(seq, order)
+    assert sorted(first.tolist()) == list(range(95))
+    assert seq.unserved() == list(range(len(seq)))
+    assert seq.get_state()["epoch"] == 1
+    second = served_samples(seq, order)
+    assert sorted(second.tolist()) == list(range(95)) and (first != second).mean() > 0.9
+
+
+def test_get_state_and_set_state_resume_mid_pass():
+    x = indexed_images(100)
+    kw = dict(batch_size=10, seed=4, dtype="uint8")
+    seq = ArraySequence(x, **kw)
+    served_samples(seq)  # epoch 0
+    head = served_samples(seq, range(3))  # epoch 1, batches 0..2
+    state = seq.get_state()
+    assert state == {"epoch": 1, "offset": 0, "served": [[0, 3]], "num_batches": 10, "seed": 4}
+    assert json.loads(json.dumps(state)) == state
+    uninterrupted = served_samples(seq, range(3, 10))
+    resumed = ArraySequence(x, **kw)
+    resumed.set_state(state)
+    assert resumed.epoch == 1 and resumed.unserved() == list(range(3, 10))
+    np.testing.assert_array_equal(served_samples(resumed, resumed.unserved()), uninterrupted)
+    assert sorted(np.concatenate([head, uninterrupted]).tolist()) == list(range(100))
+    # offset: request i serves batch (i + offset) % n, of the next epoch past the end
+    rotated = ArraySequence(x, **kw)
+    rotated.set_state({"epoch": 1, "offset": 3, "served": []})
+    stream = served_samples(rotated)
+    np.testing.assert_array_equal(stream[:70], uninterrupted)
+    np.testing.assert_array_equal(stream[70:], served_samples(seq, range(3)))  # seq is now in epoch 2
+    with pytest.raises(ValueError, match=r"state\['num_batches'\] is 9 but this sequence has num_batches=10"):
+        seq.set_state(dict(state, num_batches=9))
+    with pytest.raises(ValueError, match=r"state\['offset'\] must be < len\(seq\) = 10, got 10"):
+        seq.set_state(dict(state, offset=10))
+    with pytest.raises(ValueError, match=r"state\['served'\] must be a list of \[start, stop\) runs"):
+        seq.set_state(dict(state, served=[[4, 2]]))
+    with pytest.raises(TypeError, match="state must be the dict returned by get_state"):
+        seq.set_state(3)
+
+
+def test_position_survives_pickling():
+    seq = ArraySequence(indexed_images(50), batch_size=10, seed=3, dtype="uint8")
+    served_samples(seq, [0, 2])
+    copy = pickle.loads(pickle.dumps(seq))
+    assert copy.get_state() == seq.get_state()
+    copy[1]
+    assert seq.unserved() == [1, 3, 4]  # the copy has its own position
+
+
+def test_concurrent_requests_complete_each_pass_exactly_once():
+    seq = ArraySequence(indexed_images(400), batch_size=8, seed=6, dtype="uint8")
+    n = len(seq)
+    for epoch in range(3):
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda i: decode(seq[i][0]), range(n)))
+        assert sorted(np.concatenate(got).tolist()) == list(range(400)), epoch
+        assert seq.epoch == epoch
 
 
 def test_set_epoch_on_a_fresh_sequence_resumes_identically():
     x = np.random.default_rng(0).integers(0, 256, (300, 12, 12, 3), dtype=np.uint8)
     kw = dict(batch_size=50, crop=RandomCrop(10, 10, padding=2), flip="horizontal_and_vertical", seed=9)
     long_run = ArraySequence(x, **kw)
-    for _ in range(3):
-        long_run.on_epoch_begin()
+    for _ in range(2):
+        for i in range(len(long_run)):
+            long_run[i]
+        long_run.on_epoch_end()
     assert long_run.epoch == 2
     resumed = ArraySequence(x, **kw)
     resumed.set_epoch(2)
     resumed.on_epoch_begin()
+    resumed.on_epoch_end()  # no batch served in between: changes nothing
     assert resumed.epoch == 2
     for i in range(len(resumed)):
         np.testing.assert_array_equal(resumed[i][0], long_run[i][0])
@@ -191,8 +282,9 @@ def test_pixels_identical_across_batch_sizes(images):
 def test_pixels_identical_across_eight_threads_out_of_order(images):
     seq = ArraySequence(images, batch_size=16, **aug_kwargs())
     serial = [seq[i][0] for i in range(len(seq))]
+    other = ArraySequence(images, batch_size=16, **aug_kwargs())  # seq has served its pass: the next is epoch 1
     with ThreadPoolExecutor(8) as pool:
-        threaded = list(pool.map(lambda i: (i, seq[i][0]), reversed(range(len(seq)))))
+        threaded = list(pool.map(lambda i: (i, other[i][0]), reversed(range(len(seq)))))
     for i, batch in threaded:
         np.testing.assert_array_equal(batch, serial[i])
 
@@ -218,9 +310,10 @@ def test_pixels_identical_across_processes(images, tmp_path):
 
 def test_fresh_augmentation_each_epoch(images):
     seq = ArraySequence(images, batch_size=64, **aug_kwargs())
-    first = per_sample(seq)
+    first = per_sample(seq)  # serves the whole pass of epoch 0
     seq.on_epoch_begin()
-    seq.on_epoch_begin()  # now epoch 1
+    seq.on_epoch_begin()  # now epoch 1: only the first call after the complete pass moves on
+    assert seq.epoch == 1
     second = per_sample(seq)
     changed = sum(not np.array_equal(first[k], second[k]) for k in first)
     assert changed > 0.9 * len(first)

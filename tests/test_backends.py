@@ -1,0 +1,49 @@
+"""Rerun the model.fit/evaluate/predict tests under every other installed backend.
+
+Keras reads KERAS_BACKEND once, at import, so each backend gets a pytest
+subprocess of its own. torch is skipped where it is not installed (its
+wheel is too large for CI here); jax (CPU) comes with the test extra.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests import keras_runs
+
+pytestmark = pytest.mark.slow
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# (test file, -k expression). StarvationMonitor's own tests in test_profile.py time a TensorFlow-only
+# sleeping layer; tests/test_epochs.py runs the monitor in a fit on every backend instead.
+SUITES = {
+    "fit": ("tests/test_fit.py", None),
+}
+
+
+def this_backend():
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+@pytest.mark.skipif("FASTSEQ_BACKEND_RERUN" in os.environ, reason="already a rerun")
+@pytest.mark.parametrize("suite", sorted(SUITES))
+@pytest.mark.parametrize("backend", [b for b in keras_runs.BACKENDS])
+def test_suite_passes_on_backend(backend, suite):
+    if backend == this_backend():
+        pytest.skip(f"{backend} is this process's backend: the suite runs here directly")
+    if not keras_runs.backend_available(backend):
+        pytest.skip(f"{backend} is not installed")
+    path, expr = SUITES[suite]
+    if not os.path.exists(os.path.join(ROOT, path)):
+        pytest.skip(f"{path} has moved")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-disable", path]
+    if expr:
+        cmd += ["-k", expr]
+    env = dict(os.environ, KERAS_BACKEND=backend, FASTSEQ_BACKEND_RERUN="1", TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    tail = (proc.stdout + proc.stderr)[-4000:]
+    assert proc.returncode == 0, tail
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], tail
