@@ -352,12 +352,20 @@ def _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind
                         for u in range(jr, rowlen):
                             out[k, _u(i), _u(u)] = fillout[_u(u)]
                 continue
-        if C == 3 and (channels_first or hflip) and not vflip and mode == _CONSTANT:
-            # RGB to planes, and flipped RGB rows: straight from the image as
-            # in the direct path, a flipped row read backwards a pixel at a
-            # time. Through the padded row NCHW CIFAR took 5.8x the ceiling's
-            # time (3.4x with the planes written in one loop) and flipped
-            # NHWC samples 2.2x.
+        if (
+            not vflip
+            and mode == _CONSTANT
+            and ((C == 3 and (channels_first or hflip)) or (C == 1 and hflip and not channels_first))
+        ):
+            # RGB to planes, and rows flipped left-right (RGB or grayscale):
+            # straight from the image as in the direct path, a flipped row
+            # read backwards a pixel at a time. Through the padded row NCHW
+            # CIFAR took 5.8x the ceiling's time (3.4x with the planes written
+            # in one loop), flipped NHWC CIFAR samples 2.2x and flipped MNIST
+            # samples 15x (its 28-byte rows were copied byte by byte).
+            # (For grayscale, copying the image turned by 180 degrees into
+            # scratch first, or reversing the converted rows in place, were
+            # slower than reading backwards: measured.)
             # Output pixel j of a row is source column col0 + j, or right - j
             # when flipped; the reads outside the image row are overwritten
             # by the pad columns [0, jl) and [jr, w).
@@ -366,12 +374,12 @@ def _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind
             r0 = top + o0 - pad
             if hflip:
                 right = W + pad - 1 - L
-                s_first = np.int64(first) + r0 * WC + right * 3
-                inside = s_first - 3 * (w - 1) >= 0 and s_first + (o1 - 1 - o0) * WC + 3 <= size
+                s_first = np.int64(first) + r0 * WC + right * C
+                inside = s_first - C * (w - 1) >= 0 and s_first + (o1 - 1 - o0) * WC + C <= size
                 jl = min(max(right - W + 1, 0), w)
                 jr = max(min(right + 1, w), jl)
             else:
-                s_first = np.int64(first) + r0 * WC + (L - pad) * 3
+                s_first = np.int64(first) + r0 * WC + (L - pad) * C
                 inside = s_first >= 0 and s_first + (o1 - 1 - o0) * WC + rowlen <= size
                 jl = min(max(pad + c0 - L, 0), w)
                 jr = jl + npix
@@ -390,6 +398,26 @@ def _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind
                     for i in range(o1, h):
                         for u in range(rowlen):
                             out[k, _u(i), _u(u)] = fillout[_u(u)]
+                if C == 1:  # grayscale comes here only flipped: its rows read backwards
+                    a0 = a[0]
+                    b0 = b[0]
+                    for i in range(o0, o1):
+                        src = _u(s_first + (i - o0) * WC)
+                        ui = _u(i)
+                        if kind == _AFFINE:
+                            for u in range(w):
+                                out[k, ui, _u(u)] = np.float32(xf[src - _u(u)]) * a0 + b0
+                        elif kind == _TABLE:
+                            for u in range(w):
+                                out[k, ui, _u(u)] = table[_u(xf[src - _u(u)])]
+                        else:
+                            for u in range(w):
+                                out[k, ui, _u(u)] = xf[src - _u(u)]
+                        for u in range(jl):
+                            out[k, ui, _u(u)] = fillout[_u(u)]
+                        for u in range(jr, w):
+                            out[k, ui, _u(u)] = fillout[_u(u)]
+                    continue
                 a0, a1, a2 = a[0], a[1], a[2]
                 b0, b1, b2 = b[0], b[1], b[2]
                 for i in range(o0, o1):
@@ -429,53 +457,6 @@ def _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind
                             out[k, ui, _u(u)] = fillout[_u(u)]
                         for u in range(3 * jr, rowlen):
                             out[k, ui, _u(u)] = fillout[_u(u)]
-                continue
-        if C == 1 and hflip and not vflip and mode == _CONSTANT and not channels_first:
-            # Grayscale, flipped left-right: each output row is converted
-            # straight from its image row read backwards. Through the padded
-            # row these short rows (28 values for MNIST) cost 15x the
-            # ceiling's time; read backwards 3x. (Copying the image turned by
-            # 180 degrees into scratch first, or reversing the converted rows
-            # in place, were slower: 4.5x and 4.3x, measured.) Output value u
-            # of a row is source column ``right - u``; columns outside the
-            # image are read but overwritten by the pad columns [0, jl) and
-            # [jr, w), as in the direct path, as long as those reads lie in xf.
-            o0 = min(max(pad - top, 0), h)
-            o1 = max(min(pad + H - top, h), o0)
-            r0 = top + o0 - pad
-            right = W + pad - 1 - L
-            s_first = np.int64(first) + r0 * WC + right
-            if o1 > o0 and s_first - (w - 1) >= 0 and s_first + (o1 - 1 - o0) * WC < size:
-                for i in range(o0):
-                    for u in range(rowlen):
-                        out[k, _u(i), _u(u)] = fillout[_u(u)]
-                for i in range(o1, h):
-                    for u in range(rowlen):
-                        out[k, _u(i), _u(u)] = fillout[_u(u)]
-                a0 = arow[0]
-                b0 = brow[0]
-                for i in range(o0, o1):
-                    src = _u(s_first + (i - o0) * WC)
-                    ui = _u(i)
-                    if kind == _AFFINE:
-                        for u in range(w):
-                            out[k, ui, _u(u)] = np.float32(xf[src - _u(u)]) * a0 + b0
-                    elif kind == _TABLE:
-                        for u in range(w):
-                            out[k, ui, _u(u)] = table[_u(xf[src - _u(u)])]
-                    else:
-                        for u in range(w):
-                            out[k, ui, _u(u)] = xf[src - _u(u)]
-                jl = min(max(right - W + 1, 0), w)
-                jr = max(min(right + 1, w), jl)
-                if jl > 0:
-                    for i in range(o0, o1):
-                        for u in range(jl):
-                            out[k, _u(i), _u(u)] = fillout[_u(u)]
-                if jr < w:
-                    for i in range(o0, o1):
-                        for u in range(jr, w):
-                            out[k, _u(i), _u(u)] = fillout[_u(u)]
                 continue
         # Flipped samples, edge or reflect padding, channels_first, and shifted reads that would
         # leave xf: row by row, through the padded row.
