@@ -5,7 +5,7 @@ compiles nothing. The Keras-facing names (``ArraySequence``, ``profile``,
 ``StarvationMonitor``) are imported on first use.
 """
 
-from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, Rescale
+from fastseq.augment import CenterCrop, CutMix, Cutout, MixUp, Normalize, RandomCrop, RandomFlip, Rescale
 
 __version__ = "0.1.0"
 
@@ -19,6 +19,9 @@ _LAZY = {
 __all__ = [
     "ArraySequence",
     "CenterCrop",
+    "CutMix",
+    "Cutout",
+    "MixUp",
     "Normalize",
     "ProfileReport",
     "RandomCrop",

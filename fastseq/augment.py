@@ -203,3 +203,89 @@ class Rescale:
 
     def __repr__(self):
         return f"Rescale(scale={self._scale.tolist()}, offset={self._offset.tolist()})"
+
+
+# ---- Cutout, MixUp, CutMix: passes over the made batch (fastseq/kernels/mix.py) ----
+
+
+def _positive_alpha(value, owner):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(float(value)) or value <= 0:
+        raise ValueError(
+            f"{owner}: alpha must be a finite number > 0 (lambda ~ Beta(alpha, alpha)), got {value!r}; "
+            "common values are 0.2 (MixUp) and 1.0 (CutMix)."
+        )
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Cutout:
+    """Erase ``count`` squares of ``size`` x ``size`` pixels per sample (DeVries and Taylor's Cutout).
+
+    Each square's centre is uniform over the output image (after the crop),
+    so a square near the border lies partly outside it and erases less. The
+    centres are a pure function of ``(seed, epoch, sample index)``.
+
+    ``fill`` is the value written into the batch, in output units: after
+    normalisation. The default 0 is the original Cutout (which erased the
+    normalised tensor, where 0 is the data set's mean) and torchvision's
+    ``RandomErasing(value=0)`` placed after ``Normalize``. For a
+    ``dtype="uint8"`` sequence it is a pixel value and must be an integer
+    0..255. Squares are cut after MixUp/CutMix, so a mixed sample is cut too.
+    Evaluation sequences never cut out.
+    """
+
+    size: int
+    count: int = 1
+    fill: float = 0.0
+
+    def __post_init__(self):
+        if isinstance(self.size, bool) or not isinstance(self.size, numbers.Integral) or self.size < 1:
+            raise ValueError(f"Cutout: size must be a positive integer (the square's side in pixels), got {self.size!r}.")
+        if isinstance(self.count, bool) or not isinstance(self.count, numbers.Integral) or not 1 <= self.count <= 32768:
+            raise ValueError(f"Cutout: count must be an integer in [1, 32768] (squares per sample), got {self.count!r}.")
+        f = self.fill
+        if isinstance(f, bool) or not isinstance(f, numbers.Real) or not np.isfinite(float(f)):
+            raise ValueError(f"Cutout: fill must be a finite number (the value written, in output units), got {f!r}.")
+
+
+@dataclass(frozen=True)
+class MixUp:
+    """MixUp (Zhang et al.): each sample blended with a partner, pixels and labels alike.
+
+    ``lambda ~ Beta(alpha, alpha)``; the output is ``lambda * sample + (1 -
+    lambda) * partner`` and its target ``lambda * y + (1 - lambda) * y_partner``.
+    The partner is drawn uniformly from the whole data set (not the batch) and
+    made with its own crop and flips, so the partner and ``lambda`` are a pure
+    function of ``(seed, epoch, sample index)``: batch size, workers and
+    shards do not change a sample's pixels or target. Needs targets that can
+    be mixed: ``num_classes`` with integer labels, or float one-hot ``y``.
+    Evaluation sequences never mix. ``alpha=0.2`` is ``keras.layers.MixUp``'s default.
+    """
+
+    alpha: float = 0.2
+
+    def __post_init__(self):
+        _positive_alpha(self.alpha, "MixUp")
+
+    mode = "mixup"
+
+
+@dataclass(frozen=True)
+class CutMix:
+    """CutMix (Yun et al.): a box of each sample replaced by the same box of a partner.
+
+    ``lambda ~ Beta(alpha, alpha)``; the box is ``int(h * sqrt(1 - lambda))``
+    x ``int(w * sqrt(1 - lambda))`` with its centre uniform over the image,
+    clipped to it, and the target is mixed with the weight the pixels
+    actually got: ``1 - box area / (h * w)``. Partner and draws as in
+    :class:`MixUp` (a pure function of ``(seed, epoch, sample index)``);
+    needs ``num_classes`` or float one-hot ``y``. Evaluation sequences never
+    mix. ``alpha=1.0`` is ``keras.layers.CutMix``'s default (``factor``).
+    """
+
+    alpha: float = 1.0
+
+    def __post_init__(self):
+        _positive_alpha(self.alpha, "CutMix")
+
+    mode = "cutmix"
