@@ -280,7 +280,8 @@ def mix_params(seed, epoch, indices, *, num_items, image_size, alpha, mode="mixu
 
 def box_mask(boxes, image_size):
     """bool (n, h, w): True inside any of each sample's boxes; ``boxes`` (n, 4) or (n, count, 4)."""
-    boxes = np.asarray(boxes).reshape(len(boxes), -1, 4)
+    boxes = np.asarray(boxes)
+    boxes = boxes.reshape(len(boxes), -1, 4) if boxes.ndim == 2 else boxes
     h, w = image_size
     rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
     mask = np.zeros((len(boxes), h, w), bool)
@@ -303,8 +304,8 @@ def cutout(batch, boxes, *, fill=0, data_format="channels_last"):
     return out
 
 
-def mix(a, b, weights, boxes, *, dtype="float32", data_format="channels_last"):
-    """``w * a + (1 - w) * b`` in float32, ``b`` inside the box, then rounded to ``dtype``."""
+def mix_images(a, b, weights, boxes, *, dtype="float32", data_format="channels_last"):
+    """Twin of ``kernels.mix`` (``mix`` here is the hash finaliser): ``w * a + (1 - w) * b`` in float32, ``b`` inside the box, then rounded to ``dtype``."""
     af, bf = np.asarray(a, np.float32), np.asarray(b, np.float32)
     wa = np.asarray(weights, np.float32).reshape(-1, 1, 1, 1)
     blended = wa * af + (np.float32(1) - wa) * bf
