@@ -6,7 +6,7 @@ and these add their own, small, compiled functions (cold-start compile
 time is paid only by a sequence that uses them):
 
 * :func:`cutout` writes a fill value into per-sample boxes of a finished
-  batch, in place. It touches only the erased values.
+  batch, in place, serially. It touches only the erased values.
 * :func:`mix` makes each output sample from two made samples ``a[k]`` and
   ``b[k]`` (the sample and its partner, both out of one fused call on the
   concatenated indices): ``weights[k] * a + (1 - weights[k]) * b`` in
@@ -28,7 +28,9 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from fastseq.kernels import _validate as check
+from fastseq.kernels._intrinsics import fetch_add
 from fastseq.kernels.config import JIT, PARALLEL_JIT, launch
+from fastseq.kernels.images import _MAX_BLOCKS
 from fastseq.kernels.random import (
     CUTMIX_LEFT,
     CUTMIX_TOP,
@@ -305,78 +307,102 @@ def _bf16_bits(bits):
     return np.uint16((bits + rounding) >> np.uint32(16))
 
 
+# Index arithmetic in uint64 over flat arrays, as in images.py: with signed
+# indices Numba's negative-index wrap-around test kept LLVM from vectorising
+# the row loops (measured for the erase: 92 us against 25 us on a CIFAR batch).
+_u = uint64
+
+
 @njit(inline="always", **JIT)
-def _mix_sample(a, b, weights, boxes, Q, kind, out, k):
+def _mix_sample(a, b, weights, boxes, P, h, wq, Q, kind, out, row, k):
     """Sample ``k`` of :func:`_mix`: a blended float32 row at a time, then rounded to ``out``'s kind."""
-    P, h, wq = a.shape[1], a.shape[2], a.shape[3]
     wa = weights[k]
     wb = np.float32(1.0) - wa
     y0, y1 = boxes[k, 0], boxes[k, 1]
     x0, x1 = boxes[k, 2] * Q, boxes[k, 3] * Q
-    row = np.empty(wq, np.float32)
     bits = row.view(np.uint32)
     for p in range(P):
         for i in range(h):
+            base = _u(((k * P + p) * h + i) * wq)
             if wa == np.float32(1.0):  # CutMix: the sample itself outside the box
                 for u in range(wq):
-                    row[u] = np.float32(a[k, p, i, u])
+                    row[_u(u)] = np.float32(a[base + _u(u)])
             else:
                 for u in range(wq):
-                    row[u] = wa * np.float32(a[k, p, i, u]) + wb * np.float32(b[k, p, i, u])
+                    row[_u(u)] = wa * np.float32(a[base + _u(u)]) + wb * np.float32(b[base + _u(u)])
             if i >= y0 and i < y1:
-                for u in range(x0, x1):
-                    row[u] = np.float32(b[k, p, i, u])
+                for u in range(x1 - x0):
+                    row[_u(x0) + _u(u)] = np.float32(b[base + _u(x0) + _u(u)])
             if kind == _F32:
                 for u in range(wq):
-                    out[k, p, i, u] = row[u]
+                    out[base + _u(u)] = row[_u(u)]
             elif kind == _F16:
                 for u in range(wq):
-                    out[k, p, i, u] = _f16_bits(bits[u])
+                    out[base + _u(u)] = _f16_bits(bits[_u(u)])
             elif kind == _BF16:
                 for u in range(wq):
-                    out[k, p, i, u] = _bf16_bits(bits[u])
+                    out[base + _u(u)] = _bf16_bits(bits[_u(u)])
             else:
                 for u in range(wq):
-                    out[k, p, i, u] = np.uint8(min(np.floor(row[u] + np.float32(0.5)), np.float32(255.0)))
+                    out[base + _u(u)] = np.uint8(min(np.floor(row[_u(u)] + np.float32(0.5)), np.float32(255.0)))
 
 
 @njit(**PARALLEL_JIT)
-def _mix(a, b, weights, boxes, Q, kind, out):
-    """a, b (n, P, h, w*Q) float32 or uint8 -> out (n, P, h, w*Q). Numba-compiled; parallel over the batch."""
-    for k in prange(a.shape[0]):
-        _mix_sample(a, b, weights, boxes, Q, kind, out, k)
+def _mix(a, b, weights, boxes, P, h, wq, Q, kind, out, blocks):
+    """a, b, out: flat (n * P * h * wq,) float32 or uint8 (out: float32, uint16 bits or uint8).
+
+    Scheduled as the fused pass is: ``blocks`` runs of samples handed out one
+    at a time from a shared counter, so a thread descheduled by another
+    process does not hold up the batch (with prange's even split, the median
+    batch took twice the fastest on a busy 2-core machine).
+    Numba-compiled; parallel over the batch.
+    """
+    n = weights.shape[0]
+    taken = np.zeros(1, np.int64)
+    for _ in prange(blocks):
+        row = np.empty(wq, np.float32)
+        while True:
+            blk = fetch_add(taken, 0, 1)
+            if blk >= blocks:
+                break
+            for k in range(blk * n // blocks, (blk + 1) * n // blocks):
+                _mix_sample(a, b, weights, boxes, P, h, wq, Q, kind, out, row, k)
 
 
 @njit(**JIT)
-def _mix_serial(a, b, weights, boxes, Q, kind, out):
+def _mix_serial(a, b, weights, boxes, P, h, wq, Q, kind, out, blocks):
     """The serial twin of :func:`_mix`, for processes forked after parallel use."""
-    for k in range(a.shape[0]):
-        _mix_sample(a, b, weights, boxes, Q, kind, out, k)
-
-
-@njit(inline="always", **JIT)
-def _erase_sample(out, boxes, Q, fill, k):
-    for j in range(boxes.shape[1]):
-        y0, y1 = boxes[k, j, 0], boxes[k, j, 1]
-        x0, x1 = boxes[k, j, 2] * Q, boxes[k, j, 3] * Q
-        for p in range(out.shape[1]):
-            for i in range(y0, y1):
-                for u in range(x0, x1):
-                    out[k, p, i, u] = fill
-
-
-@njit(**PARALLEL_JIT)
-def _erase(out, boxes, Q, fill):
-    """out (n, P, h, w*Q): write ``fill`` over every box. Numba-compiled; parallel over the batch."""
-    for k in prange(out.shape[0]):
-        _erase_sample(out, boxes, Q, fill, k)
+    row = np.empty(wq, np.float32)
+    for k in range(weights.shape[0]):
+        _mix_sample(a, b, weights, boxes, P, h, wq, Q, kind, out, row, k)
 
 
 @njit(**JIT)
-def _erase_serial(out, boxes, Q, fill):
-    """The serial twin of :func:`_erase`."""
-    for k in range(out.shape[0]):
-        _erase_sample(out, boxes, Q, fill, k)
+def _erase(out, boxes, P, h, wq, Q, fill):
+    """out: flat (n * P * h * wq,): write ``fill`` over every box. Numba-compiled; serial.
+
+    Proves every box inside the image first and returns False (nothing
+    written) if one is not; the wrapper then raises the full error. Serial on
+    purpose: it writes only the erased values (about 25 us for Cutout(16) on
+    a 512-image CIFAR batch), less than a parallel launch's thread wake-ups
+    cost on a busy machine.
+    """
+    w = wq // Q
+    for k in range(boxes.shape[0]):
+        for j in range(boxes.shape[1]):
+            y0, y1, x0, x1 = boxes[k, j, 0], boxes[k, j, 1], boxes[k, j, 2], boxes[k, j, 3]
+            if not (0 <= y0 and y0 <= y1 and y1 <= h and 0 <= x0 and x0 <= x1 and x1 <= w):
+                return False
+    for k in range(boxes.shape[0]):
+        for j in range(boxes.shape[1]):
+            y0, y1 = boxes[k, j, 0], boxes[k, j, 1]
+            x0, x1 = boxes[k, j, 2] * Q, boxes[k, j, 3] * Q
+            for p in range(P):
+                for i in range(y0, y1):
+                    base = _u(((k * P + p) * h + i) * wq + x0)
+                    for u in range(x1 - x0):
+                        out[base + _u(u)] = fill
+    return True
 
 
 def _batch(batch, name, dtypes):
@@ -393,12 +419,12 @@ def _batch(batch, name, dtypes):
 
 
 def _layout(batch, channels_first):
-    """``(view, Q, (h, w))``: the batch as (n, P, h, w*Q), P*Q = C with one of them 1."""
+    """``(P, h, w*Q, Q)``: the batch seen as (n, P, h, w*Q), P*Q = C with one of them 1."""
     if channels_first:
         n, C, h, w = batch.shape
-        return batch.reshape(n, C, h, w), 1, (h, w)
+        return C, h, w, 1
     n, h, w, C = batch.shape
-    return batch.reshape(n, 1, h, w * C), C, (h, w)
+    return 1, h, w * C, C
 
 
 def _check_boxes(boxes, shape, image_size, name="boxes"):
@@ -421,8 +447,23 @@ def _check_boxes(boxes, shape, image_size, name="boxes"):
     return arr
 
 
+_FILL_CACHE = {}  # (fill, dtype) -> storage value: a batch pays for the conversion once
+
+
 def _fill_value(fill, dtype):
     """``fill`` in the batch's storage type (uint16 bits for the half types)."""
+    key = (type(fill), fill, dtype)
+    try:
+        return _FILL_CACHE[key]
+    except (KeyError, TypeError):
+        pass
+    value = _convert_fill(fill, dtype)
+    if len(_FILL_CACHE) < 1024:
+        _FILL_CACHE[key] = value
+    return value
+
+
+def _convert_fill(fill, dtype):
     if isinstance(fill, bool) or not isinstance(fill, (int, float, np.integer, np.floating)) or not np.isfinite(fill):
         raise ValueError(f"fill must be a finite number, got {check._describe(fill)}.")
     if dtype == "uint8":
@@ -461,15 +502,27 @@ def cutout(batch, boxes, *, fill=0, data_format="channels_last"):
     dtype = _batch(batch, "batch", tuple(_KINDS))
     if not batch.flags.writeable:
         raise ValueError("batch must be writeable; cutout erases in place.")
-    view, Q, image_size = _layout(batch, check.data_format(data_format))
-    boxes = np.asarray(boxes)
-    shape = (batch.shape[0], boxes.shape[1] if boxes.ndim == 3 else 1, 4)
-    boxes = _check_boxes(boxes, shape, image_size)
+    P, h, wq, Q = _layout(batch, check.data_format(data_format))
     value = _fill_value(fill, dtype)
+    flat = batch.reshape(-1)
     if dtype in ("float16", "bfloat16"):
-        view = view.view(np.uint16)
-    if batch.shape[0] and boxes.shape[1]:
-        launch(_erase, view, boxes, Q, value, serial=_erase_serial)
+        flat = flat.view(np.uint16)
+    n = batch.shape[0]
+    if not (
+        type(boxes) is np.ndarray
+        and boxes.dtype == np.int64
+        and boxes.ndim == 3
+        and boxes.shape[0] == n
+        and boxes.shape[2] == 4
+        and boxes.flags.c_contiguous
+        and _erase(flat, boxes, P, h, wq, Q, value)
+    ):
+        # Not CutoutParams' own kind of array, or a box outside the image
+        # (nothing written then): the full checks raise or convert.
+        arr = np.asarray(boxes)
+        boxes = _check_boxes(arr, (n, arr.shape[1] if arr.ndim == 3 else 1, 4), (h, wq // Q))
+        if not _erase(flat, boxes, P, h, wq, Q, value):
+            raise AssertionError("cutout refused boxes that passed every check")  # pragma: no cover
     return batch
 
 
@@ -518,12 +571,14 @@ def mix(a, b, weights, boxes, *, dtype="float32", data_format="channels_last", o
     for name, src in (("a", a), ("b", b)):
         if np.may_share_memory(out, src):
             raise ValueError(f"out must not overlap {name}.")
-    va, Q, image_size = _layout(a, channels_first)
-    vb = _layout(b, channels_first)[0]
-    boxes = _check_boxes(boxes, (n, 4), image_size)
-    vo = _layout(out, channels_first)[0]
+    P, h, wq, Q = _layout(a, channels_first)
+    boxes = _check_boxes(boxes, (n, 4), (h, wq // Q))
+    flat = out.reshape(-1)
     if dtype in ("float16", "bfloat16"):
-        vo = vo.view(np.uint16)
+        flat = flat.view(np.uint16)
     if n:
-        launch(_mix, va, vb, w, boxes, Q, _KINDS[dtype], vo, serial=_mix_serial)
+        launch(
+            _mix, a.reshape(-1), b.reshape(-1), w, boxes, P, h, wq, Q, _KINDS[dtype], flat, min(n, _MAX_BLOCKS),
+            serial=_mix_serial,
+        )
     return out
