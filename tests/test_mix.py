@@ -321,3 +321,27 @@ def test_sequence_mix_errors(y, kwargs, error, match):
 def test_spec_alpha_must_be_positive(spec, alpha):
     with pytest.raises(ValueError, match=f"{spec.__name__}: alpha must be a finite number > 0"):
         spec(alpha)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_serial_twins_match_the_parallel_kernels(dtype):
+    """The serial kernels run in processes forked after parallel use (``config.launch``): same output."""
+    import importlib
+
+    mixmod = importlib.import_module("fastseq.kernels.mix")
+    rng = np.random.default_rng(3)
+    shape = (9, 5, 7, 3)
+    a, b = (rng.integers(0, 256, shape, dtype=np.uint8) if dtype == "uint8" else rng.random(shape, dtype=np.float32)
+            for _ in range(2))
+    d = K.MixParams(num_items=9, image_size=(5, 7), alpha=0.5, mode="cutmix")(0, 0, np.arange(9))
+    d = d._replace(weights=np.linspace(0, 1, 9, dtype=np.float32))  # blend and box together
+    parallel = K.mix(a, b, d.weights, d.boxes, dtype=dtype)
+    serial = np.empty_like(parallel)
+    flat = serial.reshape(-1).view(np.uint16) if dtype in ("float16", "bfloat16") else serial.reshape(-1)
+    args = (a.reshape(-1), b.reshape(-1), d.weights, d.boxes, 1, 5, 21, 3)
+    if dtype == "float32":
+        mixmod._mix_f32_serial(*args, flat, 9)
+    else:
+        mixmod._mix_rounded_serial(*args, mixmod._KINDS[dtype], flat, 9)
+    np.testing.assert_array_equal(serial.view(np.uint8), parallel.view(np.uint8))
+    np.testing.assert_array_equal(parallel.view(np.uint8), R.mix_images(a, b, d.weights, d.boxes, dtype=dtype).view(np.uint8))
