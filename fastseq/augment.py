@@ -256,8 +256,8 @@ class MixUp:
     lambda) * partner`` and its target ``lambda * y + (1 - lambda) * y_partner``.
     The partner is drawn uniformly from the whole data set (not the batch) and
     made with its own crop and flips, so the partner and ``lambda`` are a pure
-    function of ``(seed, epoch, sample index)``: batch size, workers and
-    shards do not change a sample's pixels or target. Needs targets that can
+    function of ``(seed, epoch, sample index)``: batch size, workers and call
+    order do not change a sample's pixels or target. Needs targets that can
     be mixed: ``num_classes`` with integer labels, or float one-hot ``y``.
     Evaluation sequences never mix. ``alpha=0.2`` is ``keras.layers.MixUp``'s default.
     """
