@@ -345,3 +345,32 @@ def test_serial_twins_match_the_parallel_kernels(dtype):
         mixmod._mix_rounded_serial(*args, mixmod._KINDS[dtype], flat, 9)
     np.testing.assert_array_equal(serial.view(np.uint8), parallel.view(np.uint8))
     np.testing.assert_array_equal(parallel.view(np.uint8), R.mix_images(a, b, d.weights, d.boxes, dtype=dtype).view(np.uint8))
+
+
+@pytest.mark.slow
+def test_another_process_makes_the_same_mixed_batch(tmp_path):
+    """A pickled sequence over a memmap, unpickled in a fresh interpreter, gives the same pixels and targets."""
+    import subprocess
+    import sys
+
+    x, labels = _data(n=40)
+    np.save(tmp_path / "x.npy", x)
+    xm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    seq = fastseq.ArraySequence(xm, labels, batch_size=8, seed=3, crop=fastseq.RandomCrop(13, 10, padding=2),
+                                flip="horizontal", num_classes=5, mix=fastseq.CutMix(0.7), cutout=fastseq.Cutout(4),
+                                normalize=fastseq.Rescale(1 / 255))
+    seq.set_epoch(5)
+    (tmp_path / "seq.pkl").write_bytes(pickle.dumps(seq))
+    code = (
+        "import pickle, sys, numpy as np; seq = pickle.load(open(sys.argv[1], 'rb')); "
+        "bx, by = seq[2]; np.savez(sys.argv[2], bx=bx, by=by, idx=seq.indices(2))"
+    )
+    env = {**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "seq.pkl"), str(tmp_path / "out.npz")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    got = np.load(tmp_path / "out.npz")
+    bx, by = seq[2]
+    np.testing.assert_array_equal(got["idx"], seq.indices(2))
+    np.testing.assert_array_equal(got["bx"], bx)
+    np.testing.assert_array_equal(got["by"], by)
