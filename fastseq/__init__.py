@@ -5,7 +5,17 @@ compiles nothing. The Keras-facing names (``ArraySequence``, ``profile``,
 ``StarvationMonitor``) are imported on first use.
 """
 
-from fastseq.augment import CenterCrop, CutMix, Cutout, MixUp, Normalize, RandomCrop, RandomFlip, Rescale
+from fastseq.augment import (
+    CenterCrop,
+    CutMix,
+    Cutout,
+    MixUp,
+    Normalize,
+    RandomCrop,
+    RandomErasing,
+    RandomFlip,
+    Rescale,
+)
 
 __version__ = "0.1.0"
 
@@ -25,6 +35,7 @@ __all__ = [
     "Normalize",
     "ProfileReport",
     "RandomCrop",
+    "RandomErasing",
     "RandomFlip",
     "Rescale",
     "StarvationMonitor",

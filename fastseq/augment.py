@@ -289,3 +289,49 @@ class CutMix:
         _positive_alpha(self.alpha, "CutMix")
 
     mode = "cutmix"
+
+
+def _pair(name, value, owner):
+    try:
+        lo, hi = value
+        lo, hi = float(lo), float(hi)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: {name} must be a (low, high) pair of numbers, got {value!r}.") from None
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class RandomErasing:
+    """Random erasing (Zhong et al.; torchvision's ``RandomErasing``): one box of random area and shape.
+
+    With probability ``probability`` per sample, a box covering a fraction
+    of the output image uniform in ``scale``, with aspect ratio (height /
+    width) log-uniform in ``ratio``, sides rounded half up, placed uniformly
+    inside the image; torchvision's rule of up to 10 draws for a box smaller
+    than the image in both sides, else none. ``fill`` as in :class:`Cutout`
+    (output units). Pass it as ``cutout=``; draws are a pure function of
+    ``(seed, epoch, sample index)``. Evaluation sequences never erase.
+    """
+
+    probability: float = 0.5
+    scale: tuple = (0.02, 0.33)
+    ratio: tuple = (0.3, 3.3)
+    fill: float = 0.0
+
+    def __post_init__(self):
+        p = self.probability
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"RandomErasing: probability must be a number in [0, 1], got {p!r}.")
+        lo, hi = _pair("scale", self.scale, "RandomErasing")
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(
+                f"RandomErasing: scale must be (low, high) area fractions with 0 < low <= high <= 1, got {self.scale!r}."
+            )
+        lo, hi = _pair("ratio", self.ratio, "RandomErasing")
+        if not (0.0 < lo <= hi and np.isfinite(hi)):
+            raise ValueError(
+                f"RandomErasing: ratio must be (low, high) aspect ratios with 0 < low <= high, got {self.ratio!r}."
+            )
+        f = self.fill
+        if isinstance(f, bool) or not isinstance(f, numbers.Real) or not np.isfinite(float(f)):
+            raise ValueError(f"RandomErasing: fill must be a finite number (the value written, in output units), got {f!r}.")

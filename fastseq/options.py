@@ -15,7 +15,7 @@ import numbers
 
 import numpy as np
 
-from fastseq.augment import CenterCrop, CutMix, Cutout, MixUp, Normalize, RandomCrop, RandomFlip, Rescale
+from fastseq.augment import CenterCrop, CutMix, Cutout, MixUp, Normalize, RandomCrop, RandomErasing, RandomFlip, Rescale
 from fastseq.kernels import _validate as validate
 
 DTYPES = ("float32", "float16", "bfloat16", "uint8")
@@ -37,7 +37,7 @@ class Options:
         crop: a ``RandomCrop``/``CenterCrop`` that fits the image, or None.
         flip: a ``RandomFlip`` or None (mode strings are turned into one).
         normalize: a ``Normalize``/``Rescale`` with 1 or C values, or None.
-        cutout: a ``Cutout`` whose fill fits ``dtype``, or None.
+        cutout: a ``Cutout``/``RandomErasing`` whose fill fits ``dtype``, or None.
         mix: a ``MixUp``/``CutMix`` with targets it can mix, or None.
         the rest: as passed, type-checked.
     """
@@ -58,7 +58,7 @@ class Options:
     dtype: str
     data_format: str
     num_classes: int | None
-    cutout: Cutout | None = None
+    cutout: Cutout | RandomErasing | None = None
     mix: MixUp | CutMix | None = None
 
 
@@ -233,11 +233,14 @@ def evaluation_crop(crop, image_size):
 
 
 def cutout_arg(cutout, dtype):
-    """A ``Cutout`` whose fill the output ``dtype`` can hold, or None."""
+    """A ``Cutout``/``RandomErasing`` whose fill the output ``dtype`` can hold, or None."""
     if cutout is None:
         return None
-    if not isinstance(cutout, Cutout):
-        raise TypeError(f"cutout must be fastseq.Cutout(size, count=..., fill=...) or None, got {describe(cutout)}.")
+    if not isinstance(cutout, (Cutout, RandomErasing)):
+        raise TypeError(
+            f"cutout must be fastseq.Cutout(size, count=..., fill=...), fastseq.RandomErasing(probability, scale, "
+            f"ratio, fill=...) or None, got {describe(cutout)}."
+        )
     fill = cutout.fill
     if dtype == "uint8" and (float(fill) != int(fill) or not 0 <= fill <= 255):
         raise ValueError(

@@ -12,7 +12,7 @@ from keras.utils import PyDataset
 from fastseq import kernels, options, order
 from fastseq._memmap import MemmapRef
 from fastseq._pool import BufferPool
-from fastseq.augment import CenterCrop, RandomCrop
+from fastseq.augment import CenterCrop, Cutout, RandomCrop, RandomErasing
 from fastseq.kernels import _validate as check
 
 
@@ -65,8 +65,9 @@ class ArraySequence(PyDataset):
             left-right only (Keras' layer defaults to both axes).
         normalize: ``Normalize(mean, std)``, ``Rescale(scale, offset)`` or
             None (raw 0..255 values in ``dtype``).
-        cutout: ``Cutout(size, count=1, fill=0.0)`` or None: erase squares of
-            each made sample (``fill`` in output units, after normalisation).
+        cutout: ``Cutout(size, count=1, fill=0.0)``, ``RandomErasing(probability,
+            scale, ratio, fill=0.0)`` or None: erase squares (boxes) of each
+            made sample (``fill`` in output units, after normalisation).
         mix: ``MixUp(alpha)``, ``CutMix(alpha)`` or None: blend each sample
             with a partner drawn from the whole data set, and its target
             alike; needs ``num_classes`` or float one-hot ``y``. The order of
@@ -174,8 +175,13 @@ class ArraySequence(PyDataset):
         """The Cutout and MixUp/CutMix draws, and for mixing a plan that makes sample and partner together."""
         out_size = self._plan.crop
         self._cutout = None
-        if self.cutout is not None:
+        if isinstance(self.cutout, Cutout):
             self._cutout = kernels.CutoutParams(image_size=out_size, size=self.cutout.size, count=self.cutout.count)
+        elif isinstance(self.cutout, RandomErasing):
+            c = self.cutout
+            self._cutout = kernels.ErasingParams(
+                image_size=out_size, probability=c.probability, scale=c.scale, ratio=c.ratio
+            )
         self._mix = self._pairs = self._mix_plan = None
         if self.mix is None:
             return

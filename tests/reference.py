@@ -323,3 +323,27 @@ def mix_labels(onehot_a, onehot_b, lam):
     """Labels mixed as the pixels: ``lam * a + (1 - lam) * b`` in float32 (``lam`` float32)."""
     lam = np.asarray(lam, np.float32)[:, None]
     return lam * np.asarray(onehot_a, np.float32) + (np.float32(1) - lam) * np.asarray(onehot_b, np.float32)
+
+
+ERASE_APPLY, ERASE_AREA, ERASE_RATIO, ERASE_TOP, ERASE_LEFT = range(23, 28)
+
+
+def erasing_params(seed, epoch, indices, *, image_size, probability=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3)):
+    """torchvision's RandomErasing box rule on the hash's streams; (n, 1, 4), empty when not erased."""
+    h, w = image_size
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    boxes = np.zeros((len(indices), 1, 4), np.int64)
+    for k, i in enumerate(indices):
+        i = int(i)
+        if not unit(hash_word(seed, epoch, i, ERASE_APPLY, 0)) < probability:
+            continue
+        for t in range(10):
+            area = h * w * (scale[0] + (scale[1] - scale[0]) * unit(hash_word(seed, epoch, i, ERASE_AREA, t)))
+            r = math.exp(log_lo + (log_hi - log_lo) * unit(hash_word(seed, epoch, i, ERASE_RATIO, t)))
+            eh, ew = math.floor(math.sqrt(area * r) + 0.5), math.floor(math.sqrt(area / r) + 0.5)
+            if eh < h and ew < w:
+                top = uniform_int_from(seed, epoch, i, ERASE_TOP, h - eh + 1, t << 16)
+                left = uniform_int_from(seed, epoch, i, ERASE_LEFT, w - ew + 1, t << 16)
+                boxes[k, 0] = (top, top + eh, left, left + ew)
+                break
+    return boxes

@@ -202,3 +202,72 @@ def test_sequence_cutout_is_per_sample_whatever_the_batching():
 def test_cutout_argument_errors(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+# ---- RandomErasing ----------------------------------------------------------------
+
+
+@PROPERTY
+@given(
+    h=st.integers(1, 128),
+    w=st.integers(1, 128),
+    probability=st.sampled_from([0.0, 0.5, 1.0]),
+    scale=st.sampled_from([(0.02, 0.33), (0.5, 0.5), (0.9, 1.0)]),
+    ratio=st.sampled_from([(0.3, 3.3), (1.0, 1.0), (0.1, 0.2)]),
+    seed=st.integers(0, 2**64 - 1),
+)
+def test_erasing_params_match_twin(h, w, probability, scale, ratio, seed):
+    indices = np.arange(20)
+    kw = dict(image_size=(h, w), probability=probability, scale=scale, ratio=ratio)
+    boxes = K.ErasingParams(**kw)(seed, 3, indices)
+    np.testing.assert_array_equal(boxes, R.erasing_params(seed, 3, indices, **kw))
+    top, bottom, left, right = np.moveaxis(boxes[:, 0], -1, 0)
+    erased = bottom > top
+    assert np.all((bottom - top < h) | ~erased) and np.all((right - left < w) | ~erased)
+    if probability == 0.0:
+        assert not erased.any()
+
+
+def test_erasing_area_and_log_ratio_are_uniform_and_probability_holds():
+    stats = pytest.importorskip("scipy.stats")
+    h = w = 128  # large, so that rounding the sides barely moves the area
+    boxes = K.ErasingParams(image_size=(h, w), probability=0.5, scale=(0.05, 0.3), ratio=(0.5, 2.0))(7, 0, np.arange(6000))
+    eh, ew = boxes[:, 0, 1] - boxes[:, 0, 0], boxes[:, 0, 3] - boxes[:, 0, 2]
+    erased = eh > 0
+    assert abs(erased.mean() - 0.5) < 0.03
+    area = eh[erased] * ew[erased] / (h * w)
+    log_ratio = np.log(eh[erased] / ew[erased])
+    # Every box of these ranges fits at the first try, so area and log-ratio
+    # are the uniform draws up to the rounding of the sides (< 1 pixel each).
+    assert stats.kstest(area, stats.uniform(0.05, 0.25).cdf).statistic < 0.04
+    assert stats.kstest(log_ratio, stats.uniform(np.log(0.5), np.log(4.0)).cdf).statistic < 0.04
+    assert stats.kstest(area, stats.uniform(0.05, 0.35).cdf).pvalue < 1e-6  # and not a wider range
+
+
+def test_sequence_random_erasing_against_a_numpy_mask():
+    x = np.random.default_rng(1).integers(0, 256, (30, 24, 20, 3), dtype=np.uint8)
+    erasing = fastseq.RandomErasing(probability=0.8, fill=-2.0)
+    kw = dict(batch_size=16, seed=6, normalize=fastseq.Rescale(1 / 255), data_format="channels_first")
+    plain, erased = fastseq.ArraySequence(x, **kw), fastseq.ArraySequence(x, cutout=erasing, **kw)
+    for i in range(len(plain)):
+        boxes = R.erasing_params(6, 0, erased.indices(i), image_size=(24, 20), probability=0.8)
+        expected = R.cutout(plain[i][0], boxes, fill=-2.0, data_format="channels_first")
+        np.testing.assert_array_equal(erased[i][0], expected)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(scale=(0.3, 0.1)), "scale must be"),
+        (dict(scale=(0.0, 0.1)), "scale must be"),
+        (dict(scale=(0.1, 1.5)), "scale must be"),
+        (dict(ratio=(2.0, 1.0)), "ratio must be"),
+        (dict(ratio=(-1.0, 1.0)), "ratio must be"),
+        (dict(ratio=3), "ratio must be a"),
+        (dict(probability=1.5), "probability must be"),
+        (dict(fill=float("nan")), "fill must be a finite number"),
+    ],
+)
+def test_random_erasing_argument_errors(kwargs, match):
+    with pytest.raises(ValueError, match=f"RandomErasing: {match}"):
+        fastseq.RandomErasing(**kwargs)

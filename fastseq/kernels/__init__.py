@@ -10,11 +10,12 @@ from fastseq.kernels.config import threading_layer
 from fastseq.kernels.gather import gather
 from fastseq.kernels.halfprec import to_half_bits
 from fastseq.kernels.images import FusedPlan, crop_flip, fused, normalize
-from fastseq.kernels.mix import CutoutParams, MixDraw, MixParams, cutout, mix
+from fastseq.kernels.mix import CutoutParams, ErasingParams, MixDraw, MixParams, cutout, mix
 from fastseq.kernels.random import RandomParams, random_params
 
 __all__ = [
     "CutoutParams",
+    "ErasingParams",
     "FusedPlan",
     "MixDraw",
     "MixParams",

@@ -36,6 +36,11 @@ from fastseq.kernels.random import (
     CUTMIX_TOP,
     CUTOUT_LEFT,
     CUTOUT_TOP,
+    ERASE_APPLY,
+    ERASE_AREA,
+    ERASE_LEFT,
+    ERASE_RATIO,
+    ERASE_TOP,
     MIX_GAMMA_A,
     MIX_GAMMA_B,
     MIX_PARTNER,
@@ -172,6 +177,37 @@ def _mix_draws(key, indices, num_items, alpha, cutmix, h, w, partners, lam, weig
     return smallest
 
 
+# torchvision's RandomErasing gives up after this many draws whose box does not fit.
+_ERASE_ATTEMPTS = 10
+
+
+@njit(**JIT)
+def _erasing_boxes(key, indices, h, w, probability, scale_lo, scale_hi, log_lo, log_hi, boxes):
+    """Per index, torchvision's RandomErasing box: with ``probability``, up to 10 draws of an area
+    fraction uniform in [scale_lo, scale_hi) and a log aspect ratio (height / width) uniform in
+    [log_lo, log_hi); the first box of ``floor(sqrt(area * ratio) + 0.5)`` x ``floor(sqrt(area /
+    ratio) + 0.5)`` smaller than the image in both sides is placed uniformly. No box (empty) if not
+    applied or none fits. Returns the smallest index."""
+    smallest = 0
+    for k in range(indices.shape[0]):
+        smallest = min(smallest, indices[k])
+        base = _sample_base(key, indices[k])
+        boxes[k, 0, 0], boxes[k, 0, 1], boxes[k, 0, 2], boxes[k, 0, 3] = 0, 0, 0, 0
+        if not _unit(_word(base, ERASE_APPLY, 0)) < probability:
+            continue
+        for t in range(_ERASE_ATTEMPTS):
+            area = h * w * (scale_lo + (scale_hi - scale_lo) * _unit(_word(base, ERASE_AREA, t)))
+            ratio = np.exp(log_lo + (log_hi - log_lo) * _unit(_word(base, ERASE_RATIO, t)))
+            eh = np.int64(np.floor(np.sqrt(area * ratio) + 0.5))
+            ew = np.int64(np.floor(np.sqrt(area / ratio) + 0.5))
+            if eh < h and ew < w:
+                top = _bounded(base, ERASE_TOP, h - eh + 1, t << 16)
+                left = _bounded(base, ERASE_LEFT, w - ew + 1, t << 16)
+                boxes[k, 0, 0], boxes[k, 0, 1], boxes[k, 0, 2], boxes[k, 0, 3] = top, top + eh, left, left + ew
+                break
+    return smallest
+
+
 def _index_array(indices):
     if type(indices) is np.ndarray and indices.dtype == np.int64 and indices.ndim == 1:
         return np.ascontiguousarray(indices)
@@ -224,6 +260,41 @@ class CutoutParams(_Keyed):
         idx = _index_array(indices)
         boxes = np.empty((idx.size, self.count, 4), np.int64)
         if _cutout_boxes(key, idx, *self.image_size, self.size, boxes) < 0:
+            raise ValueError(f"indices must be >= 0, got {int(idx.min())}.")
+        return boxes
+
+
+class ErasingParams(_Keyed):
+    """RandomErasing boxes per sample (torchvision's rule), a pure function of ``(seed, epoch, index)``.
+
+    ``ErasingParams(image_size=(h, w), probability=p, scale=(lo, hi),
+    ratio=(rlo, rhi))(seed, epoch, indices)`` returns int64 ``(n, 1, 4)``
+    boxes ``(top, bottom, left, right)``, for :func:`cutout`: with
+    probability ``p`` a box whose area is a fraction of the image uniform in
+    ``scale`` and whose aspect ratio (height / width) is log-uniform in
+    ``ratio``, sides rounded half up, placed uniformly; up to 10 tries for
+    one smaller than the image in both sides, else (and when not applied)
+    an empty box. Immutable; safe to share between threads.
+    """
+
+    def __init__(self, *, image_size, probability=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3)):
+        self.image_size = _image_size(image_size)
+        p = float(probability)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"probability must lie in [0, 1], got {probability!r}.")
+        lo, hi = (float(v) for v in scale)
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"scale must be (low, high) with 0 < low <= high <= 1, got {scale!r}.")
+        rlo, rhi = (float(v) for v in ratio)
+        if not 0.0 < rlo <= rhi or not np.isfinite(rhi):
+            raise ValueError(f"ratio must be (low, high) with 0 < low <= high, finite, got {ratio!r}.")
+        self._args = (p, lo, hi, np.log(rlo), np.log(rhi))
+
+    def __call__(self, seed, epoch, indices):
+        key = self._key(seed, epoch)
+        idx = _index_array(indices)
+        boxes = np.empty((idx.size, 1, 4), np.int64)
+        if _erasing_boxes(key, idx, *self.image_size, *self._args, boxes) < 0:
             raise ValueError(f"indices must be >= 0, got {int(idx.min())}.")
         return boxes
 

@@ -21,8 +21,9 @@ from fastseq.kernels.config import JIT
 _M64 = (1 << 64) - 1
 # Streams: which independent draw of a sample this is.
 TOP, LEFT, HFLIP, VFLIP = 0, 1, 2, 3
-# 16..31: Cutout, MixUp and CutMix (drawn in fastseq/kernels/mix.py).
+# 16..31: Cutout, MixUp, CutMix and RandomErasing (drawn in fastseq/kernels/mix.py).
 CUTOUT_TOP, CUTOUT_LEFT, MIX_PARTNER, MIX_GAMMA_A, MIX_GAMMA_B, CUTMIX_TOP, CUTMIX_LEFT = range(16, 23)
+ERASE_APPLY, ERASE_AREA, ERASE_RATIO, ERASE_TOP, ERASE_LEFT = range(23, 28)
 _FLIP_BITS = 24  # flip probabilities are quantised to multiples of 2**-24
 
 
