@@ -1,4 +1,4 @@
-"""Cutout, MixUp and CutMix: their per-sample draws and the two small passes that apply them.
+"""Cutout, RandomErasing, MixUp and CutMix: their per-sample draws and the two small passes that apply them.
 
 NumPy and Numba only. Each runs after the fused gather-crop-flip-normalise
 pass, on that pass's output, so :mod:`fastseq.kernels.images` is unchanged
@@ -13,10 +13,10 @@ time is paid only by a sequence that uses them):
   float32 (MixUp), with ``b``'s pixels inside ``boxes[k]`` (CutMix), then
   rounded to the output dtype.
 
-The draws (:class:`CutoutParams`, :class:`MixParams`) are a pure function of
-``(seed, epoch, sample index)`` through the counter hash of
-:mod:`fastseq.kernels.random`, on their own streams (16..22), so adding them
-changes no crop or flip. MixUp's weight is Beta(alpha, alpha): the ratio
+The draws (:class:`CutoutParams`, :class:`ErasingParams`, :class:`MixParams`)
+are a pure function of ``(seed, epoch, sample index)`` through the counter
+hash of :mod:`fastseq.kernels.random`, on their own streams (16..27), so
+adding them changes no crop or flip. MixUp's weight is Beta(alpha, alpha): the ratio
 ``X / (X + Y)`` of two Gamma(alpha) variates, each by Marsaglia and Tsang's
 method on hash uniforms (with the ``U ** (1 / alpha)`` boost for alpha < 1,
 done in logarithms so that tiny alphas do not underflow to 0 / 0).
