@@ -7,7 +7,7 @@ arrays the correctness tests check.
 import numpy as np
 import pytest
 
-from fastseq import synthetic
+from fastseq.bench import synthetic
 
 # Per-channel statistics used by every CIFAR-shaped job (tests, benchmarks, CLI).
 CIFAR_MEAN = np.array(synthetic.CIFAR_MEAN, dtype=np.float64)

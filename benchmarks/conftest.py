@@ -7,7 +7,7 @@ benchmarks time the very arrays the correctness tests check.
 import pytest
 
 from benchmarks import summary
-from fastseq import bench
+from fastseq.bench import kernel_rows
 
 
 @pytest.fixture(scope="session")
@@ -15,11 +15,11 @@ def jobs(cifar, mnist):
     """Every job the kernel suite times, by group name."""
     x, y = cifar
     made = [
-        bench.cifar_job(x, y),
-        bench.cifar_job(x, y, data_format="channels_first"),
-        bench.cifar_job(x, y, dtype="float16"),
-        bench.cifar_job(x, y, dtype="bfloat16"),
-        bench.mnist_job(*mnist),
+        kernel_rows.cifar_job(x, y),
+        kernel_rows.cifar_job(x, y, data_format="channels_first"),
+        kernel_rows.cifar_job(x, y, dtype="float16"),
+        kernel_rows.cifar_job(x, y, dtype="bfloat16"),
+        kernel_rows.mnist_job(*mnist),
     ]
     return {job.name: job for job in made}
 

@@ -17,12 +17,14 @@ import numpy as np
 import pytest
 
 from benchmarks import summary
-from fastseq import ArraySequence, Normalize, RandomCrop, RandomFlip, bench, bench_feed
+from fastseq import ArraySequence, Normalize, RandomCrop, RandomFlip
+from fastseq.bench import feed as bench_feed
+from fastseq.bench import kernel_rows, timing
 
 pytestmark = pytest.mark.slow
 FEED = "feed-cifar-b512"
 GETITEM = "getitem-cifar-b512"
-ROWS = ["noop", "noop-copied", "convert", "fastseq", "fastseq-memmap", "numpy", "tf.data"]
+ROWS = ["noop", "noop-copied", "convert", "fastseq", "fastseq-memmap", "fastseq-uint8", "numpy", "tf.data", "grain"]
 
 
 def _timed(benchmark):
@@ -35,28 +37,28 @@ def test_getitem_against_ceiling(benchmark, name, cifar):
     from conftest import CIFAR_MEAN, CIFAR_STD
 
     x, y = cifar
-    job = bench.cifar_job(x, y)  # the kernel suite's job: batch 512, pad 4, crop 32, flip, normalise
+    job = kernel_rows.cifar_job(x, y)  # the kernel suite's job: batch 512, pad 4, crop 32, flip, normalise
     benchmark.group = GETITEM
     if name == "ceiling":
-        row = bench.ceiling_row(job)  # the very ceiling of the kernel suite
+        row = kernel_rows.ceiling_row(job)  # the very ceiling of the kernel suite
         out = benchmark(row.fn)
         np.testing.assert_array_equal(out.reshape(-1), row.check_data())
         threads = 1
     else:
         seq = ArraySequence(x, y, batch_size=job.batch_size, crop=RandomCrop(32, 32, padding=4),
                             flip=RandomFlip("horizontal"), normalize=Normalize(CIFAR_MEAN, CIFAR_STD))
-        batches = bench._Cycle(range(0, len(seq) - 1, 3))
+        batches = kernel_rows._Cycle(range(0, len(seq) - 1, 3))
         seq[0]  # warm the JIT
         bx, by = benchmark(lambda: seq[batches()])
         assert bx.shape == (job.batch_size, 32, 32, 3) and bx.dtype == np.float32
         np.testing.assert_array_equal(by, y[seq.indices(batches.last)])
-        threads = bench.all_threads()
+        threads = kernel_rows.all_threads()
     if _timed(benchmark):
         best = benchmark.stats.stats.min
         info = {"images_per_sec": job.batch_size / best, "GB_per_sec": job.out_bytes / best / 1e9, "threads": threads}
         if name == "seq[i]":
             # The target ratio, from the two called alternately.
-            info.update(bench.alternating_ratio(lambda: seq[batches()], bench.ceiling_row(job).fn))
+            info.update(timing.alternating_ratio(lambda: seq[batches()], kernel_rows.ceiling_row(job).fn))
         benchmark.extra_info.update(info)
         summary.RESULTS.setdefault(GETITEM, {})[name] = info
 

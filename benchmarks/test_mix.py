@@ -12,7 +12,7 @@ Groups:
   the same without MixUp, and Keras' ``keras.layers.MixUp`` layer applied to
   a ready float32 batch and its one-hot labels (the layer alone: the Keras
   path's gather, crop, flip and normalisation are not even counted), and
-  the whole job in Keras (``fastseq.baselines.keras_layers_pipeline`` then
+  the whole job in Keras (``fastseq.bench.baselines.keras_layers_pipeline`` then
   the MixUp layer, both in ``tf.function``). Target: fastseq's whole batch
   at least 10x faster than Keras'.
 
@@ -176,7 +176,7 @@ def test_keras_mixup_layer(benchmark, plain):
 @pytest.mark.benchmark(group="cifar-b512-mixup")
 def test_keras_layers_and_mixup(benchmark, cifar):
     """The whole job in Keras: NumPy gather, then ZeroPadding2D, RandomCrop, RandomFlip, Normalization, MixUp."""
-    from fastseq import baselines
+    from fastseq.bench import baselines
 
     x, y = cifar
     pipeline = baselines.keras_layers_pipeline(crop=(32, 32), padding=4, mean=CIFAR_MEAN, std=CIFAR_STD, seed=0)

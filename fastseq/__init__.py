@@ -1,8 +1,13 @@
 """fastseq: feed uint8 images to a Keras training loop at memory speed.
 
 ``import fastseq`` is cheap: it imports neither Keras nor TensorFlow and
-compiles nothing. The Keras-facing names (``ArraySequence``, ``profile``,
-``StarvationMonitor``) are imported on first use.
+compiles nothing. The Keras-facing names (``ArraySequence``,
+``DeviceNormalize``, ``profile``, ``StarvationMonitor``) and
+``fastseq.datasets`` are imported on first use.
+
+The package has three parts: the product (``sequence``, ``options``,
+``augment``, ``order``, ``kernels/``, ``datasets/``), the measuring bench
+(``bench/``) and the starvation profiler (``profiling/``).
 """
 
 from fastseq.augment import (
@@ -19,11 +24,14 @@ from fastseq.augment import (
 
 __version__ = "0.1.0"
 
+# name -> (module, attribute); attribute None means the module itself.
 _LAZY = {
     "ArraySequence": ("fastseq.sequence", "ArraySequence"),
-    "profile": ("fastseq.profiling", "profile"),
-    "ProfileReport": ("fastseq.profiling", "ProfileReport"),
-    "StarvationMonitor": ("fastseq.profiling", "StarvationMonitor"),
+    "DeviceNormalize": ("fastseq.layers", "DeviceNormalize"),
+    "profile": ("fastseq.profiling.measure", "profile"),
+    "ProfileReport": ("fastseq.profiling.report", "ProfileReport"),
+    "StarvationMonitor": ("fastseq.profiling.monitor", "StarvationMonitor"),
+    "datasets": ("fastseq.datasets", None),
 }
 
 __all__ = [
@@ -31,6 +39,7 @@ __all__ = [
     "CenterCrop",
     "CutMix",
     "Cutout",
+    "DeviceNormalize",
     "MixUp",
     "Normalize",
     "ProfileReport",
@@ -39,6 +48,7 @@ __all__ = [
     "RandomFlip",
     "Rescale",
     "StarvationMonitor",
+    "datasets",
     "profile",
 ]
 
@@ -50,6 +60,7 @@ def __getattr__(name):
         raise AttributeError(f"module 'fastseq' has no attribute {name!r}") from None
     import importlib
 
-    value = getattr(importlib.import_module(module_name), attr)
+    module = importlib.import_module(module_name)
+    value = module if attr is None else getattr(module, attr)
     globals()[name] = value
     return value

@@ -92,6 +92,13 @@ def check(
     n_items, H, W, C = x4.shape
     if n_items == 0:
         raise ValueError(f"x has no samples (shape {x.shape}); give at least one image.")
+    if x.ndim == 4 and H in (1, 3, 4) and C > 4:
+        raise ValueError(
+            f"x has shape {x.shape}, which looks channels-first (N, C, H, W) with {H} channels; ArraySequence "
+            f"reads x as channels-last (N, H, W, C), which would make {H}x{W} images with {C} channels. Pass "
+            "np.ascontiguousarray(x.transpose(0, 2, 3, 1)) (and data_format='channels_first' to get "
+            "channels-first batches back)."
+        )
     batch_size = int_arg("batch_size", batch_size, minimum=1)
     if drop_remainder and batch_size > n_items:
         raise ValueError(
@@ -99,18 +106,33 @@ def check(
             "lower batch_size or set drop_remainder=False."
         )
     y = per_sample("y", y, n_items)
+    if y is not None and y.dtype.kind not in "biuf":
+        raise TypeError(
+            f"y must be numeric (integer class labels, floats or one-hot rows), got dtype {y.dtype} "
+            f"(first value {y.reshape(-1)[0]!r}); map class names to integers first, e.g. "
+            "classes, y = np.unique(y, return_inverse=True), and pass num_classes=len(classes)."
+        )
     sample_weight = per_sample("sample_weight", sample_weight, n_items)
     if sample_weight is not None and (sample_weight.ndim != 1 or not np.issubdtype(sample_weight.dtype, np.number)):
         raise ValueError(f"sample_weight must be a 1-D numeric array of length {n_items}, got {describe(sample_weight)}.")
     num_classes = None if num_classes is None else int_arg("num_classes", num_classes, minimum=1)
     normalize = normalize_arg(normalize, C)
+    if isinstance(normalize, Normalize):
+        mean, std = normalize.kernel_kwargs()["mean"], normalize.kernel_kwargs()["std"]
+        if mean.max() <= 1.0 and std.max() <= 1.0 and not (np.all(mean == 0) and np.all(std == 1)):
+            raise ValueError(
+                f"normalize={normalize!r} has statistics on the 0..1 scale, but x holds uint8 pixels 0..255 "
+                f"(they would come out up to {np.max((255 - mean) / std):.0f}); give them in pixel units, "
+                f"Normalize(mean={np.round(mean * 255, 3).tolist()}, std={np.round(std * 255, 3).tolist()}), "
+                "which equals Rescale(1/255) followed by your Normalize."
+            )
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}.")
     if dtype == "uint8" and normalize is not None:
         raise ValueError(
-            f"dtype='uint8' returns raw pixels, but normalize={normalize!r} was given; "
-            "drop normalize (and normalise on the device, e.g. a keras.layers.Normalization layer) "
-            "or choose a float dtype."
+            f"dtype='uint8' returns raw pixels, but normalize={normalize!r} was given; to normalise on the "
+            f"device, drop normalize here and make fastseq.DeviceNormalize({normalize!r}) the model's first layer "
+            "(after keras.Input(..., dtype='uint8')); or choose a float dtype."
         )
     if data_format not in DATA_FORMATS:
         raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}.")

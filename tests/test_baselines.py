@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks import checks
 from benchmarks.checks import windows
-from fastseq import baselines, synthetic
+from fastseq.bench import baselines, synthetic
 
 MEAN = np.array(synthetic.CIFAR_MEAN)
 STD = np.array(synthetic.CIFAR_STD)
@@ -48,7 +48,7 @@ def assert_augmented(out, x, idx, padding, mean=MEAN, std=STD):
 
 def test_modules_import_without_keras():
     code = (
-        "import sys, fastseq.baselines, fastseq.bench; "
+        "import sys, fastseq.bench.baselines, fastseq.bench.cli, fastseq.bench.kernel_rows; "
         "bad = [m for m in ('keras', 'tensorflow') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -158,6 +158,44 @@ def test_tf_data_pipeline_unaugmented_normalises_and_grayscale(small):
     (gb,) = list(baselines.tf_data_pipeline(g, batch_size=10, crop=(28, 28), padding=2, shuffle=False))
     assert gb.shape == (10, 28, 28, 1)
     assert_augmented(gb.numpy(), g, np.arange(10), padding=2, mean=0.0, std=1.0)
+
+
+# -- Grain --------------------------------------------------------------------------
+
+
+def test_grain_pipeline_one_epoch_exactly_once_crops_and_determinism(small):
+    pytest.importorskip("grain")
+    x, y = small
+    ds = baselines.grain_pipeline(x, y, batch_size=32, seed=2, mean=MEAN, std=STD, read_threads=2)
+    batches = list(ds)
+    assert [len(b[1]) for b in batches] == [32, 32, 32, 4]
+    assert all(b[0].shape[1:] == (32, 32, 3) and b[0].dtype == np.float32 for b in batches)
+    labels = np.concatenate([b[1] for b in batches])
+    np.testing.assert_array_equal(np.sort(labels), y)
+    assert not np.array_equal(labels, y), "not shuffled"
+    xb, yb = batches[0]
+    found = assert_augmented(xb[:12], x, yb[:12], padding=4)
+    assert len({f[:2] for f in found}) > 1, "grain should draw a crop offset per record"
+    again = list(baselines.grain_pipeline(x, y, batch_size=32, seed=2, mean=MEAN, std=STD, read_threads=1))
+    for (a, la), (b, lb) in zip(batches, again):  # Grain's draws are per record: threads do not change them
+        np.testing.assert_array_equal(la, lb)
+        np.testing.assert_array_equal(a, b)
+
+
+def test_grain_pipeline_unaugmented_normalises_repeats_and_grayscale(small):
+    pytest.importorskip("grain")
+    x, y = small
+    ds = baselines.grain_pipeline(x[:8], y[:8], batch_size=8, padding=0, flip=False, mean=MEAN, std=STD,
+                                  shuffle=False, repeat=True)
+    it = iter(ds)
+    for _ in range(3):  # repeat=True: epoch after epoch
+        xb, yb = next(it)
+        np.testing.assert_allclose(xb, (x[:8] - MEAN) / STD, rtol=1e-6, atol=1e-5)
+        np.testing.assert_array_equal(yb, y[:8])
+    g, _ = synthetic.mnist_like(10)
+    (gb,) = list(baselines.grain_pipeline(g, batch_size=10, crop=(28, 28), padding=2, shuffle=False))
+    assert gb.shape == (10, 28, 28, 1)
+    assert_augmented(gb, g, np.arange(10), padding=2, mean=0.0, std=1.0)
 
 
 # -- Keras layers -------------------------------------------------------------------

@@ -196,12 +196,7 @@ def test_command_line_subprocess(tmp_path):
     src = tmp_path / "imgs"
     files.write_image_folder(src, per_class=2)
     out = tmp_path / "out"
-    # Through `python -m fastseq` once the other sub-commands exist, else through convert.main.
-    if all(importlib.util.find_spec(m) for m in ("fastseq.bench", "fastseq.profiling")):
-        cmd = [sys.executable, "-m", "fastseq", "convert", str(src), str(out)]
-    else:
-        cmd = [sys.executable, "-c", "import sys; from fastseq.datasets.convert import main; sys.exit(main())",
-               str(src), str(out)]
+    cmd = [sys.executable, "-m", "fastseq", "convert", str(src), str(out)]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "train 4 images of 6x5x3 uint8, 2 classes" in result.stdout and str(out) in result.stdout

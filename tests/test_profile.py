@@ -133,7 +133,7 @@ def test_lazy_exports():
     import fastseq
     import fastseq.profiling as fp
 
-    # The module is fastseq.profiling so that the name fastseq.profile is only ever the function.
+    # The package is fastseq.profiling so that the name fastseq.profile is only ever the function.
     assert fastseq.profile is fp.profile
     with pytest.raises(ValueError, match="compiled"):
         fastseq.profile(object(), None)
@@ -167,7 +167,7 @@ def test_decide_rules(kwargs, action):
     v = decide(**kwargs)
     assert isinstance(v, Verdict)
     assert v.action == action
-    assert v.message and str(v) == v.message
+    assert v.message and str(v).splitlines()[0] == v.message
 
 
 def test_decide_suggests_enough_workers_and_lists_other_hints():
@@ -177,6 +177,38 @@ def test_decide_suggests_enough_workers_and_lists_other_hints():
     assert [h[0] for h in v.hints] == ["uint8_on_device", "page_cache", "faster_loader"]
     capped = decide(starvation=0.6, loader_images_per_sec=100, model_images_per_sec=350, workers=1, cpu_count=2)
     assert "workers=2" in capped.message
+
+
+def test_a_fastseq_loader_is_never_told_to_use_fastseq():
+    slow_loader = dict(starvation=0.5, loader_images_per_sec=100, model_images_per_sec=300)
+    fast_loader = dict(starvation=0.3, loader_images_per_sec=5000, model_images_per_sec=1000, model_step_seconds=0.1)
+    for kwargs in (dict(slow_loader, input_dtype="uint8"), dict(slow_loader, workers=8, cpu_count=8), fast_loader):
+        other = decide(**kwargs)
+        mine = decide(**kwargs, loader="fastseq")
+        assert mine.action == other.action  # the same diagnosis ...
+        every = [mine.message] + [m for _, m in mine.hints]
+        forbidden = ("use fastseq.ArraySequence", "with fastseq:", "(fastseq, uint8)")
+        assert not any(f in m for f in forbidden for m in every), every  # ... other advice
+        assert any(f in m for f in forbidden for m in [other.message] + [m for _, m in other.hints])
+    one_line = decide(**slow_loader, loader="fastseq")
+    assert one_line.action == "uint8_on_device" and "fastseq.DeviceNormalize(your Normalize)" in one_line.message
+    lever = decide(**dict(slow_loader, input_dtype="uint8"), loader="fastseq")
+    assert lever.action == "faster_loader" and "NUMBA_NUM_THREADS" in lever.message
+    assert "dtype='uint8'" in decide(**fast_loader, loader="fastseq").message
+
+
+def test_verdict_prints_its_message_and_hints():
+    v = decide(starvation=0.6, loader_images_per_sec=100, model_images_per_sec=350, workers=1, cpu_count=16,
+               input_dtype="float32", memmap=True)
+    lines = str(v).splitlines()
+    assert lines[0] == v.message
+    assert lines[1:] == [f"also: {m}" for _, m in v.hints] and len(lines) == 4
+    assert repr(v).startswith("Verdict(action='more_workers'")
+    from fastseq.profiling.report import ACTIONS
+
+    assert {v.action, *(a for a, _ in v.hints)} <= set(ACTIONS)
+    for _, action in RULES:
+        assert action in ACTIONS
 
 
 # --------------------------------------------------------------------------
@@ -217,6 +249,32 @@ def test_report_table_text():
         assert needle in text, needle
     r.measured_wait_fraction = None
     assert "n/a" in r.table()
+
+
+def test_window_starvation_shows_the_spread_of_a_drifting_run():
+    r = make_report()
+    r.model_step_seconds = 0.030
+    # Ten steps: the first five as fast as the model alone, the last five twice as slow.
+    r.fit_step_timeline = [[0.0, 0.030]] * 5 + [[0.030, 0.030]] * 5
+    assert r.window_starvation(windows=2) == pytest.approx([0.0, 0.5])
+    assert r.starvation_spread == pytest.approx((0.0, 0.5))
+    assert len(r.window_starvation()) == 5
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["starvation_spread"] == pytest.approx([0.0, 0.5]) and len(d["starvation_windows"]) == 5
+    assert "starvation per window" in r.table() and "0 - 50 %" in r.table()
+    r.fit_step_timeline = []
+    assert r.window_starvation() == [] and r.starvation_spread is None
+
+
+def test_step_breakdown_tells_contention_from_waiting():
+    r = make_report()
+    r.model_step_seconds = 0.030
+    r.fit_step_timeline = [[0.0, 0.030], [0.0, 0.045], [0.020, 0.030], [0.001, 0.020]]
+    parts = r.step_breakdown()
+    expected = [(0.030, 0.0, 0.0), (0.030, 0.015, 0.0), (0.030, 0.0, 0.020), (0.020, 0.0, 0.001)]
+    np.testing.assert_allclose(parts, expected, atol=1e-12)
+    for (w, c), p in zip(r.fit_step_timeline, parts):
+        assert sum(p) == pytest.approx(w + c)
 
 
 def test_summary_table_lists_each_loader():
@@ -319,6 +377,29 @@ def test_profile_accepts_tf_data():
     assert abs(report.starvation - report.measured_wait_fraction) <= 0.10
 
 
+@pytest.mark.slow
+def test_profile_leaves_an_array_sequence_where_it_found_it():
+    keras = _keras()
+    import fastseq
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (96, 8, 8, 3), dtype=np.uint8)
+    y = rng.integers(0, 2, 96)
+    seq = fastseq.ArraySequence(x, y, batch_size=8, crop=fastseq.RandomCrop(8, 8, padding=1), flip="horizontal")
+    inp = keras.Input((8, 8, 3))
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(inp)))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = (seq.epoch, [seq.indices(i) for i in range(len(seq))], seq[3][0].copy())
+    for _ in range(2):  # a second call starts from the same place too
+        report = fastseq.profile(model, seq, steps=3, warmup=1)
+        assert seq.epoch == before[0]
+        for i, idx in enumerate(before[1]):
+            np.testing.assert_array_equal(seq.indices(i), idx)
+        np.testing.assert_array_equal(seq[3][0], before[2])
+    every = [report.verdict.message] + [m for _, m in report.verdict.hints]
+    assert not any("use fastseq" in m for m in every), every
+
+
 # --------------------------------------------------------------------------
 # StarvationMonitor.
 # --------------------------------------------------------------------------
@@ -405,18 +486,33 @@ def _check_png(path):
 
 
 def test_plot_writes_png(tmp_path):
-    from fastseq._profile_cli import plot_reports
+    from fastseq.profiling.plot import plot_reports
 
     path = tmp_path / "p.png"
     plot_reports([make_report("numpy"), make_report("fastseq", 0.02, 0.01)], path, title="test")
     _check_png(path)
 
 
+def test_plot_draws_contention_apart_from_waiting():
+    from fastseq.profiling.plot import STEP_PARTS, figure
+
+    r = make_report("fastseq")
+    r.model_step_seconds = 0.030
+    r.fit_step_timeline = [[0.0, 0.045], [0.020, 0.030]]
+    fig = figure([r, make_report("numpy")])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {label for _, _, label in STEP_PARTS} <= set(labels)
+    assert any("contention" in label for label in labels) and any("waiting" in label for label in labels)
+    ax = fig.axes[0]
+    heights = [round(p.get_height() * 1e3) / 1e3 for p in ax.patches]  # model, model, contention, contention, ...
+    assert heights[:6] == pytest.approx([30.0, 30.0, 15.0, 0.0, 0.0, 20.0])
+    assert "over windows" in ax.get_title(loc="left")
+
+
 def test_loader_option_parsing():
     import argparse
 
-    from fastseq._profile_cli import _loader_list
-    from fastseq.profiling import configure_parser
+    from fastseq.profiling.cli import _loader_list, configure_parser
 
     parser = argparse.ArgumentParser()
     configure_parser(parser)
@@ -430,14 +526,14 @@ def test_loader_option_parsing():
 
 
 def test_cli_rejects_unknown_loader(capsys):
-    from fastseq.profiling import main
+    from fastseq.profiling.cli import main
 
     assert main(["--loader", "pytorch"]) == 2
     assert "--loader must be one of" in capsys.readouterr().err
 
 
 def test_cli_plot_without_matplotlib(monkeypatch, capsys, tmp_path):
-    from fastseq.profiling import main
+    from fastseq.profiling.cli import main
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert main(["--plot", str(tmp_path / "x.png")]) == 2
@@ -458,7 +554,7 @@ def test_dispatcher_help_is_fast():
     [("numpy", "cnn", "float32"), ("tf.data", "resnet", "float32"), ("fastseq", "cnn", "uint8")],
 )
 def test_cli_with_real_loader(loader, model, dtype, tmp_path, capsys):
-    from fastseq.profiling import main
+    from fastseq.profiling.cli import main
 
     png, js = tmp_path / "profile.png", tmp_path / "profile.json"
     argv = ["--loader", loader, "--model", model, "--dtype", dtype, "--data", "synthetic", "--steps", "3",

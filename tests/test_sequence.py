@@ -317,7 +317,27 @@ BAD = [
     ("normalize channels", dict(normalize=Normalize([1, 2], [1, 1])), ValueError, r"has 2 per-channel values but x has 3 channels"),
     ("uint8 with normalize", dict(dtype="uint8", normalize=Rescale(1 / 255)), ValueError, r"dtype='uint8' returns raw pixels, but normalize=Rescale"),
     ("negative seed", dict(seed=-1), ValueError, r"seed must be >= 0, got -1"),
+    ("x channels first", dict(x=np.zeros((10, 3, 32, 32), np.uint8)), ValueError,
+     r"x has shape \(10, 3, 32, 32\), which looks channels-first .* np.ascontiguousarray\(x.transpose\(0, 2, 3, 1\)\)"),
+    ("x grayscale channels first", dict(x=np.zeros((10, 1, 28, 28), np.uint8)), ValueError, r"looks channels-first"),
+    ("0..1 statistics", dict(normalize=Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))), ValueError,
+     r"statistics on the 0..1 scale, but x holds uint8 pixels 0..255 \(they would come out up to 1136\); .*"
+     r"Normalize\(mean=\[123.675, 116.28, 103.53\], std=\[58.395, 57.12, 57.375\]\), which equals Rescale\(1/255\)"),
+    ("string labels", dict(y=np.array(["cat", "dog"] * 5)), TypeError,
+     r"y must be numeric .* got dtype <U3 \(first value np.str_\('cat'\)\); map class names to integers first"),
+    ("string labels with num_classes", dict(y=np.array(["cat", "dog"] * 5), num_classes=2), TypeError,
+     r"y must be numeric"),
 ]
+
+
+def test_inputs_near_the_new_checks_are_still_accepted():
+    # channels-last images that are 3 or 4 pixels tall, a no-op Normalize, bool and float targets.
+    for shape in [(10, 3, 5, 3), (10, 4, 4, 4), (10, 3, 32, 1), (10, 32, 32, 3), (10, 3, 32)]:
+        assert ArraySequence(np.zeros(shape, np.uint8), batch_size=4)[0][0].shape[1:3] == shape[1:3]
+    ArraySequence(X, normalize=Normalize(0, 1))
+    ArraySequence(X, normalize=Normalize(mean=(125.3, 123.0, 113.9), std=(63.0, 62.1, 66.7)))
+    ArraySequence(X, y=np.ones(10, bool))
+    ArraySequence(X, y=np.ones((10, 3), np.float32))
 
 
 @pytest.mark.parametrize("kwargs,exc,match", [b[1:] for b in BAD], ids=[b[0] for b in BAD])

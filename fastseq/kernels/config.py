@@ -4,7 +4,10 @@ Kernels take their decorator options from here and nowhere else, so a
 change (say, turning bounds checks on to debug) is one edit.
 """
 
+import contextlib
+import logging
 import os
+import sys
 import threading
 
 # OpenMP threads that spin while waiting for work steal the CPU from the
@@ -102,3 +105,39 @@ def threading_layer():
         return numba.threading_layer()
     except ValueError:
         return None
+
+
+#: A first call that takes longer than this announces that it is compiling.
+COMPILE_NOTICE_SECONDS = 2.0
+
+
+@contextlib.contextmanager
+def compile_notice(what):
+    """Say once, on the ``fastseq`` logger, that a slow first call is compiling ``what``.
+
+    Numba compiles a kernel variant on its first call and caches it on disk,
+    which takes seconds on a small machine: without a word, a first ``fit``
+    looks hung. A timer logs one line if the call is still running after
+    :data:`COMPILE_NOTICE_SECONDS` (a cached variant loads in a tenth of
+    that, and says nothing; a compile takes 5 s or more). Logged at INFO on ``logging.getLogger("fastseq")``
+    when the application has configured logging, else written to stderr.
+    """
+    message = (
+        f"fastseq: compiling {what} (once: cached on disk for later runs; "
+        "`python -m fastseq compile` does it ahead of time)"
+    )
+
+    def notify():
+        logger = logging.getLogger("fastseq")
+        if logger.hasHandlers():
+            logger.info(message)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    timer = threading.Timer(COMPILE_NOTICE_SECONDS, notify)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()

@@ -39,11 +39,12 @@ batch.
 
 import numba
 import numpy as np
-from numba import njit, prange, uint64
+from numba import njit, prange, types, uint64
+from numba.extending import overload
 
 from fastseq.kernels import _validate as check
 from fastseq.kernels._intrinsics import fetch_add, prefetch
-from fastseq.kernels.config import JIT, PARALLEL_JIT, launch
+from fastseq.kernels.config import JIT, PARALLEL_JIT, compile_notice, launch
 from fastseq.kernels.halfprec import to_half_bits
 
 # Output kinds of the fused kernel.
@@ -103,24 +104,53 @@ def _emit_channels_first(rows, sel, base, out, k, i, w, kind, a, b, table, C):
                 out[k, c, first + _u(j)] = v
 
 
-@njit(**JIT)
 def _fused_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, out, t0, t1):
-    """Samples ``order[t0:t1]`` of :func:`_fused`, serially (one block of the parallel loop)."""
+    """Samples ``order[t0:t1]`` of :func:`_fused`, serially (one block of the parallel loop).
+
+    Compiled through :func:`_fused_block_overload`, which picks one block
+    function from the argument types; this Python body is never run.
+    """
+    raise NotImplementedError("only callable from compiled code")  # pragma: no cover
+
+
+@overload(_fused_block, jit_options=JIT)
+def _fused_block_overload(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b,
+                          table, out, t0, t1):
     # One compiled function per output kind and layout, so that each copy of
     # the row loops is compiled for one of them: with the kind tested at run
     # time inside the loops LLVM vectorised the float32 channels_last row
     # poorly (measured 2.4x slower), and with all four copies inlined into
     # one function the float32 one ran 1.4x slower than on its own.
-    # channels_first keeps a run-time kind: its loops are strided anyway,
-    # and each copy costs compile time.
-    if channels_first:
-        _block_channels_first(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, a, b, table, out, t0, t1)
-    elif kind == _AFFINE:
-        _block_affine(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1)
-    elif kind == _TABLE:
-        _block_table(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1)
+    #
+    # The copy is chosen here, while types are inferred, not by a branch at
+    # run time: the output dtype fixes the kind (float32 -> affine, uint16
+    # bits -> half-precision table, uint8 -> raw) and ``channels_first`` is
+    # None for channels_last. So a variant compiles only its own copy; with
+    # a run-time branch every variant compiled all four and the first batch
+    # of a new dtype took 42 s on 2 cores. channels_first keeps a run-time
+    # kind: its loops are strided anyway, and each copy costs compile time.
+    if not isinstance(channels_first, types.NoneType):
+        block = _block_channels_first
+    elif out.dtype == types.float32:
+        block = _block_affine
+    elif out.dtype == types.uint16:
+        block = _block_table
     else:
-        _block_raw(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1)
+        block = _block_raw
+    if block is _block_channels_first:
+
+        def impl(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table,
+                 out, t0, t1):
+            _block_channels_first(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, a, b, table,
+                                  out, t0, t1)
+
+    else:
+
+        def impl(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table,
+                 out, t0, t1):
+            block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1)
+
+    return impl
 
 
 @njit(**JIT)
@@ -491,6 +521,7 @@ class FusedPlan:
         self._aranges = {}
         self.image_shape = (H, W, C)
         self.max_origin = (H + 2 * self.padding - self.crop[0], W + 2 * self.padding - self.crop[1])
+        self._cold = True  # until a first call has compiled (or loaded) this variant
 
     def __len__(self):
         return self._x.shape[0]
@@ -560,14 +591,30 @@ class FusedPlan:
             return np.remainder(keys, n, out=keys)
         return np.argsort(indices, kind="stable")
 
+    @property
+    def variant(self):
+        """What this plan's compiled kernel is specialised for: its output dtype and layout."""
+        return f"{self.dtype} {self.data_format}"
+
     def _launch(self, indices, order, origins, flips, out):
+        if self._cold:
+            with compile_notice(f"the fused kernel for {self.variant} batches"):
+                result = self._launch_warm(indices, order, origins, flips, out)
+            self._cold = False
+            return result
+        return self._launch_warm(indices, order, origins, flips, out)
+
+    def _launch_warm(self, indices, order, origins, flips, out):
+        return launch(_checked, *self._kernel_args(indices, order, origins, flips, out), serial=_checked_serial)
+
+    def _kernel_args(self, indices, order, origins, flips, out):
+        """The arguments of :func:`_checked` (and :func:`_checked_serial`) for one batch."""
         h, w = self.crop
         C = self.image_shape[2]
         n = indices.shape[0]
         target = out.view(np.uint16) if self._kind == _TABLE else out
         target = target.reshape((n, C, h * w) if self.channels_first else (n, h, w * C))
-        return launch(
-            _checked,
+        return (
             self._xf,
             self.image_shape[0],
             self.image_shape[1],
@@ -584,14 +631,28 @@ class FusedPlan:
             h,
             w,
             self._kind,
-            self.channels_first,
+            True if self.channels_first else None,  # the layout is a type: see _fused_block_overload
             self._a,
             self._b,
             self._table,
             target,
             min(n, _MAX_BLOCKS),
-            serial=_checked_serial,
         )
+
+    def compile(self, *, serial=False):
+        """Compile (or load from the on-disk cache) this plan's kernel variant without a batch to make.
+
+        Runs the variant once on one sample. With ``serial``, also the serial
+        twin that processes forked after parallel use run
+        (``use_multiprocessing=True``).
+        """
+        one = np.zeros(1, np.int64)
+        origins, flips = np.zeros((1, 2), np.int64), np.zeros(1, np.uint8)
+        out = np.empty(self.output_shape(1), check.numpy_dtype(self.dtype))
+        self._launch_warm(one, one, origins, flips, out)  # no compile notice: the caller asked for this
+        self._cold = False
+        if serial:
+            _checked_serial(*self._kernel_args(one, one, origins, flips, out))
 
 
 def fused(

@@ -21,16 +21,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Targets of the ArraySequence issue, as (row, baseline row, kind, target).
-#: "min" means row images/s / baseline images/s >= target.
+#: Targets, as (row, baseline row, kind, target); "min" means row images/s /
+#: baseline images/s >= target. ``convert`` is the ceiling for a loader that
+#: makes a new batch each step (the issue owner's decision: the no-op, one
+#: cache-resident batch, is no fair bar on 2 cores); ``fastseq-uint8`` (uint8
+#: batches, normalised in the model by DeviceNormalize) is held against the
+#: float32 no-op: more images/s than any float32 loader can deliver.
 FEED_TARGETS = (
-    ("fastseq", "noop", "min", 0.85),
+    ("fastseq", "convert", "min", 0.95),
     ("fastseq", "tf.data", "min", 4.0),
     ("fastseq", "numpy", "min", 3.0),
-    ("fastseq-memmap", "fastseq", "min", 0.85),
+    ("fastseq", "grain", "min", 20.0),
+    ("fastseq-memmap", "fastseq", "min", 0.9),
+    ("fastseq-uint8", "noop", "min", 1.0),
 )
 #: Ratios shown beside the targets, for reading them; not targets.
-FEED_CONTEXT = (("fastseq", "convert"),)
+FEED_CONTEXT = (("fastseq", "noop"),)
 
 
 @dataclass
@@ -53,12 +59,17 @@ def _keras():
     return keras
 
 
-def trivial_model(input_shape, num_classes=10, seed=0):
+def trivial_model(input_shape, num_classes=10, seed=0, normalize=None):
+    """GlobalAveragePooling2D + Dense; with ``normalize``, uint8 input and a DeviceNormalize first layer."""
     keras = _keras()
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential(
-        [keras.Input(input_shape), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(num_classes)]
-    )
+    if normalize is None:
+        head = [keras.Input(input_shape)]
+    else:
+        from fastseq.layers import DeviceNormalize
+
+        head = [keras.Input(input_shape, dtype="uint8"), DeviceNormalize(normalize)]
+    model = keras.Sequential(head + [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(num_classes)])
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
 
@@ -140,13 +151,20 @@ def time_fit(model, data, *, steps, warmup):
         def on_train_batch_end(self, batch, logs=None):
             marks["end"] = time.perf_counter()
 
-    model.fit(data, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[Clock()])
+    # shuffle=False: Keras ignores it for a tf.data.Dataset, and warns mid-table when it is True.
+    model.fit(data, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[Clock()], shuffle=False)
     return (marks["end"] - marks["start"]) / steps
 
 
 def loaders(x, y, *, batch_size, mean, std, padding=4, x_memmap=None, seed=0):
-    """``{name: factory()}`` for every feed row; factories build the loader on demand."""
-    from fastseq import ArraySequence, Normalize, RandomCrop, RandomFlip, baselines
+    """``{name: factory()}`` for every feed row; factories build the loader on demand.
+
+    A factory returns the loader, or ``(loader, model keyword arguments)``
+    where the row needs another model than the float32 one (``fastseq-uint8``).
+    """
+    from fastseq.augment import Normalize, RandomCrop, RandomFlip
+    from fastseq.bench import baselines
+    from fastseq.sequence import ArraySequence
 
     H, W = x.shape[1:3]
     aug = dict(crop=RandomCrop(H, W, padding=padding), flip=RandomFlip("horizontal"), normalize=Normalize(mean, std))
@@ -165,12 +183,20 @@ def loaders(x, y, *, batch_size, mean, std, padding=4, x_memmap=None, seed=0):
         "fastseq-memmap": None if x_memmap is None else (
             lambda: ArraySequence(x_memmap, y, batch_size=batch_size, seed=seed, **aug)
         ),
+        "fastseq-uint8": lambda: (
+            ArraySequence(x, y, batch_size=batch_size, seed=seed, dtype="uint8", crop=aug["crop"], flip=aug["flip"]),
+            {"normalize": aug["normalize"]},
+        ),
         "numpy": lambda: baselines.NumpySequence(
             x, y, batch_size=batch_size, seed=seed, crop=(H, W), padding=padding, flip=True, mean=mean, std=std
         ),
         "tf.data": lambda: baselines.tf_data_pipeline(
             x, y, batch_size=batch_size, seed=seed, crop=(H, W), padding=padding, flip=True, mean=mean, std=std
         ).repeat(),
+        "grain": lambda: baselines.grain_pipeline(
+            x, y, batch_size=batch_size, seed=seed, crop=(H, W), padding=padding, flip=True, mean=mean, std=std,
+            repeat=True,
+        ),
     }
     return {name: factory for name, factory in rows.items() if factory is not None}
 
@@ -229,7 +255,11 @@ def run_feeds(factories, *, image_shape, batch_size, steps, warmup=3, rounds=2):
     """
     import gc
 
-    built = {name: (trivial_model(image_shape), factory()) for name, factory in factories.items()}
+    built = {}
+    for name, factory in factories.items():
+        made = factory()
+        data, model_kwargs = made if isinstance(made, tuple) else (made, {})
+        built[name] = (trivial_model(image_shape, **model_kwargs), data)
     windows = {name: [] for name in built}
     for _ in range(rounds):
         for name, (model, data) in built.items():

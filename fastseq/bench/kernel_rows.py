@@ -1,4 +1,4 @@
-"""``python -m fastseq bench``: fastseq against its baselines and the memory ceiling.
+"""The kernel rows: fastseq, its baselines and the memory ceiling on one batch job.
 
 One job, timed the same way for every row: gather a seeded random batch of
 ``batch_size`` indices, pad 4, random-crop back to the image size, random
@@ -22,10 +22,10 @@ Rows (``--rows`` picks some):
 ``gather`` and the fastseq rows rotate through :data:`ROTATE` precomputed
 random batches (indices and parameters), one per call, so that no row is
 timed on a batch its previous call left in the caches.
-- ``numpy``: the hand-written per-sample loop (:func:`fastseq.baselines.numpy_batch`).
-- ``tf.data``: :func:`fastseq.baselines.tf_data_pipeline`, batches pulled
+- ``numpy``: the hand-written per-sample loop (:func:`fastseq.bench.baselines.numpy_batch`).
+- ``tf.data``: :func:`fastseq.bench.baselines.tf_data_pipeline`, batches pulled
   from a warm iterator.
-- ``keras``: :func:`fastseq.baselines.keras_layers_pipeline` on the gathered
+- ``keras``: :func:`fastseq.bench.baselines.keras_layers_pipeline` on the gathered
   uint8 batch (gather included). Its RandomCrop uses one offset per batch.
 
 The row builders below are shared with ``benchmarks/test_kernels.py``, so
@@ -36,17 +36,14 @@ job. Keras and TensorFlow are imported only by the rows that need them.
 from __future__ import annotations
 
 import os
-import statistics
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from fastseq import synthetic
+from fastseq.bench import synthetic
 
-ROWS = ("ceiling", "ceiling-cache", "gather", "fastseq", "fastseq-1t", "numpy", "tf.data", "keras")
-DATA_CHOICES = ("synthetic", "fashion-mnist", "auto")
+ROWS = ("ceiling", "ceiling-cache", "gather", "fastseq", "fastseq-1t", "numpy", "tf.data", "grain", "keras")
 #: Random batches the gather and fastseq rows cycle through, one per call: 32 CIFAR
 #: batches read 48 MB, more than the last-level cache holds.
 ROTATE = 32
@@ -57,7 +54,8 @@ TARGETS = (
     ("fused / ceiling time", "max", 1.5),
     ("fused vs tf.data", "min", 25.0),
     ("fused vs keras layers", "min", 10.0),
-    ("all threads vs 1 thread", "min", 1.7),
+    ("fused vs grain", "min", 20.0),
+    ("all threads vs 1 thread", "min", 1.8),
 )
 
 
@@ -396,7 +394,7 @@ def fastseq_row(job, threads=None):
 
 def numpy_row(job):
     """The seed-style per-sample Python loop, the same code as ``NumpySequence.__getitem__``."""
-    from fastseq.baselines import numpy_batch
+    from fastseq.bench.baselines import numpy_batch
 
     _require_float32_nhwc(job, "numpy")
     x, indices = job.x, job.indices
@@ -419,7 +417,7 @@ def tf_data_row(job, batches=8):
     ``fn()``'s ``(images, positions)`` of the last batch can be checked
     against the source images.
     """
-    from fastseq.baselines import tf_data_pipeline
+    from fastseq.bench.baselines import tf_data_pipeline
 
     _require_float32_nhwc(job, "tf.data")
     y = np.arange(len(job.x), dtype=np.int64)
@@ -459,9 +457,54 @@ def tf_data_row(job, batches=8):
     )
 
 
+def grain_row(job, batches=8):
+    """Pull ``batches`` batches per call from a warm :func:`fastseq.bench.baselines.grain_pipeline` iterator.
+
+    As :func:`tf_data_row`: several batches per call, so the prefetch
+    buffer cannot make a batch look free; labels are the sample positions.
+    """
+    from fastseq.bench.baselines import grain_pipeline
+
+    _require_float32_nhwc(job, "grain")
+    threads = os.cpu_count() or 1
+    ds = grain_pipeline(
+        job.x,
+        np.arange(len(job.x), dtype=np.int64),
+        batch_size=job.batch_size,
+        seed=job.seed,
+        crop=job.crop,
+        padding=job.padding,
+        flip=job.horizontal > 0,
+        mean=job.mean,
+        std=job.std,
+        repeat=True,
+        read_threads=threads,
+    )
+    it = iter(ds)
+    for _ in range(3):  # start the read threads
+        next(it)
+
+    def grain_fn():
+        for _ in range(batches):
+            xb, yb = next(it)
+        return xb, yb
+
+    return Row(
+        "grain",
+        "Grain MapDataset random_map",
+        grain_fn,
+        job.batch_size * batches,
+        job.out_bytes * batches,
+        threads,
+        job.out_shape,
+        "float32",
+        extra={"batches_per_call": batches},
+    )
+
+
 def keras_row(job):
     """Keras 3 preprocessing layers on the gathered uint8 batch (the gather is timed too)."""
-    from fastseq.baselines import KERAS_RANDOM_CROP_NOTE, keras_layers_pipeline
+    from fastseq.bench.baselines import KERAS_RANDOM_CROP_NOTE, keras_layers_pipeline
 
     _require_float32_nhwc(job, "keras")
     f = keras_layers_pipeline(crop=job.crop, padding=job.padding, mean=job.mean, std=job.std, seed=job.seed)
@@ -497,76 +540,9 @@ BUILDERS = {
     "fastseq-1t": lambda job: fastseq_row(job, threads=1),
     "numpy": numpy_row,
     "tf.data": tf_data_row,
+    "grain": grain_row,
     "keras": keras_row,
 }
-
-
-# -- timing and ratios --------------------------------------------------------------
-
-
-def interleaved(fns, *, rounds, warmup=2, settle=1):
-    """Time several functions called alternately: ``{name: [seconds of each timed call]}``.
-
-    Each round gives every function, in turn, ``settle`` untimed calls and
-    then one timed call, so all of them are timed over the same stretch of
-    time, and each timed call finds the caches as its own previous call left
-    them (as when it runs alone), not as the other function did: a 6 MB
-    write by one row slowed the next call of the ceiling by up to 1.8x.
-    Use it for a ratio between rows on a machine whose speed drifts: timed
-    one after the other, each row would also measure its own moment.
-    """
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            for _ in range(settle):
-                fn()
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return times
-
-
-def alternating_ratio(fn, ceiling, *, rounds=200):
-    """``fn``'s time over ``ceiling``'s, the two called alternately (:func:`interleaved`).
-
-    Returns ``{"paired_min_ratio": min / min, "paired_median_ratio": median of
-    the per-round ratios}``.
-    """
-    times = interleaved({"ceiling": ceiling, "fn": fn}, rounds=rounds)
-    per_round = np.array(times["fn"]) / np.array(times["ceiling"])
-    return {
-        "paired_min_ratio": min(times["fn"]) / min(times["ceiling"]),
-        "paired_median_ratio": float(np.median(per_round)),
-    }
-
-
-def measure(fn, *, repeat=20, warmup=2, min_seconds=1.0, max_seconds=3.0, min_repeat=3):
-    """Time ``fn()``: ``warmup`` untimed calls, then timed calls.
-
-    Keeps calling until both ``repeat`` calls and ``min_seconds`` of timing
-    are done (so a fast row gets many samples and one busy moment on a
-    shared machine cannot spoil them all), but stops once ``max_seconds``
-    have passed after at least ``min_repeat`` calls. Returns the per-call
-    seconds; report their minimum (least disturbed by other work) or median.
-    """
-    for _ in range(warmup):
-        fn()
-    times = []
-    start = time.perf_counter()
-    while True:
-        t0 = time.perf_counter()
-        fn()
-        t1 = time.perf_counter()
-        times.append(t1 - t0)
-        elapsed = t1 - start
-        if len(times) >= min_repeat and elapsed > max_seconds:
-            break
-        if len(times) >= repeat and elapsed >= min_seconds:
-            break
-    return times
 
 
 def ratios(ips):
@@ -587,6 +563,8 @@ def ratios(ips):
             values["fused vs tf.data"] = f / ips["tf.data"]
         if ips.get("keras"):
             values["fused vs keras layers"] = f / ips["keras"]
+        if ips.get("grain"):
+            values["fused vs grain"] = f / ips["grain"]
         if ips.get("fastseq-1t"):
             values["all threads vs 1 thread"] = f / ips["fastseq-1t"]
     out = []
@@ -599,187 +577,3 @@ def ratios(ips):
 
 def format_target(kind, target, unit="x"):
     return f"{'<=' if kind == 'max' else '>='} {target:g}{unit}"
-
-
-# -- the command --------------------------------------------------------------------
-
-
-def configure_parser(parser):
-    """Add ``bench``'s options to an ``argparse`` (sub)parser."""
-    parser.add_argument("--batch-size", type=int, default=512, help="images per batch (default 512)")
-    parser.add_argument(
-        "--rows",
-        default=",".join(ROWS),
-        help=f"comma-separated rows to run, from {', '.join(ROWS)} (default: all)",
-    )
-    parser.add_argument(
-        "--data",
-        choices=DATA_CHOICES,
-        default="auto",
-        help="auto (default): the real Fashion-MNIST training set (28x28 grayscale, pad 2) when installed, "
-        "else synthetic; synthetic: seeded CIFAR-shaped 50000x32x32x3; fashion-mnist: require the real data",
-    )
-    parser.add_argument("--no-e2e", dest="e2e", action="store_false",
-                        help="skip the end-to-end model.fit feed rows (no-op PyDataset, the ceiling's conversion per "
-                        "step, ArraySequence in RAM and memory-mapped, NumPy Sequence, tf.data)")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
-                        help="output dtype (baseline rows need float32)")
-    parser.add_argument("--data-format", default="channels_last", choices=("channels_last", "channels_first"),
-                        help="output layout (baseline rows need channels_last)")
-    parser.add_argument("--repeat", type=int, default=None, help="timed calls per row (default 30, --quick 5)")
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and a smaller data set: a few seconds a row")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data, the batch and the augmentation")
-    return parser
-
-
-def load_data(choice, *, quick=False, seed=0):
-    """Return ``(x, y, description, kind)`` for ``--data``; kind is ``"cifar"`` or ``"mnist"``."""
-    if choice in ("fashion-mnist", "auto"):
-        try:
-            from fastseq.datasets.mnist import load_fashion_mnist
-
-            (x, y), _ = load_fashion_mnist()
-            return x, y, f"Fashion-MNIST training set {x.shape}", "mnist"
-        except (ImportError, FileNotFoundError) as e:
-            if choice == "fashion-mnist":
-                raise SystemExit(f"bench: --data fashion-mnist: {e}") from None
-    n = 10_000 if quick else 50_000
-    x, y = synthetic.cifar_like(n, seed=seed)
-    return x, y, f"synthetic CIFAR-shaped {x.shape} (seed {seed})", "cifar"
-
-
-def _render(job, data_desc, rows, results, out):
-    """Print the results table (rich when the output is a terminal-like stream)."""
-    ips = {name: r["ips"] for name, r in results.items() if "ips" in r}
-    f_ips, c_ips = ips.get("fastseq"), ips.get("ceiling")
-    header = (
-        f"fastseq bench: {job.name}, {data_desc}; batch {job.batch_size}, pad {job.padding} + crop "
-        f"{job.crop[0]}x{job.crop[1]} + flip + normalise -> {job.dtype} {job.data_format} {job.out_shape}; "
-        f"{os.cpu_count()} CPUs, {all_threads()} Numba threads"
-    )
-    cols = ["row", "threads", "ms/batch", "median ms", "images/s", "GB/s", "fastseq speedup", "time / ceiling"]
-    table, skipped = [], []
-    for row in rows:
-        r = results[row.name]
-        if "error" in r:
-            skipped.append(f"skipped {row.name}: {r['error']}")
-            continue
-        ms = 1e3 * job.batch_size / r["ips"]
-        table.append(
-            [
-                row.label,
-                str(row.threads),
-                f"{ms:.2f}",
-                f"{1e3 * r['median_s'] * job.batch_size / row.images:.2f}",
-                f"{r['ips']:,.0f}",
-                f"{r['gbps']:.2f}",
-                f"{f_ips / r['ips']:.1f}x" if f_ips else "",
-                f"{c_ips / r['ips']:.2f}x" if c_ips else "",
-            ]
-        )
-    lines = [header, ""]
-    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
-    lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cols, widths))))
-    lines.append("  ".join("-" * w for w in widths))
-    for t in table:
-        lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(t, widths))))
-    lines.extend(skipped)
-    lines.append("")
-    lines.append(
-        "fastseq speedup = fastseq images/s / row images/s; time / ceiling = row time per image / the "
-        "memory-source ceiling's (the cache-resident ceiling row is shown for comparison only)."
-    )
-    lines.append(
-        "ms/batch and the rates use the minimum over repeats (least disturbed by other work on the machine); "
-        "median ms shows the spread."
-    )
-    if "ips" in results.get("keras", {}):
-        lines.append(f"* Keras 3: {results['keras'].get('note', '')} (one crop window per batch, not per image).")
-    rs = ratios(ips)
-    if rs:
-        lines.append("")
-        lines.append("targets:")
-        for name, v, kind, target, ok in rs:
-            lines.append(f"  {name:<26} {v:7.2f}x  target {format_target(kind, target):<8} {'PASS' if ok else 'MISS'}")
-    print("\n".join(lines), file=out)
-    return lines
-
-
-def run(args, out=None):
-    """Run ``bench`` with parsed ``args``; print the table; return the exit status."""
-    import sys
-
-    out = out or sys.stdout
-    names = [r.strip() for r in args.rows.split(",") if r.strip()]
-    unknown = [n for n in names if n not in BUILDERS]
-    if unknown:
-        print(f"bench: unknown row(s) {unknown}; choose from {', '.join(ROWS)}.", file=sys.stderr)
-        return 2
-    if args.batch_size < 1:
-        print(f"bench: --batch-size must be >= 1, got {args.batch_size}.", file=sys.stderr)
-        return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    x, y, desc, kind = load_data(args.data, quick=args.quick, seed=args.seed)
-    if args.batch_size > len(x):
-        print(f"bench: --batch-size {args.batch_size} is more than the {len(x)} images of {desc}.", file=sys.stderr)
-        return 2
-    if kind == "mnist":
-        job = mnist_job(x, y, batch_size=args.batch_size, seed=args.seed, name=f"fashion-mnist-b{args.batch_size}")
-        job.dtype, job.data_format = args.dtype, args.data_format
-    else:
-        job = cifar_job(x, y, batch_size=args.batch_size, seed=args.seed, dtype=args.dtype, data_format=args.data_format)
-    repeat = args.repeat or (5 if args.quick else 30)
-    max_seconds = 0.5 if args.quick else 3.0
-    rows, results = [], {}
-    for name in names:
-        try:
-            row = BUILDERS[name](job)
-        except ValueError as e:
-            # A baseline that cannot do this dtype/layout is skipped, not failed.
-            rows.append(Row(name, name, None, 0, 0, 0, (), ""))
-            results[name] = {"error": str(e)}
-            continue
-        if name == "tf.data":
-            row_repeat = max(3, repeat // 4)
-        elif name == "numpy":
-            row_repeat = max(3, repeat // 3)
-        else:
-            row_repeat = repeat
-        times = measure(
-            row.fn,
-            repeat=row_repeat,
-            warmup=1 if args.quick else 2,
-            min_seconds=0.2 if args.quick else 1.0,
-            max_seconds=max_seconds,
-        )
-        t = min(times)
-        rows.append(row)
-        results[name] = {
-            "ips": row.images / t,
-            "gbps": row.out_bytes / t / 1e9,
-            "median_s": statistics.median(times),
-            "min_s": t,
-            "note": row.note,
-        }
-    _render(job, desc, rows, results, out)
-    if args.e2e:
-        from fastseq import bench_feed
-
-        feed = bench_feed.feed_table(
-            job.x, job.y, batch_size=job.batch_size, mean=job.mean, std=job.std, padding=job.padding,
-            steps=8 if args.quick else 20, seed=args.seed,
-        )
-        bench_feed.render(feed, out)
-    return 0
-
-
-def main(argv=None):
-    """Run ``bench`` alone (``python -m fastseq.bench``), without the other sub-commands."""
-    import argparse
-
-    parser = configure_parser(argparse.ArgumentParser(prog="python -m fastseq bench", description=__doc__.splitlines()[0]))
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -29,6 +29,7 @@ __all__ = [
     "KERAS_RANDOM_CROP_NOTE",
     "NumpySequence",
     "keras_layers_pipeline",
+    "grain_pipeline",
     "numpy_batch",
     "tf_data_pipeline",
 ]
@@ -95,23 +96,27 @@ def numpy_batch(x, indices, rng, *, crop=(32, 32), padding=4, flip=True, mean=No
     channels = 1 if x.ndim == 3 else x.shape[3]
     ch, cw = _check_crop(crop, padding, x.shape[1:3])
     mean32, std32 = _stats(mean, std, channels)
-    p = padding
     out = np.empty((len(indices), ch, cw, channels), dtype=np.float32)
     for j, k in enumerate(indices):
-        img = x[k]
-        if img.ndim == 2:
-            img = img[:, :, None]
-        padded = np.pad(img, ((p, p), (p, p), (0, 0)), mode="constant")
-        top = rng.integers(0, padded.shape[0] - ch + 1)
-        left = rng.integers(0, padded.shape[1] - cw + 1)
-        patch = padded[top : top + ch, left : left + cw]
-        if flip and rng.random() < 0.5:
-            patch = patch[:, ::-1]
-        patch = patch.astype(np.float32)
-        if mean32 is not None:
-            patch = (patch - mean32) / std32
-        out[j] = patch
+        out[j] = _augment_one(x[k], rng, (ch, cw), padding, flip, mean32, std32)
     return out
+
+
+def _augment_one(img, rng, crop, p, flip, mean32, std32):
+    """One sample of :func:`numpy_batch`: pad, crop at a drawn offset, maybe flip, float32, normalise."""
+    ch, cw = crop
+    if img.ndim == 2:
+        img = img[:, :, None]
+    padded = np.pad(img, ((p, p), (p, p), (0, 0)), mode="constant")
+    top = rng.integers(0, padded.shape[0] - ch + 1)
+    left = rng.integers(0, padded.shape[1] - cw + 1)
+    patch = padded[top : top + ch, left : left + cw]
+    if flip and rng.random() < 0.5:
+        patch = patch[:, ::-1]
+    patch = patch.astype(np.float32)
+    if mean32 is not None:
+        patch = (patch - mean32) / std32
+    return patch
 
 
 def _make_numpy_sequence_class():
@@ -202,7 +207,7 @@ def _make_numpy_sequence_class():
 def __getattr__(name):
     # NumpySequence subclasses keras.utils.PyDataset, so it can only be
     # defined once Keras is imported; building it on first access keeps
-    # `import fastseq.baselines` (and `python -m fastseq --help`) Keras-free.
+    # `import fastseq.bench.baselines` (and `python -m fastseq --help`) Keras-free.
     if name == "NumpySequence":
         cls = _make_numpy_sequence_class()
         globals()[name] = cls
@@ -265,6 +270,62 @@ def tf_data_pipeline(
         ds = ds.shuffle(N, seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def grain_pipeline(
+    x, y=None, *, batch_size=32, seed=0, crop=(32, 32), padding=4, flip=True, mean=None, std=None, shuffle=True,
+    repeat=False, read_threads=None,
+):
+    """The same job written the way Google Grain's documentation writes it.
+
+    ``MapDataset.source(records) -> shuffle(seed) -> random_map(pad + crop +
+    flip + normalise per record, seed) -> batch -> to_iter_dataset(ReadOptions(
+    num_threads=...))``: a deterministic, per-record pipeline whose random
+    draws come from Grain's own per-record generators, read by a pool of
+    threads. The per-record work is :func:`numpy_batch`'s. Keras 3 accepts
+    the result in ``fit`` directly. One pass is one epoch.
+
+    Args:
+        x, y, batch_size, seed, crop, padding, flip, mean, std, shuffle: as in :func:`tf_data_pipeline`.
+        repeat: epoch after epoch without end (each reshuffled), for ``fit(steps_per_epoch=...)``.
+        read_threads: Grain's read threads (default: one per CPU).
+
+    Returns:
+        A ``grain.IterDataset`` of ``(float32 (b, h, w, C), labels)`` or of images.
+    """
+    import os
+
+    import grain
+
+    x = _check_images(x)
+    channels = 1 if x.ndim == 3 else x.shape[3]
+    ch, cw = _check_crop(crop, padding, x.shape[1:3])
+    mean32, std32 = _stats(mean, std, channels)
+    labels = None if y is None else np.asarray(y)
+
+    class Records:
+        """Random access to one (image, label) record: Grain's data-source protocol."""
+
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, i):
+            return x[i] if labels is None else (x[i], labels[i])
+
+    class PadCropFlipNormalize(grain.transforms.RandomMap):
+        def random_map(self, record, rng):
+            if labels is None:
+                return _augment_one(record, rng, (ch, cw), padding, flip, mean32, std32)
+            img, label = record
+            return _augment_one(img, rng, (ch, cw), padding, flip, mean32, std32), label
+
+    ds = grain.MapDataset.source(Records())
+    if shuffle:
+        ds = ds.shuffle(seed=seed)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.random_map(PadCropFlipNormalize(), seed=seed).batch(batch_size)
+    return ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads or os.cpu_count() or 1))
 
 
 def keras_layers_pipeline(*, crop=(32, 32), padding=4, mean, std, seed=0, graph=True):

@@ -1,7 +1,7 @@
-"""``python -m fastseq profile``: built-in models, loaders, data and the plot.
+"""``python -m fastseq profile``: built-in models, loaders and data, the tables, the JSON and the plot.
 
-Imported by :mod:`fastseq.profiling` only when the sub-command runs; Keras,
-TensorFlow and matplotlib are imported inside the functions.
+Keras, TensorFlow and matplotlib are imported inside the functions, so that
+``python -m fastseq --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def configure_parser(parser):
 
 def load_data(choice, n):
     """Return ``(x, y, description, mean, std)``; Fashion-MNIST when asked/available."""
-    from fastseq import synthetic
+    from fastseq.bench import synthetic
 
     reason = None
     if choice in ("auto", "fashion-mnist"):
@@ -87,7 +87,7 @@ def load_data(choice, n):
                 raise
             reason = f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
     x, y = synthetic.cifar_like(n, seed=0)
-    desc = f"synthetic CIFAR-shaped data (fastseq.synthetic.cifar_like, {n:,} images 32x32x3, seed 0)"
+    desc = f"synthetic CIFAR-shaped data (fastseq.bench.synthetic.cifar_like, {n:,} images 32x32x3, seed 0)"
     if reason:
         desc += f"; Fashion-MNIST not used ({reason})"
     return x, y, desc, synthetic.CIFAR_MEAN, synthetic.CIFAR_STD
@@ -96,7 +96,7 @@ def load_data(choice, n):
 def build_model(kind, input_shape, num_classes=10, *, input_dtype="float32", mean=None, std=None, seed=0):
     """A small compiled CNN or ResNet-style model (Adam, sparse categorical cross-entropy).
 
-    With ``mean``/``std`` the first layer is ``keras.layers.Normalization``:
+    With ``mean``/``std`` the first layer is :class:`fastseq.DeviceNormalize`:
     normalisation on the device, for uint8 input.
     """
     import keras
@@ -106,7 +106,10 @@ def build_model(kind, input_shape, num_classes=10, *, input_dtype="float32", mea
     inp = keras.Input(input_shape, dtype=input_dtype)
     h = inp
     if mean is not None:
-        h = layers.Normalization(mean=np.asarray(mean), variance=np.square(np.asarray(std)))(h)
+        from fastseq.augment import Normalize
+        from fastseq.layers import DeviceNormalize
+
+        h = DeviceNormalize(Normalize(mean, std))(h)
     if kind == "cnn":
         for filters in (16, 32):
             h = layers.Conv2D(filters, 3, padding="same", activation="relu")(h)
@@ -144,25 +147,25 @@ def make_loader(name, x, y, *, batch_size, workers, dtype, mean, std):
     h, w = x.shape[1:3]
     padding = 4 if h >= 32 else 2
     if name == "fastseq":
-        import fastseq
-        from fastseq.sequence import ArraySequence  # ImportError until it exists
+        from fastseq.augment import Normalize, RandomCrop, RandomFlip
+        from fastseq.sequence import ArraySequence
 
-        normalize = None if dtype == "uint8" else fastseq.Normalize(mean=mean, std=std)
+        normalize = None if dtype == "uint8" else Normalize(mean=mean, std=std)
         seq = ArraySequence(
             x,
             y,
             batch_size=batch_size,
             shuffle=True,
             seed=0,
-            crop=fastseq.RandomCrop(h, w, padding=padding),
-            flip=fastseq.RandomFlip("horizontal"),
+            crop=RandomCrop(h, w, padding=padding),
+            flip=RandomFlip("horizontal"),
             normalize=normalize,
             dtype=dtype,
             workers=workers,
             num_classes=None,
         )
         return seq, dtype
-    from fastseq import baselines
+    from fastseq.bench import baselines
 
     xb = x[..., None] if x.ndim == 3 else x
     if name == "numpy":
@@ -180,100 +183,15 @@ def make_loader(name, x, y, *, batch_size, workers, dtype, mean, std):
 
 
 # --------------------------------------------------------------------------
-# The plot.
-# --------------------------------------------------------------------------
-
-
-def _import_matplotlib():
-    try:
-        import matplotlib  # noqa: F401
-        from matplotlib.figure import Figure
-    except ImportError as e:
-        raise ImportError(
-            "--plot needs matplotlib, which is not installed: pip install 'fastseq[plot]' (or matplotlib)."
-        ) from e
-    return Figure
-
-
-def plot_reports(reports, path, title=""):
-    """Write a PNG: per-step wait vs compute timeline per report, and throughput bars.
-
-    Uses matplotlib's object API with the Agg canvas (no pyplot, no display,
-    no global backend switch).
-    """
-    Figure = _import_matplotlib()
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    n = len(reports)
-    fig = Figure(figsize=(13, 1.2 + 2.3 * max(n, 2)), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(n, 2, width_ratios=(1.9, 1))
-    wait_c, compute_c = "#e4572e", "#4c72b0"
-    top = max(1e3 * (w + c) for r in reports for w, c in (r.fit_step_timeline or [[0, 0]])) or 1.0
-    for i, r in enumerate(reports):
-        ax = fig.add_subplot(grid[i, 0])
-        steps = np.arange(1, len(r.fit_step_timeline) + 1)
-        tl = np.array(r.fit_step_timeline or [[0.0, 0.0]]) * 1e3
-        ax.bar(steps, tl[: len(steps), 1], color=compute_c, label="compute (step - wait)", width=0.8)
-        ax.bar(steps, tl[: len(steps), 0], bottom=tl[: len(steps), 1], color=wait_c, label="waiting for input", width=0.8)
-        ax.axhline(1e3 * r.model_step_seconds, color="black", ls="--", lw=1, label="model alone (resident batch)")
-        wait = "n/a" if r.measured_wait_fraction is None else f"{r.measured_wait_fraction:.0%}"
-        ax.set_title(
-            f"{r.name}: starvation {r.starvation:.0%} (measured wait {wait}), "
-            f"{r.achieved_images_per_sec:,.0f} img/s in fit",
-            fontsize=10, loc="left",
-        )
-        ax.set_ylabel("ms per step")
-        ax.set_ylim(0, top * 1.15)
-        ax.set_xlim(0.3, max(len(steps), 1) + 0.7)
-        ax.grid(axis="y", alpha=0.3)
-        if i == 0:
-            handles, labels = ax.get_legend_handles_labels()
-        if i == n - 1:
-            ax.set_xlabel("timed fit step")
-    bx = fig.add_subplot(grid[:, 1])
-    kinds = [("loader alone", "loader_images_per_sec", "#55a868"), ("model alone", "model_images_per_sec", "#8172b2"),
-             ("achieved in fit", "achieved_images_per_sec", "#c44e52")]
-    xs = np.arange(n)
-    width = 0.27
-    values = [[getattr(r, attr) for r in reports] for _, attr, _ in kinds]
-    for j, (label, _, color) in enumerate(kinds):
-        bars = bx.bar(xs + (j - 1) * width, values[j], width, label=label, color=color)
-        for b, v in zip(bars, values[j]):
-            bx.annotate(_short(v), (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=7,
-                        xytext=(0, 1), textcoords="offset points")
-    flat = [v for vs in values for v in vs if v > 0]
-    if flat and max(flat) / min(flat) > 30:
-        bx.set_yscale("log")
-        bx.set_ylim(min(flat) / 3, max(flat) * 2)
-        bx.set_ylabel("images / s (log scale)")
-    else:
-        bx.set_ylabel("images / s")
-        bx.set_ylim(0, max(flat or [1]) * 1.15)
-    bx.set_xticks(xs, [r.name for r in reports])
-    bx.set_title("throughput: loader alone vs model alone vs achieved", fontsize=10, loc="left")
-    bar_handles, bar_labels = bx.get_legend_handles_labels()
-    fig.legend(handles + bar_handles, labels + bar_labels, loc="outside lower center", ncols=6, fontsize=9,
-               frameon=False)
-    bx.grid(axis="y", alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.savefig(path, format="png")
-    return path
-
-
-def _short(v):
-    return f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}"
-
-
-# --------------------------------------------------------------------------
 # The command.
 # --------------------------------------------------------------------------
 
 
 def run(args):
     """Run the profile command; print the tables; return the exit status."""
-    from fastseq.profiling import profile, summary_table
+    from fastseq.profiling.measure import profile
+    from fastseq.profiling.plot import import_matplotlib, plot_reports
+    from fastseq.profiling.report import summary_table
 
     try:
         loaders = _loader_list(args.loader)
@@ -289,7 +207,7 @@ def run(args):
         return 2
     if args.plot:
         try:
-            _import_matplotlib()
+            import_matplotlib()
         except ImportError as e:  # fail before minutes of measuring, not after
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -326,7 +244,7 @@ def run(args):
         )
         report = profile(model, data, steps=args.steps, warmup=args.warmup, name=name)
         if on_device:
-            report.notes.append("normalisation runs on the device (keras.layers.Normalization, first model layer)")
+            report.notes.append("normalisation runs on the device (fastseq.DeviceNormalize, the model's first layer)")
         reports.append(report)
         print(f"\n{report.table()}\n  ({time.perf_counter() - t0:.1f} s)", flush=True)
     if not reports:
@@ -344,3 +262,16 @@ def run(args):
                      f"batch {args.batch_size}")
         print(f"wrote {args.plot}")
     return 0
+
+
+def main(argv=None):
+    """``python -m fastseq.profiling.cli ...`` without the dispatcher (also used by the tests)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m fastseq profile", description=__doc__.splitlines()[0])
+    configure_parser(parser)
+    return run(parser.parse_args(argv)) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

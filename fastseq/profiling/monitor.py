@@ -180,7 +180,7 @@ class StarvationMonitor(StepRecorder):
       nothing ready).
 
     The wait of a step is measured directly on the TensorFlow backend (the
-    batch fetch is timed; see :mod:`fastseq._profile_monitor`); on other
+    batch fetch is timed; see :mod:`fastseq.profiling.monitor`); on other
     backends it is the gap from the end of one train batch to the begin of
     the next. The sequence's counters are read as deltas, never reset.
 

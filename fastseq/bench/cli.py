@@ -1,0 +1,199 @@
+"""``python -m fastseq bench``: fastseq against its baselines and the memory ceiling, then the ``fit`` feed rows.
+
+The kernel rows and their job are :mod:`fastseq.bench.kernel_rows`; the
+``model.fit`` feed rows are :mod:`fastseq.bench.feed`.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+
+from fastseq.bench import synthetic
+from fastseq.bench.kernel_rows import BUILDERS, ROWS, Row, all_threads, cifar_job, format_target, mnist_job, ratios
+from fastseq.bench.timing import measure
+
+DATA_CHOICES = ("synthetic", "fashion-mnist", "auto")
+
+
+
+
+def configure_parser(parser):
+    """Add ``bench``'s options to an ``argparse`` (sub)parser."""
+    parser.add_argument("--batch-size", type=int, default=512, help="images per batch (default 512)")
+    parser.add_argument(
+        "--rows",
+        default=",".join(ROWS),
+        help=f"comma-separated rows to run, from {', '.join(ROWS)} (default: all)",
+    )
+    parser.add_argument(
+        "--data",
+        choices=DATA_CHOICES,
+        default="auto",
+        help="auto (default): the real Fashion-MNIST training set (28x28 grayscale, pad 2) when installed, "
+        "else synthetic; synthetic: seeded CIFAR-shaped 50000x32x32x3; fashion-mnist: require the real data",
+    )
+    parser.add_argument("--no-e2e", dest="e2e", action="store_false",
+                        help="skip the end-to-end model.fit feed rows (no-op PyDataset, the ceiling's conversion per "
+                        "step, ArraySequence in RAM and memory-mapped, NumPy Sequence, tf.data)")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+                        help="output dtype (baseline rows need float32)")
+    parser.add_argument("--data-format", default="channels_last", choices=("channels_last", "channels_first"),
+                        help="output layout (baseline rows need channels_last)")
+    parser.add_argument("--repeat", type=int, default=None, help="timed calls per row (default 30, --quick 5)")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and a smaller data set: a few seconds a row")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data, the batch and the augmentation")
+    return parser
+
+
+def load_data(choice, *, quick=False, seed=0):
+    """Return ``(x, y, description, kind)`` for ``--data``; kind is ``"cifar"`` or ``"mnist"``."""
+    if choice in ("fashion-mnist", "auto"):
+        try:
+            from fastseq.datasets.mnist import load_fashion_mnist
+
+            (x, y), _ = load_fashion_mnist()
+            return x, y, f"Fashion-MNIST training set {x.shape}", "mnist"
+        except (ImportError, FileNotFoundError) as e:
+            if choice == "fashion-mnist":
+                raise SystemExit(f"bench: --data fashion-mnist: {e}") from None
+    n = 10_000 if quick else 50_000
+    x, y = synthetic.cifar_like(n, seed=seed)
+    return x, y, f"synthetic CIFAR-shaped {x.shape} (seed {seed})", "cifar"
+
+
+def _render(job, data_desc, rows, results, out):
+    """Print the results table (rich when the output is a terminal-like stream)."""
+    ips = {name: r["ips"] for name, r in results.items() if "ips" in r}
+    f_ips, c_ips = ips.get("fastseq"), ips.get("ceiling")
+    header = (
+        f"fastseq bench: {job.name}, {data_desc}; batch {job.batch_size}, pad {job.padding} + crop "
+        f"{job.crop[0]}x{job.crop[1]} + flip + normalise -> {job.dtype} {job.data_format} {job.out_shape}; "
+        f"{os.cpu_count()} CPUs, {all_threads()} Numba threads"
+    )
+    cols = ["row", "threads", "ms/batch", "median ms", "images/s", "GB/s", "fastseq speedup", "time / ceiling"]
+    table, skipped = [], []
+    for row in rows:
+        r = results[row.name]
+        if "error" in r:
+            skipped.append(f"skipped {row.name}: {r['error']}")
+            continue
+        ms = 1e3 * job.batch_size / r["ips"]
+        table.append(
+            [
+                row.label,
+                str(row.threads),
+                f"{ms:.2f}",
+                f"{1e3 * r['median_s'] * job.batch_size / row.images:.2f}",
+                f"{r['ips']:,.0f}",
+                f"{r['gbps']:.2f}",
+                f"{f_ips / r['ips']:.1f}x" if f_ips else "",
+                f"{c_ips / r['ips']:.2f}x" if c_ips else "",
+            ]
+        )
+    lines = [header, ""]
+    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
+    lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cols, widths))))
+    lines.append("  ".join("-" * w for w in widths))
+    for t in table:
+        lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(t, widths))))
+    lines.extend(skipped)
+    lines.append("")
+    lines.append(
+        "fastseq speedup = fastseq images/s / row images/s; time / ceiling = row time per image / the "
+        "memory-source ceiling's (the cache-resident ceiling row is shown for comparison only)."
+    )
+    lines.append(
+        "ms/batch and the rates use the minimum over repeats (least disturbed by other work on the machine); "
+        "median ms shows the spread."
+    )
+    if "ips" in results.get("keras", {}):
+        lines.append(f"* Keras 3: {results['keras'].get('note', '')} (one crop window per batch, not per image).")
+    rs = ratios(ips)
+    if rs:
+        lines.append("")
+        lines.append("targets:")
+        for name, v, kind, target, ok in rs:
+            lines.append(f"  {name:<26} {v:7.2f}x  target {format_target(kind, target):<8} {'PASS' if ok else 'MISS'}")
+    print("\n".join(lines), file=out)
+    return lines
+
+
+def run(args, out=None):
+    """Run ``bench`` with parsed ``args``; print the table; return the exit status."""
+    import sys
+
+    out = out or sys.stdout
+    names = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [n for n in names if n not in BUILDERS]
+    if unknown:
+        print(f"bench: unknown row(s) {unknown}; choose from {', '.join(ROWS)}.", file=sys.stderr)
+        return 2
+    if args.batch_size < 1:
+        print(f"bench: --batch-size must be >= 1, got {args.batch_size}.", file=sys.stderr)
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    x, y, desc, kind = load_data(args.data, quick=args.quick, seed=args.seed)
+    if args.batch_size > len(x):
+        print(f"bench: --batch-size {args.batch_size} is more than the {len(x)} images of {desc}.", file=sys.stderr)
+        return 2
+    if kind == "mnist":
+        job = mnist_job(x, y, batch_size=args.batch_size, seed=args.seed, name=f"fashion-mnist-b{args.batch_size}")
+        job.dtype, job.data_format = args.dtype, args.data_format
+    else:
+        job = cifar_job(x, y, batch_size=args.batch_size, seed=args.seed, dtype=args.dtype, data_format=args.data_format)
+    repeat = args.repeat or (5 if args.quick else 30)
+    max_seconds = 0.5 if args.quick else 3.0
+    rows, results = [], {}
+    for name in names:
+        try:
+            row = BUILDERS[name](job)
+        except ValueError as e:
+            # A baseline that cannot do this dtype/layout is skipped, not failed.
+            rows.append(Row(name, name, None, 0, 0, 0, (), ""))
+            results[name] = {"error": str(e)}
+            continue
+        if name in ("tf.data", "grain"):
+            row_repeat = max(3, repeat // 4)
+        elif name == "numpy":
+            row_repeat = max(3, repeat // 3)
+        else:
+            row_repeat = repeat
+        times = measure(
+            row.fn,
+            repeat=row_repeat,
+            warmup=1 if args.quick else 2,
+            min_seconds=0.2 if args.quick else 1.0,
+            max_seconds=max_seconds,
+        )
+        t = min(times)
+        rows.append(row)
+        results[name] = {
+            "ips": row.images / t,
+            "gbps": row.out_bytes / t / 1e9,
+            "median_s": statistics.median(times),
+            "min_s": t,
+            "note": row.note,
+        }
+    _render(job, desc, rows, results, out)
+    if args.e2e:
+        from fastseq.bench import feed as bench_feed
+
+        feed = bench_feed.feed_table(
+            job.x, job.y, batch_size=job.batch_size, mean=job.mean, std=job.std, padding=job.padding,
+            steps=8 if args.quick else 20, seed=args.seed,
+        )
+        bench_feed.render(feed, out)
+    return 0
+
+
+def main(argv=None):
+    """Run ``bench`` alone (``python -m fastseq.bench.cli``), without the other sub-commands."""
+    import argparse
+
+    parser = configure_parser(argparse.ArgumentParser(prog="python -m fastseq bench", description=__doc__.splitlines()[0]))
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

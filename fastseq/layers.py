@@ -1,0 +1,89 @@
+"""Keras layers of the product: normalisation on the device, for uint8 batches.
+
+A float32 batch is 4x the bytes of its uint8 pixels; on a GPU those bytes
+cross PCIe every step, and on any backend they cross the data path from the
+loader to the step. Shipping uint8 (``ArraySequence(..., dtype="uint8")``,
+crop and flip still done in the kernel) and normalising in the model's first
+layer moves 4x fewer bytes:
+
+    norm = fastseq.Normalize(mean=(125.3, 123.0, 113.9), std=(63.0, 62.1, 66.7))
+    train = fastseq.ArraySequence(x, y, crop=..., flip=..., dtype="uint8")   # was normalize=norm
+    model = keras.Sequential([keras.Input((32, 32, 3), dtype="uint8"),
+                              fastseq.DeviceNormalize(norm), ...])           # the one added line
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from fastseq.augment import Normalize, Rescale
+from fastseq.kernels import _validate as validate
+
+
+@keras.saving.register_keras_serializable(package="fastseq")
+class DeviceNormalize(keras.layers.Layer):
+    """``Normalize``/``Rescale`` as the model's first layer: uint8 in, ``v * a + b`` per channel out.
+
+    The same per-channel float32 ``a``, ``b`` as the fused kernel's
+    (``a = 1/std``, ``b = -mean/std`` for ``Normalize``; ``scale``,
+    ``offset`` for ``Rescale``), applied as ``float32(v) * a + b``, so its
+    output equals the host path's ``dtype="float32"`` batches within float32
+    rounding (bit for bit where the backend does not fuse the multiply-add).
+
+    Args:
+        normalize: a :class:`fastseq.Normalize` or :class:`fastseq.Rescale`.
+        data_format: where the channel axis is: ``"channels_last"`` (the last
+            axis) or ``"channels_first"`` (axis 1), as the sequence's batches.
+        **kwargs: Keras ``Layer`` arguments (``name``, ``dtype`` for the
+            output's compute dtype, e.g. ``"mixed_float16"``).
+    """
+
+    def __init__(self, normalize, data_format="channels_last", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(normalize, dict):  # from get_config
+            normalize = Normalize(**normalize["normalize"]) if "normalize" in normalize else Rescale(**normalize["rescale"])
+        if not isinstance(normalize, (Normalize, Rescale)):
+            raise TypeError(
+                "normalize must be fastseq.Normalize(mean, std) or fastseq.Rescale(scale, offset), "
+                f"got {validate._describe(normalize)}."
+            )
+        if data_format not in ("channels_last", "channels_first"):
+            raise ValueError(f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}.")
+        self.normalize = normalize
+        self.data_format = data_format
+        kw = dict(dict.fromkeys(("mean", "std", "scale", "offset")), **normalize.kernel_kwargs())
+        a, b = validate.affine(normalize.channels, **kw)
+        self._a, self._b = a, b
+
+    def build(self, input_shape):
+        axis = -1 if self.data_format == "channels_last" else 1
+        channels = input_shape[axis]
+        if channels is not None and self._a.size not in (1, channels):
+            raise ValueError(
+                f"DeviceNormalize({self.normalize!r}) has {self._a.size} per-channel values but its input "
+                f"{tuple(input_shape)} has {channels} channels on axis {axis} ({self.data_format})."
+            )
+        shape = [1] * len(input_shape)
+        shape[axis] = self._a.size
+        self._a_const = np.asarray(self._a, np.float32).reshape(shape)
+        self._b_const = np.asarray(self._b, np.float32).reshape(shape)
+
+    def call(self, inputs):
+        values = keras.ops.cast(inputs, "float32")
+        out = keras.ops.add(keras.ops.multiply(values, self._a_const), self._b_const)
+        return keras.ops.cast(out, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        spec = self.normalize
+        if isinstance(spec, Normalize):
+            values = {"normalize": {"mean": spec.kernel_kwargs()["mean"].tolist(), "std": spec.kernel_kwargs()["std"].tolist()}}
+        else:
+            values = {"rescale": {"scale": spec.kernel_kwargs()["scale"].tolist(),
+                                  "offset": spec.kernel_kwargs()["offset"].tolist()}}
+        config.update({"normalize": values, "data_format": self.data_format})
+        return config

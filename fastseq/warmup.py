@@ -1,0 +1,88 @@
+"""``python -m fastseq compile``: compile the kernel variants a project uses, ahead of time.
+
+Numba compiles each kernel variant on its first call and caches it on disk
+(next to the package, or in ``NUMBA_CACHE_DIR``), so the first batch of a
+new variant waits for the compiler. Run this once where that wait is
+unwelcome: in a Docker build, in CI before the tests, or on a new machine
+before training. A variant is the output dtype and layout: crop, padding,
+flip mode, normalisation and image size are run-time values, so one
+variant serves all of them (float16 and bfloat16 share one). NumPy and
+Numba only: no Keras.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from fastseq.kernels import FusedPlan, RandomParams
+
+DTYPES = ("float32", "float16", "bfloat16", "uint8")
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, multiprocessing=False, report=None):
+    """Compile (or load from the cache) the fused kernel for each dtype and layout, and the random parameters.
+
+    Args:
+        dtypes: output dtypes, from :data:`DTYPES`.
+        data_formats: layouts, from :data:`DATA_FORMATS`.
+        multiprocessing: also the serial twins that ``use_multiprocessing=True`` workers run.
+        report: called as ``report(what, seconds)`` after each variant.
+
+    Returns:
+        ``{what: seconds}``, in order.
+    """
+    for name, values, allowed in (("dtypes", dtypes, DTYPES), ("data_formats", data_formats, DATA_FORMATS)):
+        bad = [v for v in values if v not in allowed]
+        if bad or not values:
+            raise ValueError(f"{name} must be a non-empty list from {allowed}, got {list(values)!r}.")
+    timings = {}
+
+    def timed(what, fn):
+        t0 = time.perf_counter()
+        fn()
+        timings[what] = time.perf_counter() - t0
+        if report is not None:
+            report(what, timings[what])
+
+    x = np.zeros((1, 2, 2, 3), np.uint8)
+    params = RandomParams(image_size=(2, 2), crop_size=(2, 2), padding=1, horizontal=0.5, vertical=0.5)
+    timed("random crop and flip parameters", lambda: params(0, 0, np.zeros(1, np.int64)))
+    done = set()
+    for dtype in dtypes:
+        for data_format in data_formats:
+            normalize = {} if dtype == "uint8" else {"mean": 0.0, "std": 1.0}
+            plan = FusedPlan(x, crop=(2, 2), dtype=dtype, data_format=data_format, **normalize)
+            # float16 and bfloat16 write the same uint16 bits: one compiled variant.
+            key = ("half" if dtype in ("float16", "bfloat16") else dtype, data_format)
+            what = f"fused kernel, {plan.variant}" + (" + serial twin" if multiprocessing else "")
+            if key in done:
+                continue
+            done.add(key)
+            timed(what, lambda: plan.compile(serial=multiprocessing))
+    return timings
+
+
+def configure_parser(parser):
+    """Add ``compile``'s options to an ``argparse`` (sub)parser."""
+    parser.add_argument("--dtype", action="append", choices=DTYPES, metavar="DTYPE",
+                        help=f"output dtype, repeatable: {', '.join(DTYPES)} (default: float32)")
+    parser.add_argument("--data-format", action="append", choices=DATA_FORMATS, metavar="FORMAT",
+                        help="layout, repeatable: channels_last, channels_first (default: channels_last)")
+    parser.add_argument("--all", action="store_true", help="every dtype and layout")
+    parser.add_argument("--multiprocessing", action="store_true",
+                        help="also the serial kernels that use_multiprocessing=True workers run")
+    return parser
+
+
+def run(args):
+    """Run ``compile`` with parsed ``args``; print one line per variant; return the exit status."""
+    dtypes = DTYPES if args.all else tuple(dict.fromkeys(args.dtype or ["float32"]))
+    formats = DATA_FORMATS if args.all else tuple(dict.fromkeys(args.data_format or ["channels_last"]))
+    t0 = time.perf_counter()
+    timings = compile_kernels(dtypes, formats, multiprocessing=args.multiprocessing,
+                              report=lambda what, s: print(f"  {what:<58} {s:6.1f} s", flush=True))
+    print(f"compiled {len(timings)} kernels in {time.perf_counter() - t0:.1f} s; later runs load them from the cache.")
+    return 0

@@ -1,0 +1,166 @@
+"""The house's shape: imports point one way, and the low layers never load Keras.
+
+Every ``import`` inside ``fastseq/`` (top-level and inside functions) is read
+with :mod:`ast`, so a lazy import counts as much as an eager one. Each module
+has a layer; a module may import its own layer or lower ones, never a higher
+one, and the import graph has no cycle. ``fastseq/__init__.py`` and
+``__main__.py`` are the facade: they sit on top and nothing inside the
+package may import names through them (``from fastseq import ArraySequence``
+would hide which module it really needs).
+"""
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "fastseq"
+
+# Lowest first. A module's layer is that of its longest matching prefix.
+LAYERS = [
+    ("kernels", ["fastseq.kernels"]),
+    ("numpy-only product", ["fastseq.order", "fastseq.augment", "fastseq._pool", "fastseq._memmap", "fastseq.options",
+                            "fastseq.warmup"]),
+    ("datasets", ["fastseq.datasets"]),
+    ("Keras-facing product", ["fastseq.sequence", "fastseq.callbacks", "fastseq.layers"]),
+    ("bench", ["fastseq.bench"]),
+    ("profiler", ["fastseq.profiling"]),
+    ("facade", ["fastseq.__main__", "fastseq"]),
+]
+
+# Layers that must not load Keras or TensorFlow, checked in a fresh interpreter.
+KERAS_FREE = ["fastseq", "fastseq.kernels", "fastseq.order", "fastseq.augment", "fastseq.options", "fastseq.warmup",
+              "fastseq._pool", "fastseq.datasets", "fastseq.bench", "fastseq.profiling"]
+
+
+def module_name(path):
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def all_modules():
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def resolve(name, modules):
+    """The module a dotted name refers to: itself, or its longest prefix that is a module."""
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def imports_of(name, path, modules):
+    """Internal modules that module ``name`` imports, anywhere in its body."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module
+            # `from pkg import sub` imports the submodule pkg.sub where there is one.
+            targets = [f"{prefix}.{a.name}" if f"{prefix}.{a.name}" in modules else prefix for a in node.names]
+        else:
+            continue
+        for t in targets:
+            if t == "fastseq" or t.startswith("fastseq."):
+                found.add(resolve(t, modules))
+    found.discard(name)
+    return found
+
+
+def layer_of(name):
+    best, index = -1, None
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for p in prefixes:
+            if (name == p or name.startswith(p + ".")) and len(p) > best:
+                best, index = len(p), i
+    return index
+
+
+@pytest.fixture(scope="module")
+def graph():
+    modules = all_modules()
+    return {name: imports_of(name, path, modules) for name, path in modules.items()}
+
+
+def test_every_module_has_a_layer(graph):
+    assert [m for m in graph if layer_of(m) is None] == []
+
+
+def test_imports_never_point_up_or_through_the_facade(graph):
+    bad = []
+    for name, targets in graph.items():
+        for t in targets:
+            if t in ("fastseq", "fastseq.__main__") and layer_of(name) != len(LAYERS) - 1:
+                bad.append(f"{name} imports through the facade {t}")
+            elif layer_of(t) > layer_of(name):
+                bad.append(f"{name} ({LAYERS[layer_of(name)][0]}) imports {t} ({LAYERS[layer_of(t)][0]})")
+    assert bad == []
+
+
+def test_no_import_cycles(graph):
+    # A depth-first search: an edge back to a module still on the stack closes a cycle.
+    state, cycles = {}, []
+
+    def visit(node, stack):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    assert cycles == []
+
+
+def test_the_checker_sees_lazy_upward_imports_and_cycles(tmp_path):
+    """The checks above can fail: a function-level upward import and a cycle are both found."""
+    pkg = tmp_path / "fastseq"
+    (pkg / "kernels").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "order.py").write_text("from fastseq import sequence\n")
+    (pkg / "sequence.py").write_text("def f():\n    from fastseq.order import x\n")
+    (pkg / "kernels" / "__init__.py").write_text("def g():\n    import fastseq.sequence\n")
+    modules = {str(p.relative_to(tmp_path).with_suffix("")).replace("/", ".").removesuffix(".__init__"): p
+               for p in pkg.rglob("*.py")}
+    g = {name: imports_of(name, path, modules) for name, path in modules.items()}
+    assert g["fastseq.kernels"] == {"fastseq.sequence"}
+    assert g["fastseq.order"] == {"fastseq.sequence"} and g["fastseq.sequence"] == {"fastseq.order"}
+    assert layer_of("fastseq.sequence") > layer_of("fastseq.kernels")
+
+
+@pytest.mark.parametrize("module", KERAS_FREE)
+def test_low_layers_do_not_load_keras(module):
+    code = (
+        f"import sys, {module}; "
+        "bad = [m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_datasets_after_a_plain_import_fastseq():
+    code = "import fastseq; print(fastseq.datasets.open.__module__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "fastseq.datasets.cache"

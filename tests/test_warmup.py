@@ -1,0 +1,75 @@
+"""Compile time, which users wait through: the one-line notice and ``python -m fastseq compile``."""
+
+import logging
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from fastseq import warmup
+from fastseq.kernels import config
+
+
+def test_a_slow_first_call_says_once_what_it_compiles(monkeypatch, capsys):
+    monkeypatch.setattr(config, "COMPILE_NOTICE_SECONDS", 0.01)
+    monkeypatch.setattr(logging.getLogger("fastseq"), "handlers", [])
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    with config.compile_notice("the thing"):
+        time.sleep(0.2)
+    err = capsys.readouterr().err
+    assert err.count("fastseq: compiling the thing (once: cached on disk") == 1, err
+    with config.compile_notice("the thing"):
+        pass  # a fast (cached) call says nothing
+    time.sleep(0.05)
+    assert capsys.readouterr().err == ""
+
+
+def test_the_notice_goes_to_logging_where_the_application_configured_it(monkeypatch, caplog, capsys):
+    monkeypatch.setattr(config, "COMPILE_NOTICE_SECONDS", 0.01)
+    with caplog.at_level(logging.INFO, logger="fastseq"):
+        with config.compile_notice("the other thing"):
+            time.sleep(0.2)
+    assert [r.getMessage() for r in caplog.records if "the other thing" in r.getMessage()]
+    assert capsys.readouterr().err == ""
+
+
+def test_compile_kernels_builds_each_variant_once():
+    seen = []
+    timings = warmup.compile_kernels(("float32", "float16", "bfloat16"), ("channels_last",),
+                                     report=lambda what, s: seen.append(what))
+    assert list(timings) == seen == [
+        "random crop and flip parameters",
+        "fused kernel, float32 channels_last",
+        "fused kernel, float16 channels_last",  # bfloat16 shares float16's compiled variant
+    ]
+    assert all(s >= 0 for s in timings.values())
+
+
+@pytest.mark.parametrize("kwargs", [dict(dtypes=("float64",)), dict(data_formats=("NCHW",)), dict(dtypes=())])
+def test_compile_kernels_rejects_unknown_variants(kwargs):
+    with pytest.raises(ValueError, match="must be a non-empty list from"):
+        warmup.compile_kernels(**kwargs)
+
+
+def test_a_compiled_plan_then_runs_without_the_notice(monkeypatch, capsys):
+    from fastseq.kernels import FusedPlan
+
+    monkeypatch.setattr(config, "COMPILE_NOTICE_SECONDS", 0.0)
+    plan = FusedPlan(np.arange(48, dtype=np.uint8).reshape(1, 4, 4, 3), crop=(4, 4), dtype="uint8")
+    plan.compile()
+    out = plan(np.zeros(1, np.int64), np.zeros((1, 2), np.int64), np.zeros(1, np.uint8))
+    np.testing.assert_array_equal(out[0], np.arange(48, dtype=np.uint8).reshape(4, 4, 3))
+    time.sleep(0.05)
+    assert "fastseq: compiling" not in capsys.readouterr().err
+
+
+def test_compile_command():
+    result = subprocess.run([sys.executable, "-m", "fastseq", "compile", "--dtype", "float32", "--dtype", "uint8"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split("  ")[1].strip() for line in lines[:-1]] == [
+        "random crop and flip parameters", "fused kernel, float32 channels_last", "fused kernel, uint8 channels_last"]
+    assert lines[-1].startswith("compiled 3 kernels in") and "keras" not in result.stderr.lower()
