@@ -374,3 +374,18 @@ def test_another_process_makes_the_same_mixed_batch(tmp_path):
     np.testing.assert_array_equal(got["idx"], seq.indices(2))
     np.testing.assert_array_equal(got["bx"], bx)
     np.testing.assert_array_equal(got["by"], by)
+
+
+def test_compile_command_warms_the_augmentation_kernels():
+    from fastseq import warmup
+
+    timings = warmup.compile_kernels(("float32", "float16", "bfloat16", "uint8"), augmentations=True,
+                                     multiprocessing=True)
+    names = list(timings)
+    assert "cutout and random erasing boxes" in names and "mixup and cutmix draws" in names
+    # one pass variant per storage type: float16 and bfloat16 share one
+    assert [n for n in names if n.startswith("cutout and mix passes")] == [
+        "cutout and mix passes, float32 + serial twins",
+        "cutout and mix passes, half + serial twins",
+        "cutout and mix passes, uint8 + serial twins",
+    ]
