@@ -19,7 +19,9 @@ from fastseq.augment import (
     RandomCrop,
     RandomErasing,
     RandomFlip,
+    RandomResizedCrop,
     Rescale,
+    Resize,
 )
 
 __version__ = "0.1.0"
@@ -46,7 +48,9 @@ __all__ = [
     "RandomCrop",
     "RandomErasing",
     "RandomFlip",
+    "RandomResizedCrop",
     "Rescale",
+    "Resize",
     "StarvationMonitor",
     "datasets",
     "profile",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -91,6 +92,138 @@ class CenterCrop:
                 f"{argument}: a {self.height}x{self.width} centre crop does not fit a {H}x{W} image; "
                 f"use a crop of at most {H}x{W}."
             )
+
+
+#: ``for_evaluation()`` of a RandomResizedCrop sequence resizes so that the
+#: crop is this fraction of the resized image (torchvision's ImageNet recipe:
+#: resize to 256, centre crop 224 = 0.875 of it).
+EVAL_CROP_FRACTION = Fraction(7, 8)
+
+
+def _range_pair(name, value, owner, upper=None):
+    """A ``(low, high)`` pair of finite reals with ``0 < low <= high`` (and ``high <= upper``)."""
+    try:
+        lo, hi = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: {name} must be a (low, high) pair of numbers, got {value!r}.") from None
+    for v in (lo, hi):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(float(v)):
+            raise ValueError(f"{owner}: {name} must be a (low, high) pair of finite numbers, got {value!r}.")
+    if lo <= 0:
+        raise ValueError(f"{owner}: {name} must have low > 0, got {value!r}; e.g. {name}=(0.08, 1.0).")
+    if lo > hi:
+        raise ValueError(f"{owner}: {name} must be in order (low <= high), got {value!r}; swap them: ({hi!r}, {lo!r}).")
+    if upper is not None and hi > upper:
+        raise ValueError(f"{owner}: {name} must have high <= {upper:g} (a fraction of the image), got {value!r}.")
+    return (float(lo), float(hi))
+
+
+@dataclass(frozen=True)
+class RandomResizedCrop:
+    """A random box of the image, resized bilinearly to ``(height, width)``: ImageNet-style training.
+
+    Per sample, torchvision's rule: up to 10 times, draw an area fraction
+    uniform in ``scale`` and an aspect ratio (width / height) whose log is
+    uniform in ``log(ratio)``; round the box to integers and, if it fits the
+    image, place it uniformly. After 10 misses, the centre crop of the whole
+    image, narrowed to the nearest ratio in range. Every draw is a pure
+    function of ``(seed, epoch, sample index)``.
+
+    The box is resampled bilinearly with half-pixel centres, as
+    ``tf.image.resize(box, (height, width), antialias=False)`` and
+    ``keras.layers.Resizing`` do: output pixel ``i`` reads the box at
+    ``(i + 0.5) * box_size / size - 0.5``, neighbours clamped to the box.
+    Images may be larger or smaller than the output.
+
+    ``ArraySequence.for_evaluation`` turns it into ``Resize`` to
+    ``crop / 0.875`` (the shorter side, keeping the image's aspect) then a
+    centre crop of ``(height, width)``.
+    """
+
+    height: int
+    width: int
+    scale: tuple = (0.08, 1.0)
+    ratio: tuple = (3 / 4, 4 / 3)
+    interpolation: str = "bilinear"
+
+    def __post_init__(self):
+        _positive_int("height", self.height, "RandomResizedCrop")
+        _positive_int("width", self.width, "RandomResizedCrop")
+        object.__setattr__(self, "scale", _range_pair("scale", self.scale, "RandomResizedCrop", upper=1.0))
+        object.__setattr__(self, "ratio", _range_pair("ratio", self.ratio, "RandomResizedCrop"))
+        if self.interpolation != "bilinear":
+            raise ValueError(
+                f"RandomResizedCrop: interpolation must be 'bilinear' (the only one implemented), "
+                f"got {self.interpolation!r}."
+            )
+
+    random = True
+
+    def check_image_size(self, image_size, argument="crop"):
+        """Any image size works: boxes are drawn inside it and resized."""
+
+    def evaluation_resize(self, image_size):
+        """The deterministic ``Resize`` for evaluation images of ``image_size``; see :meth:`Resize.for_crop`."""
+        return Resize.for_crop(self.height, self.width, image_size)
+
+
+@dataclass(frozen=True)
+class Resize:
+    """Resize the whole image bilinearly to ``(height, width)``; with ``crop``, keep its centre window.
+
+    ``Resize(64, 64)`` stretches every image to 64x64 (like
+    ``keras.layers.Resizing(64, 64)``); ``Resize(64, 64, crop=(56, 56))``
+    resizes to 64x64 and keeps the centred 56x56 window (corner
+    ``((64 - 56) // 2, (64 - 56) // 2)``, as :class:`CenterCrop`), the
+    evaluation path of ImageNet-style training, done in one pass.
+    Deterministic; half-pixel centres as :class:`RandomResizedCrop`.
+    """
+
+    height: int
+    width: int
+    crop: tuple | None = None
+
+    def __post_init__(self):
+        _positive_int("height", self.height, "Resize")
+        _positive_int("width", self.width, "Resize")
+        if self.crop is not None:
+            try:
+                ch, cw = self.crop
+            except (TypeError, ValueError):
+                raise ValueError(f"Resize: crop must be a (height, width) pair or None, got {self.crop!r}.") from None
+            ch = _positive_int("crop height", ch, "Resize")
+            cw = _positive_int("crop width", cw, "Resize")
+            if ch > self.height or cw > self.width:
+                raise ValueError(
+                    f"Resize: crop={ch}x{cw} is larger than the resized image {self.height}x{self.width}; "
+                    f"use a crop of at most {self.height}x{self.width} or resize to at least {ch}x{cw}."
+                )
+            object.__setattr__(self, "crop", (ch, cw))
+
+    random = False
+
+    @property
+    def output_size(self):
+        """``(height, width)`` of what comes out: the crop if there is one, else the resized image."""
+        return self.crop if self.crop is not None else (self.height, self.width)
+
+    def check_image_size(self, image_size, argument="crop"):
+        """Any image size works."""
+
+    @classmethod
+    def for_crop(cls, height, width, image_size, fraction=EVAL_CROP_FRACTION):
+        """Resize + centre crop for evaluating a model trained on ``(height, width)`` random resized crops.
+
+        The image is scaled, keeping its aspect ratio, so that the crop is
+        ``fraction`` (7/8 = 0.875) of the resized image along the tighter
+        axis, then its centre ``(height, width)`` is kept. For a square
+        image and crop this is torchvision's ``Resize(int(crop / 0.875))``
+        then ``CenterCrop(crop)``: a 64x64 image and a 56x56 crop give
+        ``Resize(64, 64, crop=(56, 56))``; 96x96 and 64 give ``Resize(73, 73, crop=(64, 64))``.
+        """
+        H, W = image_size
+        s = max(Fraction(height, H), Fraction(width, W)) / Fraction(fraction)
+        return cls(max(height, int(H * s)), max(width, int(W * s)), crop=(height, width))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,19 @@ import numbers
 
 import numpy as np
 
-from fastseq.augment import CenterCrop, CutMix, Cutout, MixUp, Normalize, RandomCrop, RandomErasing, RandomFlip, Rescale
+from fastseq.augment import (
+    CenterCrop,
+    CutMix,
+    Cutout,
+    MixUp,
+    Normalize,
+    RandomCrop,
+    RandomErasing,
+    RandomFlip,
+    RandomResizedCrop,
+    Rescale,
+    Resize,
+)
 from fastseq.kernels import _validate as validate
 
 DTYPES = ("float32", "float16", "bfloat16", "uint8")
@@ -34,7 +46,8 @@ class Options:
         labels: ``y`` as intp class indices when ``num_classes`` is set, else None.
         image_shape: ``(H, W, C)`` of one image (C is 1 for ``(N, H, W)`` input).
         num_items: number of samples.
-        crop: a ``RandomCrop``/``CenterCrop`` that fits the image, or None.
+        crop: a ``RandomCrop``/``CenterCrop`` that fits the image, a
+            ``RandomResizedCrop``/``Resize`` (any image size), or None.
         flip: a ``RandomFlip`` or None (mode strings are turned into one).
         normalize: a ``Normalize``/``Rescale`` with 1 or C values, or None.
         cutout: a ``Cutout``/``RandomErasing`` whose fill fits ``dtype``, or None.
@@ -52,7 +65,7 @@ class Options:
     shuffle: bool
     seed: int
     drop_remainder: bool
-    crop: RandomCrop | CenterCrop | None
+    crop: RandomCrop | CenterCrop | RandomResizedCrop | Resize | None
     flip: RandomFlip | None
     normalize: Normalize | Rescale | None
     dtype: str
@@ -205,9 +218,10 @@ def crop_arg(crop, image_size):
     """A crop spec that fits ``(H, W)``, or None."""
     if crop is None:
         return None
-    if not isinstance(crop, (RandomCrop, CenterCrop)):
+    if not isinstance(crop, (RandomCrop, CenterCrop, RandomResizedCrop, Resize)):
         raise TypeError(
-            f"crop must be fastseq.RandomCrop(height, width, padding=...), fastseq.CenterCrop(height, width) "
+            f"crop must be fastseq.RandomCrop(height, width, padding=...), fastseq.CenterCrop(height, width), "
+            f"fastseq.RandomResizedCrop(height, width, scale=..., ratio=...), fastseq.Resize(height, width, crop=...) "
             f"or None, got {describe(crop)}."
         )
     crop.check_image_size(image_size, "crop")
@@ -247,8 +261,14 @@ def evaluation_crop(crop, image_size):
 
     A ``RandomCrop`` whose window differs from the image becomes a
     ``CenterCrop`` of that size; one as large as the image (pad-and-crop
-    augmentation) becomes no crop.
+    augmentation) becomes no crop. A ``RandomResizedCrop`` becomes a resize
+    to crop / 0.875 and a centre crop (:meth:`fastseq.Resize.for_crop`);
+    a ``Resize`` is deterministic already and stays.
     """
+    if isinstance(crop, RandomResizedCrop):
+        return crop.evaluation_resize(image_size)
+    if isinstance(crop, Resize):
+        return crop
     if crop is not None and (crop.height, crop.width) != tuple(image_size):
         return CenterCrop(crop.height, crop.width)
     return None

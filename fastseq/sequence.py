@@ -12,7 +12,7 @@ from keras.utils import PyDataset
 from fastseq import kernels, options, order
 from fastseq._memmap import MemmapRef
 from fastseq._pool import BufferPool
-from fastseq.augment import CenterCrop, Cutout, RandomCrop, RandomErasing
+from fastseq.augment import CenterCrop, Cutout, RandomCrop, RandomErasing, RandomResizedCrop, Resize
 from fastseq.kernels import _validate as check
 
 
@@ -59,7 +59,10 @@ class ArraySequence(PyDataset):
         seed: non-negative integer; with the epoch, fixes order and augmentation.
         drop_remainder: drop the short last batch.
         crop: ``RandomCrop(height, width, padding=..., pad_mode=...)``,
-            ``CenterCrop(height, width)`` or None.
+            ``CenterCrop(height, width)``, ``RandomResizedCrop(height,
+            width, scale=..., ratio=...)``, ``Resize(height, width,
+            crop=...)`` or None. The last two resample bilinearly (half-pixel
+            centres) from images of any size.
         flip: ``RandomFlip(mode)``, a mode string ("horizontal", "vertical",
             "horizontal_and_vertical"), or None. ``RandomFlip()`` flips
             left-right only (Keras' layer defaults to both axes).
@@ -141,7 +144,7 @@ class ArraySequence(PyDataset):
 
     def _setup(self):
         """Build the kernel plan and the thread-local state (also after unpickling)."""
-        self._plan = self._fused_plan(self.dtype)
+        self._plan = self._make_plan(self.dtype)
         # Full batches are written into reused arrays: a fresh one per batch
         # costs more in model.fit than the kernel (see fastseq/_pool.py). Room
         # for the batches Keras' thread queue holds, plus the ones in flight.
@@ -160,6 +163,15 @@ class ArraySequence(PyDataset):
         crop, flip = self.crop, self.flip
         if isinstance(crop, CenterCrop):
             self._center = ((H - crop.height) // 2, (W - crop.width) // 2)
+        elif isinstance(crop, RandomResizedCrop):
+            # Boxes and flips in one compiled call; the flip bits equal RandomParams' for the same sample.
+            self._random = kernels.ResizedCropParams(
+                image_size=(H, W),
+                scale=crop.scale,
+                ratio=crop.ratio,
+                horizontal=0.0 if flip is None else flip.horizontal,
+                vertical=0.0 if flip is None else flip.vertical,
+            )
         elif isinstance(crop, RandomCrop) or flip is not None:
             random_crop = isinstance(crop, RandomCrop)
             self._random = kernels.RandomParams(
@@ -173,7 +185,8 @@ class ArraySequence(PyDataset):
 
     def _setup_mix(self):
         """The Cutout and MixUp/CutMix draws, and for mixing a plan that makes sample and partner together."""
-        out_size = self._plan.crop
+        shape = self._plan.output_shape(1)
+        out_size = tuple(shape[2:4]) if self.data_format == "channels_first" else tuple(shape[1:3])
         self._cutout = None
         if isinstance(self.cutout, Cutout):
             self._cutout = kernels.CutoutParams(image_size=out_size, size=self.cutout.size, count=self.cutout.count)
@@ -192,7 +205,7 @@ class ArraySequence(PyDataset):
         # uint8) whatever the output dtype: the blend is computed in float32
         # and rounded once, so half-precision outputs are not rounded twice.
         pair_dtype = "uint8" if self.dtype == "uint8" else "float32"
-        self._mix_plan = self._plan if pair_dtype == self.dtype else self._fused_plan(pair_dtype)
+        self._mix_plan = self._plan if pair_dtype == self.dtype else self._make_plan(pair_dtype)
         threaded = self.workers > 1 and not self.use_multiprocessing
         self._pairs = BufferPool(
             self._mix_plan.output_shape(2 * self.batch_size),
@@ -200,8 +213,21 @@ class ArraySequence(PyDataset):
             capacity=2 + (self.workers if threaded else 0),
         )
 
-    def _fused_plan(self, dtype):
+    def _make_plan(self, dtype):
+        """The batch pass for ``dtype``: the resampling ResizePlan or the FusedPlan."""
         crop = self.crop
+        normalize = {} if self.normalize is None else self.normalize.kernel_kwargs()
+        if isinstance(crop, (RandomResizedCrop, Resize)):
+            # The resampling pass; called like a FusedPlan, with boxes for origins.
+            resize = isinstance(crop, Resize)
+            return kernels.ResizePlan(
+                self.x,
+                size=crop.output_size if resize else (crop.height, crop.width),
+                scaled_size=(crop.height, crop.width) if resize else None,
+                dtype=dtype,
+                data_format=self.data_format,
+                **normalize,
+            )
         return kernels.FusedPlan(
             self.x,
             crop=None if crop is None else (crop.height, crop.width),
@@ -210,7 +236,7 @@ class ArraySequence(PyDataset):
             fill=0 if crop is None else crop.fill,
             dtype=dtype,
             data_format=self.data_format,
-            **({} if self.normalize is None else self.normalize.kernel_kwargs()),
+            **normalize,
         )
 
     def __getstate__(self):
@@ -326,9 +352,13 @@ class ArraySequence(PyDataset):
         no flips, and the crop made deterministic: a ``RandomCrop`` whose
         window is smaller than the image becomes a ``CenterCrop`` of that
         size; one as large as the image (pad-and-crop augmentation) becomes
-        no crop. It never cuts out or mixes: ``cutout`` and ``mix`` are
-        training-time augmentations, and targets stay one-hot (``num_classes``)
-        or as given. Use it as ``validation_data`` or for ``evaluate``/``predict``.
+        no crop; a ``RandomResizedCrop(h, w)`` becomes a resize that makes
+        the crop 0.875 of the image's tighter axis (aspect kept) and a centre
+        ``(h, w)`` crop (``Resize.for_crop``: 64x64 images, 56x56 crop ->
+        ``Resize(64, 64, crop=(56, 56))``). It never cuts out or mixes:
+        ``cutout`` and ``mix`` are training-time augmentations, and targets
+        stay one-hot (``num_classes``) or as given. Use it as
+        ``validation_data`` or for ``evaluate``/``predict``.
         """
         crop = options.evaluation_crop(self.crop, check.images(x, "x").shape[1:3])
         return ArraySequence(
@@ -371,7 +401,9 @@ class ArraySequence(PyDataset):
             return np.broadcast_to(np.array(self._center, np.int64), (idx.size, 2)), None
         if self._random is None:
             return None, None
-        origins, flips = self._random(self.seed, epoch, idx)
+        origins, flips = self._random(self.seed, epoch, idx)  # boxes, for a RandomResizedCrop
+        if isinstance(self.crop, RandomResizedCrop):
+            return origins, flips  # all zero without a flip: then the plan takes its fast path
         return (origins if isinstance(self.crop, RandomCrop) else None), (None if self.flip is None else flips)
 
     def _targets(self, idx):

@@ -17,21 +17,32 @@ import time
 
 import numpy as np
 
-from fastseq.kernels import CutoutParams, ErasingParams, FusedPlan, MixParams, RandomParams, cutout, mix
+from fastseq.kernels import (
+    CutoutParams,
+    ErasingParams,
+    FusedPlan,
+    MixParams,
+    RandomParams,
+    ResizedCropParams,
+    ResizePlan,
+    cutout,
+    mix,
+)
 
 DTYPES = ("float32", "float16", "bfloat16", "uint8")
 DATA_FORMATS = ("channels_last", "channels_first")
 
 
-def compile_kernels(
-    dtypes=("float32",), data_formats=("channels_last",), *, multiprocessing=False, augmentations=False, report=None
-):
+def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, multiprocessing=False, resize=False,
+                    augmentations=False, report=None):
     """Compile (or load from the cache) the fused kernel for each dtype and layout, and the random parameters.
 
     Args:
         dtypes: output dtypes, from :data:`DTYPES`.
         data_formats: layouts, from :data:`DATA_FORMATS`.
         multiprocessing: also the serial twins that ``use_multiprocessing=True`` workers run.
+        resize: also RandomResizedCrop's boxes and the resized-crop kernel
+            (``RandomResizedCrop``/``Resize`` crops) for each dtype.
         augmentations: also the Cutout/RandomErasing and MixUp/CutMix draws and passes
             (``kernels/mix.py``) for each dtype (one variant serves both layouts).
         report: called as ``report(what, seconds)`` after each variant.
@@ -67,6 +78,15 @@ def compile_kernels(
                 continue
             done.add(key)
             timed(what, lambda: plan.compile(serial=multiprocessing))
+    if resize:
+        boxes = ResizedCropParams(image_size=(2, 2), horizontal=0.5, vertical=0.5)
+        timed("random resized crop boxes and flips", lambda: boxes(0, 0, np.zeros(1, np.int64)))
+        for dtype in dtypes:
+            normalize = {} if dtype == "uint8" else {"mean": 0.0, "std": 1.0}
+            plan = ResizePlan(x, size=(2, 2), dtype=dtype, **normalize)  # one variant serves both layouts
+            what = f"resized-crop kernel, {plan.variant}" + (" + serial twin" if multiprocessing else "")
+            if what not in timings:
+                timed(what, lambda: plan.compile(serial=multiprocessing))
     if augmentations:
         _compile_augmentations(dtypes, multiprocessing, timed)
     return timings
@@ -113,6 +133,8 @@ def configure_parser(parser):
     parser.add_argument("--all", action="store_true", help="every dtype and layout")
     parser.add_argument("--multiprocessing", action="store_true",
                         help="also the serial kernels that use_multiprocessing=True workers run")
+    parser.add_argument("--resize", action="store_true",
+                        help="also the RandomResizedCrop/Resize kernel for each dtype")
     parser.add_argument("--augmentations", action="store_true",
                         help="also the Cutout/RandomErasing and MixUp/CutMix kernels")
     return parser
@@ -123,7 +145,7 @@ def run(args):
     dtypes = DTYPES if args.all else tuple(dict.fromkeys(args.dtype or ["float32"]))
     formats = DATA_FORMATS if args.all else tuple(dict.fromkeys(args.data_format or ["channels_last"]))
     t0 = time.perf_counter()
-    timings = compile_kernels(dtypes, formats, multiprocessing=args.multiprocessing,
+    timings = compile_kernels(dtypes, formats, multiprocessing=args.multiprocessing, resize=args.resize,
                               augmentations=getattr(args, "augmentations", False),
                               report=lambda what, s: print(f"  {what:<58} {s:6.1f} s", flush=True))
     print(f"compiled {len(timings)} kernels in {time.perf_counter() - t0:.1f} s; later runs load them from the cache.")

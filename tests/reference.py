@@ -168,6 +168,125 @@ def random_params(seed, epoch, indices, *, image_size, crop_size, padding=0, hor
     return origins, flips
 
 
+# ---- RandomResizedCrop / Resize (fastseq/kernels/resize.py) -----------------
+#
+# The boxes: torchvision's RandomResizedCrop.get_params written out with
+# Python floats and the hash above (streams 8..11). The resampling: a loop
+# per output value over the documented half-pixel formula. Its blends are
+# float32 ``p + (q - p) * f`` like the kernel's (and TensorFlow's), so the
+# kernel must agree exactly; resize_exact is the same in float64, without
+# any rounding, for a tolerance check of the float32 arithmetic itself.
+
+RRC_AREA, RRC_RATIO, RRC_TOP, RRC_LEFT = 8, 9, 10, 11
+
+
+def unit(seed, epoch, index, stream, attempt):
+    return (hash_word(seed, epoch, index, stream, attempt) >> 11) / 2.0**53
+
+
+def resized_crop_box(seed, epoch, index, image_size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    """One sample's ``(top, left, height, width)``, torchvision's rule."""
+    import math
+
+    H, W = image_size
+    area = H * W
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for attempt in range(10):
+        target = area * (scale[0] + (scale[1] - scale[0]) * unit(seed, epoch, index, RRC_AREA, attempt))
+        aspect = math.exp(log_lo + (log_hi - log_lo) * unit(seed, epoch, index, RRC_RATIO, attempt))
+        w = round(math.sqrt(target * aspect))  # Python's round: half to even, as torchvision's
+        h = round(math.sqrt(target / aspect))
+        if 0 < w <= W and 0 < h <= H:
+            top = uniform_int(seed, epoch, index, RRC_TOP, H - h + 1)
+            left = uniform_int(seed, epoch, index, RRC_LEFT, W - w + 1)
+            return top, left, h, w
+    in_ratio = W / H
+    if in_ratio < min(ratio):
+        w, h = W, max(round(W / min(ratio)), 1)
+    elif in_ratio > max(ratio):
+        h, w = H, max(round(H * max(ratio)), 1)
+    else:
+        h, w = H, W
+    return (H - h) // 2, (W - w) // 2, h, w
+
+
+def resized_crop_params(seed, epoch, indices, *, image_size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                        horizontal=0.5, vertical=0.0):
+    boxes = np.array([resized_crop_box(seed, epoch, int(i), image_size, scale, ratio) for i in indices],
+                     dtype=np.int64).reshape(-1, 4)
+    _, flips = random_params(seed, epoch, indices, image_size=image_size, crop_size=image_size,
+                             horizontal=horizontal, vertical=vertical)
+    return boxes, flips
+
+
+def _taps(i, origin, box, scaled, offset):
+    """Source neighbours (clamped to the box) and weight of output pixel ``i`` of one axis."""
+    import math
+
+    s = (offset + i + 0.5) * box / scaled - 0.5
+    lo = math.floor(s)
+    return origin + min(max(lo, 0), box - 1), origin + min(max(lo + 1, 0), box - 1), s - lo
+
+
+def resize_one(img, box, size, scaled_size, float_type=np.float32):
+    """One HWC uint8 image -> the (h, w, C) centre window of its box resized bilinearly, unrounded."""
+    top, left, bh, bw = box
+    h, w = size
+    rh, rw = scaled_size
+    oy, ox = (rh - h) // 2, (rw - w) // 2
+    out = np.empty((h, w, img.shape[2]), float_type)
+    for i in range(h):
+        r0, r1, fy = _taps(i, top, bh, rh, oy)
+        for j in range(w):
+            c0, c1, fx = _taps(j, left, bw, rw, ox)
+            fx, fy_ = float_type(fx), float_type(fy)
+            for c in range(img.shape[2]):
+                p00, p01 = float_type(img[r0, c0, c]), float_type(img[r0, c1, c])
+                p10, p11 = float_type(img[r1, c0, c]), float_type(img[r1, c1, c])
+                upper = p00 + (p01 - p00) * fx
+                lower = p10 + (p11 - p10) * fx
+                out[i, j, c] = upper + (lower - upper) * fy_
+    return out
+
+
+def resized_crop(x, indices, *, size, boxes=None, flips=None, scaled_size=None, mean=None, std=None, scale=None,
+                 offset=None, dtype="float32", data_format="channels_last", exact=False):
+    """Twin of ``kernels.resized_crop``: resize each box, take the centre window, flip, normalise, round, lay out.
+
+    ``exact=True`` does it all in float64 and returns float64 unrounded
+    (channels_last), for tolerance checks.
+    """
+    x = as_nhwc(x)
+    n, C = len(indices), x.shape[3]
+    H, W = x.shape[1:3]
+    scaled_size = size if scaled_size is None else scaled_size
+    float_type = np.float64 if exact else np.float32
+    values = np.empty((n, size[0], size[1], C), float_type)
+    for k, i in enumerate(indices):
+        box = (0, 0, H, W) if boxes is None else tuple(int(v) for v in boxes[k])
+        v = resize_one(x[int(i)], box, size, scaled_size, float_type)
+        f = 0 if flips is None else int(flips[k])
+        if f & 1:
+            v = v[:, ::-1]
+        if f & 2:
+            v = v[::-1]
+        values[k] = v
+    if dtype == "uint8":
+        result = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    else:
+        a, b = coefficients(C, mean, std, scale, offset)
+        if exact:
+            return values * a + b
+        result = values * a.astype(np.float32) + b.astype(np.float32)
+        if dtype == "float16":
+            result = result.astype(np.float16)
+        elif dtype == "bfloat16":
+            result = result.astype(ml_dtypes.bfloat16)
+    if data_format == "channels_first":
+        result = np.ascontiguousarray(result.transpose(0, 3, 1, 2))
+    return result
+
+
 # ---- Cutout, MixUp, CutMix (fastseq/kernels/mix.py) ----------------------------
 # Streams 16..22 of the same hash; the squares, partners and Beta draws in
 # plain Python integers and math-module floats; the passes with boolean masks
@@ -191,7 +310,7 @@ def uniform_int_from(seed, epoch, index, stream, bound, first_attempt):
         attempt += 1
 
 
-def unit(word):
+def unit_from_word(word):
     """Open-interval (0, 1) float from the top 53 bits of a hash word."""
     return ((word >> 11) + 0.5) / 2.0**53
 
@@ -203,7 +322,7 @@ def log_gamma(seed, epoch, index, stream, alpha):
     c = 1.0 / math.sqrt(9.0 * d)
     t = 0
     while True:
-        u1, u2, u3 = (unit(hash_word(seed, epoch, index, stream, 3 * t + j)) for j in (1, 2, 3))
+        u1, u2, u3 = (unit_from_word(hash_word(seed, epoch, index, stream, 3 * t + j)) for j in (1, 2, 3))
         z = math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
         v = 1.0 + c * z
         if v > 0.0:
@@ -213,7 +332,7 @@ def log_gamma(seed, epoch, index, stream, alpha):
                 break
         t += 1
     if alpha < 1.0:
-        result += math.log(unit(hash_word(seed, epoch, index, stream, 0))) / alpha
+        result += math.log(unit_from_word(hash_word(seed, epoch, index, stream, 0))) / alpha
     return result
 
 
@@ -335,11 +454,11 @@ def erasing_params(seed, epoch, indices, *, image_size, probability=0.5, scale=(
     boxes = np.zeros((len(indices), 1, 4), np.int64)
     for k, i in enumerate(indices):
         i = int(i)
-        if not unit(hash_word(seed, epoch, i, ERASE_APPLY, 0)) < probability:
+        if not unit_from_word(hash_word(seed, epoch, i, ERASE_APPLY, 0)) < probability:
             continue
         for t in range(10):
-            area = h * w * (scale[0] + (scale[1] - scale[0]) * unit(hash_word(seed, epoch, i, ERASE_AREA, t)))
-            r = math.exp(log_lo + (log_hi - log_lo) * unit(hash_word(seed, epoch, i, ERASE_RATIO, t)))
+            area = h * w * (scale[0] + (scale[1] - scale[0]) * unit_from_word(hash_word(seed, epoch, i, ERASE_AREA, t)))
+            r = math.exp(log_lo + (log_hi - log_lo) * unit_from_word(hash_word(seed, epoch, i, ERASE_RATIO, t)))
             eh, ew = math.floor(math.sqrt(area * r) + 0.5), math.floor(math.sqrt(area / r) + 0.5)
             if eh < h and ew < w:
                 top = uniform_int_from(seed, epoch, i, ERASE_TOP, h - eh + 1, t << 16)

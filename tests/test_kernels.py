@@ -86,17 +86,19 @@ def test_fused_equals_composition_of_twins(case, tmp_path_factory):
 
 @pytest.mark.parametrize("dtype", ["float32", "uint8", "bfloat16"])
 @pytest.mark.parametrize("C", [1, 3])
-def test_every_window_of_the_first_and_last_image(dtype, C, tmp_path):
+@pytest.mark.parametrize("crop", [(4, 3), (4, 6), (7, 9)], ids=["narrower", "image-wide", "wider"])
+def test_every_window_of_the_first_and_last_image(dtype, C, crop, tmp_path):
     """Every crop position and flip of the data set's first and last images, as a memmap.
 
     Unflipped constant-pad rows are converted straight from the image, reading
     the bytes left and right of the window's row; at the very start and end
     of the array those bytes do not exist, so the kernel must take its
     padded-row path there. This pins both paths to the twin, windows wholly
-    inside the padding included.
+    inside the padding included. Image-wide windows of grayscale images take
+    the one-long-run path, and flipped grayscale rows are read backwards.
     """
     rng = np.random.default_rng(C)
-    H, W, pad, crop = 5, 6, 3, (4, 3)
+    H, W, pad = 5, 6, 3
     x = rng.integers(0, 256, size=(3, H, W, C), dtype=np.uint8)
     np.save(tmp_path / "x.npy", x)
     x = np.load(tmp_path / "x.npy", mmap_mode="r")

@@ -389,3 +389,20 @@ def test_compile_command_warms_the_augmentation_kernels():
         "cutout and mix passes, half + serial twins",
         "cutout and mix passes, uint8 + serial twins",
     ]
+
+
+@pytest.mark.parametrize("data_format", FORMATS)
+def test_mix_and_cutout_after_a_random_resized_crop(data_format):
+    """Partners go through the resampling pass too; boxes are in the output's (h, w); per-sample as ever."""
+    x, labels = _data(n=50, H=20, W=17)
+    kw = dict(seed=2, crop=fastseq.RandomResizedCrop(12, 10), flip="horizontal", num_classes=5,
+              mix=fastseq.CutMix(1.0), cutout=fastseq.Cutout(3, fill=9.0), normalize=fastseq.Rescale(1 / 255),
+              data_format=data_format)
+    big = fastseq.ArraySequence(x, labels, batch_size=50, **kw)
+    bx, by = big[0]
+    assert bx.shape == ((50, 12, 10, 3) if data_format == "channels_last" else (50, 3, 12, 10))
+    assert (bx == 9.0).any()  # the Cutout squares
+    draw = K.MixParams(num_items=50, image_size=(12, 10), alpha=1.0, mode="cutmix")(2, 0, big.indices(0))
+    eye = np.eye(5, dtype=np.float32)
+    np.testing.assert_array_equal(by, R.mix_labels(eye[labels[big.indices(0)]], eye[labels[draw.partners]], draw.lam))
+    _same(_by_sample(big, 1), _by_sample(fastseq.ArraySequence(x, labels, batch_size=6, **kw), 1))

@@ -12,6 +12,7 @@ from fastseq.kernels.halfprec import to_half_bits
 from fastseq.kernels.images import FusedPlan, crop_flip, fused, normalize
 from fastseq.kernels.mix import CutoutParams, ErasingParams, MixDraw, MixParams, cutout, mix
 from fastseq.kernels.random import RandomParams, random_params
+from fastseq.kernels.resize import ResizedCropParams, ResizePlan, resized_crop, resized_crop_params
 
 __all__ = [
     "CutoutParams",
@@ -20,6 +21,8 @@ __all__ = [
     "MixDraw",
     "MixParams",
     "RandomParams",
+    "ResizePlan",
+    "ResizedCropParams",
     "crop_flip",
     "cutout",
     "fused",
@@ -27,6 +30,8 @@ __all__ = [
     "mix",
     "normalize",
     "random_params",
+    "resized_crop",
+    "resized_crop_params",
     "threading_layer",
     "to_half_bits",
 ]
