@@ -10,7 +10,19 @@ The package has three parts: the product (``sequence``, ``options``,
 (``bench/``) and the starvation profiler (``profiling/``).
 """
 
-from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, RandomResizedCrop, Rescale, Resize
+from fastseq.augment import (
+    CenterCrop,
+    CutMix,
+    Cutout,
+    MixUp,
+    Normalize,
+    RandomCrop,
+    RandomErasing,
+    RandomFlip,
+    RandomResizedCrop,
+    Rescale,
+    Resize,
+)
 
 __version__ = "0.1.0"
 
@@ -29,10 +41,14 @@ __all__ = [
     "ArraySequence",
     "BackupAndRestore",
     "CenterCrop",
+    "CutMix",
+    "Cutout",
     "DeviceNormalize",
+    "MixUp",
     "Normalize",
     "ProfileReport",
     "RandomCrop",
+    "RandomErasing",
     "RandomFlip",
     "RandomResizedCrop",
     "Rescale",
