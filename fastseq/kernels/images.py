@@ -44,7 +44,7 @@ from numba.extending import overload
 
 from fastseq.kernels import _validate as check
 from fastseq.kernels._intrinsics import fetch_add, prefetch
-from fastseq.kernels.config import JIT, PARALLEL_JIT, compile_notice, launch
+from fastseq.kernels.config import JIT, PARALLEL_JIT, announced, launch, mark_warm
 from fastseq.kernels.halfprec import to_half_bits
 
 # Output kinds of the fused kernel.
@@ -682,7 +682,7 @@ class FusedPlan:
         self._aranges = {}
         self.image_shape = (H, W, C)
         self.max_origin = (H + 2 * self.padding - self.crop[0], W + 2 * self.padding - self.crop[1])
-        self._cold = True  # until a first call has compiled (or loaded) this variant
+        self._variant_key = ("fused", self._kind, self.channels_first)
 
     def __len__(self):
         return self._x.shape[0]
@@ -758,12 +758,8 @@ class FusedPlan:
         return f"{self.dtype} {self.data_format}"
 
     def _launch(self, indices, order, origins, flips, out):
-        if self._cold:
-            with compile_notice(f"the fused kernel for {self.variant} batches"):
-                result = self._launch_warm(indices, order, origins, flips, out)
-            self._cold = False
-            return result
-        return self._launch_warm(indices, order, origins, flips, out)
+        return announced(self._variant_key, f"the fused kernel for {self.variant} batches", self._launch_warm,
+                         indices, order, origins, flips, out)
 
     def _launch_warm(self, indices, order, origins, flips, out):
         return launch(_checked, *self._kernel_args(indices, order, origins, flips, out), serial=_checked_serial)
@@ -811,7 +807,7 @@ class FusedPlan:
         origins, flips = np.zeros((1, 2), np.int64), np.zeros(1, np.uint8)
         out = np.empty(self.output_shape(1), check.numpy_dtype(self.dtype))
         self._launch_warm(one, one, origins, flips, out)  # no compile notice: the caller asked for this
-        self._cold = False
+        mark_warm(self._variant_key)
         if serial:
             _checked_serial(*self._kernel_args(one, one, origins, flips, out))
 

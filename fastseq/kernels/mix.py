@@ -29,7 +29,7 @@ from numba import njit, prange, uint64
 
 from fastseq.kernels import _validate as check
 from fastseq.kernels._intrinsics import fetch_add
-from fastseq.kernels.config import JIT, PARALLEL_JIT, launch
+from fastseq.kernels.config import JIT, PARALLEL_JIT, announced, launch
 from fastseq.kernels.images import _MAX_BLOCKS
 from fastseq.kernels.random import (
     CUTMIX_LEFT,
@@ -692,7 +692,9 @@ def mix(a, b, weights, boxes, *, dtype="float32", data_format="channels_last", o
     if n:
         args = (a.reshape(-1), b.reshape(-1), w, boxes, P, h, wq, Q)
         if dtype == "float32":
-            launch(_mix_f32, *args, flat, min(n, _MAX_BLOCKS), serial=_mix_f32_serial)
+            announced(("mix", "float32"), "the MixUp/CutMix kernel for float32 batches", launch, _mix_f32, *args,
+                      flat, min(n, _MAX_BLOCKS), serial=_mix_f32_serial)
         else:
-            launch(_mix_rounded, *args, _KINDS[dtype], flat, min(n, _MAX_BLOCKS), serial=_mix_rounded_serial)
+            announced(("mix", "rounded"), f"the MixUp/CutMix kernel for {dtype} batches", launch, _mix_rounded,
+                      *args, _KINDS[dtype], flat, min(n, _MAX_BLOCKS), serial=_mix_rounded_serial)
     return out

@@ -31,7 +31,7 @@ from numba import njit, prange, uint64
 
 from fastseq.kernels import _validate as check
 from fastseq.kernels._intrinsics import fetch_add, prefetch
-from fastseq.kernels.config import JIT, PARALLEL_JIT, compile_notice, launch
+from fastseq.kernels.config import JIT, PARALLEL_JIT, announced, launch, mark_warm
 from fastseq.kernels.halfprec import f32_to_bf16_bits, f32_to_f16_bits
 from fastseq.kernels.images import _file_backed
 from fastseq.kernels.random import (
@@ -492,7 +492,7 @@ class ResizePlan:
         self._aranges = {}
         self.image_shape = (H, W, C)
         self._offset = ((self.scaled_size[0] - self.size[0]) // 2, (self.scaled_size[1] - self.size[1]) // 2)
-        self._cold = True  # until a first call has compiled (or loaded) this variant
+        self._variant_key = ("resized-crop", self.variant)
 
     @property
     def variant(self):
@@ -515,7 +515,7 @@ class ResizePlan:
         boxes, flips = np.array([[0, 0, 1, 1]], np.int64), np.zeros(1, np.uint8)
         out = np.empty(self.output_shape(1), check.numpy_dtype(self.dtype))
         self._launch_warm(one, boxes, flips, out)  # no compile notice: the caller asked for this
-        self._cold = False
+        mark_warm(self._variant_key)
         if serial:
             _checked_serial(*self._kernel_args(one, boxes, flips, out))
 
@@ -573,12 +573,8 @@ class ResizePlan:
         return order
 
     def _launch(self, indices, boxes, flips, out):
-        if self._cold:
-            with compile_notice(f"the resized-crop kernel for {self.variant} batches"):
-                result = self._launch_warm(indices, boxes, flips, out)
-            self._cold = False
-            return result
-        return self._launch_warm(indices, boxes, flips, out)
+        return announced(self._variant_key, f"the resized-crop kernel for {self.variant} batches", self._launch_warm,
+                         indices, boxes, flips, out)
 
     def _launch_warm(self, indices, boxes, flips, out):
         return launch(_checked, *self._kernel_args(indices, boxes, flips, out), serial=_checked_serial)
