@@ -33,7 +33,7 @@ from fastseq.kernels import _validate as check
 from fastseq.kernels._intrinsics import fetch_add, prefetch
 from fastseq.kernels.config import JIT, PARALLEL_JIT, announced, launch, mark_warm
 from fastseq.kernels.halfprec import f32_to_bf16_bits, f32_to_f16_bits
-from fastseq.kernels.images import _file_backed
+from fastseq.kernels.images import ReadOrder
 from fastseq.kernels.random import (
     _FLIP_BITS,
     HFLIP,
@@ -488,8 +488,7 @@ class ResizePlan:
         self._kind = {"uint8": _RAW, "float32": _AFFINE, "float16": _HALF, "bfloat16": _BF16}[self.dtype]
         self._x = x4
         self._xf = x4.reshape(-1)
-        self._sorted_reads = _file_backed(x)
-        self._aranges = {}
+        self._read_order = ReadOrder(x, N)
         self.image_shape = (H, W, C)
         self._offset = ((self.scaled_size[0] - self.size[0]) // 2, (self.scaled_size[1] - self.size[1]) // 2)
         self._variant_key = ("resized-crop", self.variant)
@@ -559,18 +558,6 @@ class ResizePlan:
         if n > 0 and not self._launch(indices, boxes, flips, out):
             raise AssertionError("resize kernel refused arguments that passed every check")  # pragma: no cover
         return out
-
-    def _read_order(self, indices):
-        """Sorted by source index from a mapped file (pages read in file order), else batch order."""
-        n = indices.shape[0]
-        if self._sorted_reads:
-            return np.argsort(indices, kind="stable")
-        order = self._aranges.get(n)
-        if order is None:
-            order = np.arange(n, dtype=np.int64)
-            order.flags.writeable = False
-            self._aranges = {**self._aranges, n: order}
-        return order
 
     def _launch(self, indices, boxes, flips, out):
         return announced(self._variant_key, f"the resized-crop kernel for {self.variant} batches", self._launch_warm,
