@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from fastseq import RandomCrop, RandomFlip, Rescale
+from fastseq import Cutout, RandomCrop, RandomFlip, Rescale
 from fastseq.datasets import load_fashion_mnist
 
 QUICK_TRAIN_SAMPLES = 8192
@@ -52,6 +52,10 @@ def parse_args(argv=None):
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for weights, order and augmentation (default: 0)")
     parser.add_argument(
+        "--cutout", type=int, default=0, metavar="SIZE",
+        help="also erase one SIZE x SIZE square per training image (fastseq.Cutout; default 0: none)",
+    )
+    parser.add_argument(
         "--data", default=None, help="Fashion-MNIST folder or .npz (default: Keras' cache, then /usr/share)"
     )
     parser.add_argument(
@@ -67,6 +71,8 @@ def parse_args(argv=None):
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
+    if args.cutout < 0:
+        parser.error(f"--cutout must be >= 0 (0 for none), got {args.cutout}")
     return args
 
 
@@ -186,6 +192,8 @@ def main(argv=None):
         crop=RandomCrop(28, 28, padding=2),
         flip=RandomFlip("horizontal"),
         normalize=Rescale(1 / 255),
+        # fill 0 after Rescale is a black pixel: Fashion-MNIST's background.
+        cutout=Cutout(args.cutout, fill=0.0) if args.cutout else None,
         dtype="float32",
         workers=args.workers,
     )
@@ -195,7 +203,7 @@ def main(argv=None):
     print(
         f"Fashion-MNIST: {len(x_train)} train / {len(x_test)} test images; {model.count_params():,} parameters; "
         f"{args.epochs} epoch{'s' if args.epochs != 1 else ''} of {len(train)} batches of {args.batch_size}; "
-        f"workers={args.workers}; seed={args.seed}; {cores} CPU cores (load average {_load()}); "
+        f"cutout={args.cutout or 'none'}; workers={args.workers}; seed={args.seed}; {cores} CPU cores (load average {_load()}); "
         f"keras {keras.__version__} ({keras.backend.backend()})",
         flush=True,
     )

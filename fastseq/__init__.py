@@ -1,16 +1,28 @@
 """fastseq: feed uint8 images to a Keras training loop at memory speed.
 
 ``import fastseq`` is cheap: it imports neither Keras nor TensorFlow and
-compiles nothing. The Keras-facing names (``ArraySequence``, ``BackupAndRestore``,
-``DeviceNormalize``, ``profile``, ``StarvationMonitor``) and ``fastseq.datasets``
-are imported on first use.
+compiles nothing. The Keras-facing names (``ArraySequence``,
+``BackupAndRestore``, ``DeviceNormalize``, ``profile``,
+``StarvationMonitor``) and ``fastseq.datasets`` are imported on first use.
 
 The package has three parts: the product (``sequence``, ``callbacks``,
 ``options``, ``augment``, ``order``, ``kernels/``, ``datasets/``), the
 measuring bench (``bench/``) and the starvation profiler (``profiling/``).
 """
 
-from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, RandomResizedCrop, Rescale, Resize
+from fastseq.augment import (
+    CenterCrop,
+    CutMix,
+    Cutout,
+    MixUp,
+    Normalize,
+    RandomCrop,
+    RandomErasing,
+    RandomFlip,
+    RandomResizedCrop,
+    Rescale,
+    Resize,
+)
 
 __version__ = "0.1.0"
 
@@ -29,10 +41,14 @@ __all__ = [
     "ArraySequence",
     "BackupAndRestore",
     "CenterCrop",
+    "CutMix",
+    "Cutout",
     "DeviceNormalize",
+    "MixUp",
     "Normalize",
     "ProfileReport",
     "RandomCrop",
+    "RandomErasing",
     "RandomFlip",
     "RandomResizedCrop",
     "Rescale",

@@ -16,7 +16,19 @@ import numbers
 import numpy as np
 
 from fastseq import order
-from fastseq.augment import CenterCrop, Normalize, RandomCrop, RandomFlip, RandomResizedCrop, Rescale, Resize
+from fastseq.augment import (
+    CenterCrop,
+    CutMix,
+    Cutout,
+    MixUp,
+    Normalize,
+    RandomCrop,
+    RandomErasing,
+    RandomFlip,
+    RandomResizedCrop,
+    Rescale,
+    Resize,
+)
 from fastseq.kernels import _validate as validate
 
 DTYPES = ("float32", "float16", "bfloat16", "uint8")
@@ -42,6 +54,8 @@ class Options:
             ``RandomResizedCrop``/``Resize`` (any image size), or None.
         flip: a ``RandomFlip`` or None (mode strings are turned into one).
         normalize: a ``Normalize``/``Rescale`` with 1 or C values, or None.
+        cutout: a ``Cutout``/``RandomErasing`` whose fill fits ``dtype``, or None.
+        mix: a ``MixUp``/``CutMix`` with targets it can mix, or None.
         the rest: as passed, type-checked.
     """
 
@@ -64,6 +78,8 @@ class Options:
     dtype: str
     data_format: str
     num_classes: int | None
+    cutout: Cutout | RandomErasing | None = None
+    mix: MixUp | CutMix | None = None
 
 
 def check(
@@ -84,6 +100,8 @@ def check(
     shard=None,
     shard_remainder="drop",
     shard_from=None,
+    cutout=None,
+    mix=None,
 ):
     """Check and normalise ``ArraySequence``'s arguments.
 
@@ -167,6 +185,8 @@ def check(
         dtype=dtype,
         data_format=data_format,
         num_classes=num_classes,
+        cutout=cutout_arg(cutout, dtype),
+        mix=mix_arg(mix, y, num_classes),
     )
 
 
@@ -310,3 +330,44 @@ def evaluation_crop(crop, image_size):
     if crop is not None and (crop.height, crop.width) != tuple(image_size):
         return CenterCrop(crop.height, crop.width)
     return None
+
+
+def cutout_arg(cutout, dtype):
+    """A ``Cutout``/``RandomErasing`` whose fill the output ``dtype`` can hold, or None."""
+    if cutout is None:
+        return None
+    if not isinstance(cutout, (Cutout, RandomErasing)):
+        raise TypeError(
+            f"cutout must be fastseq.Cutout(size, count=..., fill=...), fastseq.RandomErasing(probability, scale, "
+            f"ratio, fill=...) or None, got {describe(cutout)}."
+        )
+    fill = cutout.fill
+    if dtype == "uint8" and (float(fill) != int(fill) or not 0 <= fill <= 255):
+        raise ValueError(
+            f"cutout={cutout!r}: with dtype='uint8' the fill is a raw pixel value and must be an integer "
+            "0..255; give e.g. fill=0 or fill=128."
+        )
+    if dtype == "float16" and abs(float(fill)) > 65504:
+        raise ValueError(f"cutout={cutout!r}: the fill does not fit float16 (|fill| <= 65504).")
+    return cutout
+
+
+def mix_arg(mix, y, num_classes):
+    """A ``MixUp``/``CutMix`` whose targets can be mixed (``num_classes`` or float one-hot ``y``), or None."""
+    if mix is None:
+        return None
+    if not isinstance(mix, (MixUp, CutMix)):
+        raise TypeError(f"mix must be fastseq.MixUp(alpha), fastseq.CutMix(alpha) or None, got {describe(mix)}.")
+    name = type(mix).__name__
+    if y is None:
+        raise ValueError(
+            f"mix={mix!r} mixes labels as well as images, but y is None; pass integer labels as y with "
+            "num_classes=..., or float one-hot targets of shape (N, num_classes) as y."
+        )
+    if num_classes is None and not (y.ndim == 2 and np.issubdtype(y.dtype, np.floating)):
+        raise ValueError(
+            f"mix={mix!r}: {name} mixes targets linearly, so they must be one-hot; got y {describe(y)} "
+            "and num_classes=None. Pass num_classes=... with integer labels, or float one-hot y of shape "
+            "(N, num_classes)."
+        )
+    return mix

@@ -14,7 +14,7 @@ from keras.utils import PyDataset
 from fastseq import kernels, options, order
 from fastseq._memmap import MemmapRef
 from fastseq._pool import BufferPool
-from fastseq.augment import CenterCrop, RandomCrop, RandomResizedCrop, Resize
+from fastseq.augment import CenterCrop, Cutout, RandomCrop, RandomErasing, RandomResizedCrop, Resize
 from fastseq.kernels import _validate as check
 
 
@@ -32,7 +32,8 @@ class ArraySequence(PyDataset):
       ``(seed, epoch)`` and differs between epochs.
     * A sample's crop corner and flips are a pure function of
       ``(seed, epoch, sample index)``: the same pixels whatever the batch
-      size, worker threads or processes, or call order.
+      size, worker threads or processes, or call order. So are its Cutout
+      squares and its MixUp/CutMix partner, weight and box.
     * The only mutable state is the position: the epoch and which batches of
       its pass have been served. A pass ends when every one of its
       ``len(seq)`` batches has been served (requested, by any thread or by
@@ -88,6 +89,14 @@ class ArraySequence(PyDataset):
             left-right only (Keras' layer defaults to both axes).
         normalize: ``Normalize(mean, std)``, ``Rescale(scale, offset)`` or
             None (raw 0..255 values in ``dtype``).
+        cutout: ``Cutout(size, count=1, fill=0.0)``, ``RandomErasing(probability,
+            scale, ratio, fill=0.0)`` or None: erase squares (boxes) of each
+            made sample (``fill`` in output units, after normalisation).
+        mix: ``MixUp(alpha)``, ``CutMix(alpha)`` or None: blend each sample
+            with a partner drawn from the whole data set, and its target
+            alike; needs ``num_classes`` or float one-hot ``y``. The order of
+            the passes: crop, flip, normalise, then mix, then cutout.
+            Evaluation sequences (:meth:`for_evaluation`) never mix or cut out.
         dtype: "float32", "float16", "bfloat16" or "uint8" (raw pixels, for
             normalisation on the device; no ``normalize`` then).
         data_format: "channels_last" (N, h, w, C) or "channels_first" (N, C, h, w).
@@ -135,6 +144,8 @@ class ArraySequence(PyDataset):
         sample_weight=None,
         shard=None,
         shard_remainder="drop",
+        cutout=None,
+        mix=None,
         workers=1,
         use_multiprocessing=False,
         max_queue_size=10,
@@ -162,7 +173,10 @@ class ArraySequence(PyDataset):
             shard=shard,
             shard_remainder=shard_remainder,
             shard_from=shard_from,
+            cutout=cutout,
+            mix=mix,
         )
+        self.cutout, self.mix = o.cutout, o.mix
         self.x, self.y, self.sample_weight, self._labels = o.x, o.y, o.sample_weight, o.labels
         self.batch_size, self.shuffle, self.seed, self.drop_remainder = o.batch_size, o.shuffle, o.seed, o.drop_remainder
         self.crop, self.flip, self.normalize = o.crop, o.flip, o.normalize
@@ -178,30 +192,7 @@ class ArraySequence(PyDataset):
 
     def _setup(self):
         """Build the kernel plan and the thread-local state (also after unpickling)."""
-        crop = self.crop
-        normalize = {} if self.normalize is None else self.normalize.kernel_kwargs()
-        if isinstance(crop, (RandomResizedCrop, Resize)):
-            # The resampling pass; called like a FusedPlan, with boxes for origins.
-            resize = isinstance(crop, Resize)
-            self._plan = kernels.ResizePlan(
-                self.x,
-                size=crop.output_size if resize else (crop.height, crop.width),
-                scaled_size=(crop.height, crop.width) if resize else None,
-                dtype=self.dtype,
-                data_format=self.data_format,
-                **normalize,
-            )
-        else:
-            self._plan = kernels.FusedPlan(
-                self.x,
-                crop=None if crop is None else (crop.height, crop.width),
-                padding=0 if crop is None else crop.padding,
-                pad_mode="constant" if crop is None else crop.pad_mode,
-                fill=0 if crop is None else crop.fill,
-                dtype=self.dtype,
-                data_format=self.data_format,
-                **normalize,
-            )
+        self._plan = self._make_plan(self.dtype)
         # Full batches are written into reused arrays: a fresh one per batch
         # costs more in model.fit than the kernel (see fastseq/_pool.py). Room
         # for the batches Keras' thread queue holds, plus the ones in flight.
@@ -238,6 +229,63 @@ class ArraySequence(PyDataset):
                 horizontal=0.0 if flip is None else flip.horizontal,
                 vertical=0.0 if flip is None else flip.vertical,
             )
+        self._setup_mix()
+
+    def _setup_mix(self):
+        """The Cutout and MixUp/CutMix draws, and for mixing a plan that makes sample and partner together."""
+        shape = self._plan.output_shape(1)
+        out_size = tuple(shape[2:4]) if self.data_format == "channels_first" else tuple(shape[1:3])
+        self._cutout = None
+        if isinstance(self.cutout, Cutout):
+            self._cutout = kernels.CutoutParams(image_size=out_size, size=self.cutout.size, count=self.cutout.count)
+        elif isinstance(self.cutout, RandomErasing):
+            c = self.cutout
+            self._cutout = kernels.ErasingParams(
+                image_size=out_size, probability=c.probability, scale=c.scale, ratio=c.ratio
+            )
+        self._mix = self._pairs = self._mix_plan = None
+        if self.mix is None:
+            return
+        self._mix = kernels.MixParams(
+            num_items=self._num_items, image_size=out_size, alpha=self.mix.alpha, mode=self.mix.mode
+        )
+        # Samples and partners are made in one fused call, in float32 (or raw
+        # uint8) whatever the output dtype: the blend is computed in float32
+        # and rounded once, so half-precision outputs are not rounded twice.
+        pair_dtype = "uint8" if self.dtype == "uint8" else "float32"
+        self._mix_plan = self._plan if pair_dtype == self.dtype else self._make_plan(pair_dtype)
+        threaded = self.workers > 1 and not self.use_multiprocessing
+        self._pairs = BufferPool(
+            self._mix_plan.output_shape(2 * self.batch_size),
+            check.numpy_dtype(pair_dtype),
+            capacity=2 + (self.workers if threaded else 0),
+        )
+
+    def _make_plan(self, dtype):
+        """The batch pass for ``dtype``: the resampling ResizePlan or the FusedPlan."""
+        crop = self.crop
+        normalize = {} if self.normalize is None else self.normalize.kernel_kwargs()
+        if isinstance(crop, (RandomResizedCrop, Resize)):
+            # The resampling pass; called like a FusedPlan, with boxes for origins.
+            resize = isinstance(crop, Resize)
+            return kernels.ResizePlan(
+                self.x,
+                size=crop.output_size if resize else (crop.height, crop.width),
+                scaled_size=(crop.height, crop.width) if resize else None,
+                dtype=dtype,
+                data_format=self.data_format,
+                **normalize,
+            )
+        return kernels.FusedPlan(
+            self.x,
+            crop=None if crop is None else (crop.height, crop.width),
+            padding=0 if crop is None else crop.padding,
+            pad_mode="constant" if crop is None else crop.pad_mode,
+            fill=0 if crop is None else crop.fill,
+            dtype=dtype,
+            data_format=self.data_format,
+            **normalize,
+        )
 
     def _new_position(self, epoch, offset, served):
         """A fresh position block: ``[epoch, offset, served count]`` (int64) then one byte per batch.
@@ -264,7 +312,9 @@ class ArraySequence(PyDataset):
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for key in ("_plan", "_buffers", "_lock", "_order", "_stats", "_center", "_random"):
+        for key in (
+            "_plan", "_buffers", "_lock", "_order", "_stats", "_center", "_random", "_cutout", "_mix", "_mix_plan", "_pairs"
+        ):
             state.pop(key, None)
         for key in ("_pos_lock", "_pos_block", "_pos", "_served"):
             state.pop(key, None)
@@ -319,13 +369,28 @@ class ArraySequence(PyDataset):
                 self._pos[2] += 1
             epoch, j = self._locate(i)  # read once: the whole batch belongs to one epoch
         idx = self._batch_indices(j, epoch)
-        origins, flips = self._params(idx, epoch)
-        t1 = time.perf_counter()
-        batch_x = self._plan(idx, origins, flips, out=self._buffers.take() if idx.size == self.batch_size else None)
+        out = self._buffers.take() if idx.size == self.batch_size else None
+        if self._mix is None:
+            draw = None
+            origins, flips = self._params(idx, epoch)
+            t1 = time.perf_counter()
+            batch_x = self._plan(idx, origins, flips, out=out)
+        else:
+            draw = self._mix(self.seed, epoch, idx)
+            both = np.concatenate([idx, draw.partners])
+            origins, flips = self._params(both, epoch)
+            t1 = time.perf_counter()
+            pairs = self._mix_plan(both, origins, flips, out=self._pairs.take() if idx.size == self.batch_size else None)
+            n = idx.size
+            batch_x = kernels.mix(
+                pairs[:n], pairs[n:], draw.weights, draw.boxes, dtype=self.dtype, data_format=self.data_format, out=out
+            )
+        if self._cutout is not None:
+            kernels.cutout(batch_x, self._cutout(self.seed, epoch, idx), fill=self.cutout.fill, data_format=self.data_format)
         t2 = time.perf_counter()
         result = (batch_x,)
         if self.y is not None:
-            result += (self._targets(idx),)
+            result += (self._targets(idx) if draw is None else self._mixed_targets(idx, draw),)
         if self.sample_weight is not None:
             result += (_gather(self.sample_weight, idx),)
         t3 = time.perf_counter()
@@ -544,9 +609,10 @@ class ArraySequence(PyDataset):
         no crop; a ``RandomResizedCrop(h, w)`` becomes a resize that makes
         the crop 0.875 of the image's tighter axis (aspect kept) and a centre
         ``(h, w)`` crop (``Resize.for_crop``: 64x64 images, 56x56 crop ->
-        ``Resize(64, 64, crop=(56, 56))``). Use it as ``validation_data`` or
-        for ``evaluate``/``predict``.
-
+        ``Resize(64, 64, crop=(56, 56))``). It never cuts out or mixes:
+        ``cutout`` and ``mix`` are training-time augmentations, and targets
+        stay one-hot (``num_classes``) or as given. Use it as
+        ``validation_data`` or for ``evaluate``/``predict``.
         Sharded like this sequence (the same ``(index, count)``), with
         ``shard_remainder="repeat"``: every process evaluates its share and
         every sample counts the same number of times over all processes
@@ -631,13 +697,26 @@ class ArraySequence(PyDataset):
         onehot[np.arange(idx.size), labels] = 1.0
         return onehot
 
+    def _mixed_targets(self, idx, draw):
+        """Targets mixed with the weight the pixels got: ``lam * y + (1 - lam) * y_partner`` (float32 weights)."""
+        lam = draw.lam[:, None]
+        if self.num_classes is None:  # float one-hot y, checked at construction
+            ya, yb = _gather(self.y, idx), _gather(self.y, draw.partners)
+            return ya * lam.astype(ya.dtype) + yb * (np.float32(1) - lam).astype(ya.dtype)
+        rows = np.arange(idx.size)
+        mixed = np.zeros((idx.size, self.num_classes), np.float32)
+        mixed[rows, self._labels[idx]] = lam[:, 0]
+        mixed[rows, self._labels[draw.partners]] += np.float32(1) - lam[:, 0]
+        return mixed
+
     def __repr__(self):
         return (
             f"ArraySequence(N={self._num_items}, image_shape={self.image_shape}, batch_size={self.batch_size}, "
             f"batches={len(self)}, shuffle={self.shuffle},"
             + (f" shard={self.shard}, shard_remainder={self.shard_remainder!r}," if self.shard[1] > 1 else "")
             + f" seed={self.seed}, epoch={self.epoch}, crop={self.crop}, "
-            f"flip={self.flip}, normalize={self.normalize}, dtype={self.dtype!r}, data_format={self.data_format!r})"
+            f"flip={self.flip}, normalize={self.normalize}, cutout={self.cutout}, mix={self.mix}, dtype={self.dtype!r}, "
+            f"data_format={self.data_format!r})"
         )
 
 

@@ -12,18 +12,29 @@ Numba only: no Keras.
 
 from __future__ import annotations
 
+import importlib
 import time
 
 import numpy as np
 
-from fastseq.kernels import FusedPlan, RandomParams, ResizedCropParams, ResizePlan
+from fastseq.kernels import (
+    CutoutParams,
+    ErasingParams,
+    FusedPlan,
+    MixParams,
+    RandomParams,
+    ResizedCropParams,
+    ResizePlan,
+    cutout,
+    mix,
+)
 
 DTYPES = ("float32", "float16", "bfloat16", "uint8")
 DATA_FORMATS = ("channels_last", "channels_first")
 
 
 def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, multiprocessing=False, resize=False,
-                    report=None):
+                    augmentations=False, report=None):
     """Compile (or load from the cache) the fused kernel for each dtype and layout, and the random parameters.
 
     Args:
@@ -32,6 +43,8 @@ def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, mul
         multiprocessing: also the serial twins that ``use_multiprocessing=True`` workers run.
         resize: also RandomResizedCrop's boxes and the resized-crop kernel
             (``RandomResizedCrop``/``Resize`` crops) for each dtype.
+        augmentations: also the Cutout/RandomErasing and MixUp/CutMix draws and passes
+            (``kernels/mix.py``) for each dtype (one variant serves both layouts).
         report: called as ``report(what, seconds)`` after each variant.
 
     Returns:
@@ -74,7 +87,41 @@ def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, mul
             what = f"resized-crop kernel, {plan.variant}" + (" + serial twin" if multiprocessing else "")
             if what not in timings:
                 timed(what, lambda: plan.compile(serial=multiprocessing))
+    if augmentations:
+        _compile_augmentations(dtypes, multiprocessing, timed)
     return timings
+
+
+def _compile_augmentations(dtypes, multiprocessing, timed):
+    """The draws, and per storage type the erase and mix passes (their layout is a run-time value)."""
+    one = np.zeros(1, np.int64)
+    timed("cutout and random erasing boxes", lambda: (CutoutParams(image_size=(2, 2), size=1)(0, 0, one),
+                                                       ErasingParams(image_size=(2, 2))(0, 0, one)))
+    draw = MixParams(num_items=1, image_size=(2, 2), alpha=1.0, mode="cutmix")
+    timed("mixup and cutmix draws", lambda: draw(0, 0, one))
+    d = draw(0, 0, one)
+    done = set()
+    for dtype in dtypes:
+        key = "half" if dtype in ("float16", "bfloat16") else dtype
+        if key in done:
+            continue
+        done.add(key)
+        batch = np.zeros((1, 2, 2, 3), np.uint8 if dtype == "uint8" else np.float32)
+
+        def passes(dtype=dtype, batch=batch):
+            out = mix(batch, batch.copy(), d.weights, d.boxes, dtype=dtype)
+            cutout(out, np.zeros((1, 1, 4), np.int64), fill=0)
+            if multiprocessing:
+                # The module, for its serial twins (``fastseq.kernels.mix`` the name is the function).
+                mixmod = importlib.import_module("fastseq.kernels.mix")
+                args = (batch.reshape(-1), batch.reshape(-1), d.weights, d.boxes, 1, 2, 6, 3)
+                if dtype == "float32":
+                    mixmod._mix_f32_serial(*args, np.empty(12, np.float32), 1)
+                else:
+                    target = np.empty(12, np.uint8 if dtype == "uint8" else np.uint16)
+                    mixmod._mix_rounded_serial(*args, mixmod._KINDS[dtype], target, 1)
+
+        timed(f"cutout and mix passes, {key}" + (" + serial twins" if multiprocessing else ""), passes)
 
 
 def configure_parser(parser):
@@ -88,6 +135,8 @@ def configure_parser(parser):
                         help="also the serial kernels that use_multiprocessing=True workers run")
     parser.add_argument("--resize", action="store_true",
                         help="also the RandomResizedCrop/Resize kernel for each dtype")
+    parser.add_argument("--augmentations", action="store_true",
+                        help="also the Cutout/RandomErasing and MixUp/CutMix kernels")
     return parser
 
 
@@ -97,6 +146,7 @@ def run(args):
     formats = DATA_FORMATS if args.all else tuple(dict.fromkeys(args.data_format or ["channels_last"]))
     t0 = time.perf_counter()
     timings = compile_kernels(dtypes, formats, multiprocessing=args.multiprocessing, resize=args.resize,
+                              augmentations=getattr(args, "augmentations", False),
                               report=lambda what, s: print(f"  {what:<58} {s:6.1f} s", flush=True))
     print(f"compiled {len(timings)} kernels in {time.perf_counter() - t0:.1f} s; later runs load them from the cache.")
     return 0

@@ -285,3 +285,184 @@ def resized_crop(x, indices, *, size, boxes=None, flips=None, scaled_size=None, 
     if data_format == "channels_first":
         result = np.ascontiguousarray(result.transpose(0, 3, 1, 2))
     return result
+
+
+# ---- Cutout, MixUp, CutMix (fastseq/kernels/mix.py) ----------------------------
+# Streams 16..22 of the same hash; the squares, partners and Beta draws in
+# plain Python integers and math-module floats; the passes with boolean masks
+# and whole-array float32 arithmetic.
+
+import math  # noqa: E402
+
+CUTOUT_TOP, CUTOUT_LEFT, MIX_PARTNER, MIX_GAMMA_A, MIX_GAMMA_B, CUTMIX_TOP, CUTMIX_LEFT = range(16, 23)
+
+
+def uniform_int_from(seed, epoch, index, stream, bound, first_attempt):
+    """``uniform_int`` with the attempts numbered from ``first_attempt``."""
+    if bound == 1:
+        return 0
+    threshold = ((1 << 32) - bound) % bound
+    attempt = first_attempt
+    while True:
+        m = (hash_word(seed, epoch, index, stream, attempt) >> 32) * bound
+        if (m & 0xFFFFFFFF) >= threshold:
+            return m >> 32
+        attempt += 1
+
+
+def unit_from_word(word):
+    """Open-interval (0, 1) float from the top 53 bits of a hash word."""
+    return ((word >> 11) + 0.5) / 2.0**53
+
+
+def log_gamma(seed, epoch, index, stream, alpha):
+    """log of a Gamma(alpha) variate by Marsaglia and Tsang (boost for alpha < 1)."""
+    a = alpha + 1.0 if alpha < 1.0 else alpha
+    d = a - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    t = 0
+    while True:
+        u1, u2, u3 = (unit_from_word(hash_word(seed, epoch, index, stream, 3 * t + j)) for j in (1, 2, 3))
+        z = math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+        v = 1.0 + c * z
+        if v > 0.0:
+            v = v**3
+            if math.log(u3) < 0.5 * z * z + d - d * v + d * math.log(v):
+                result = math.log(d) + math.log(v)
+                break
+        t += 1
+    if alpha < 1.0:
+        result += math.log(unit_from_word(hash_word(seed, epoch, index, stream, 0))) / alpha
+    return result
+
+
+def beta(seed, epoch, index, alpha):
+    """Beta(alpha, alpha) as X / (X + Y) of two Gamma(alpha) variates."""
+    la = log_gamma(seed, epoch, index, MIX_GAMMA_A, alpha)
+    lb = log_gamma(seed, epoch, index, MIX_GAMMA_B, alpha)
+    return 1.0 / (1.0 + math.exp(lb - la))
+
+
+def cutout_params(seed, epoch, indices, *, image_size, size, count=1):
+    h, w = image_size
+    boxes = np.zeros((len(indices), count, 4), np.int64)
+    for k, i in enumerate(indices):
+        for j in range(count):
+            cy = uniform_int_from(seed, epoch, int(i), CUTOUT_TOP, h, j << 16)
+            cx = uniform_int_from(seed, epoch, int(i), CUTOUT_LEFT, w, j << 16)
+            top, left = cy - size // 2, cx - size // 2
+            boxes[k, j] = (max(top, 0), min(top + size, h), max(left, 0), min(left + size, w))
+    return boxes
+
+
+def cutout_centres(seed, epoch, indices, *, image_size, count=1):
+    """The unclipped square centres ``(cy, cx)``, (n, count, 2)."""
+    h, w = image_size
+    return np.array(
+        [
+            [
+                (uniform_int_from(seed, epoch, int(i), CUTOUT_TOP, h, j << 16),
+                 uniform_int_from(seed, epoch, int(i), CUTOUT_LEFT, w, j << 16))
+                for j in range(count)
+            ]
+            for i in indices
+        ],
+        dtype=np.int64,
+    ).reshape(len(indices), count, 2)
+
+
+def mix_params(seed, epoch, indices, *, num_items, image_size, alpha, mode="mixup"):
+    """(partners, lam, weights, boxes) as ``fastseq.kernels.MixParams``."""
+    h, w = image_size
+    n = len(indices)
+    partners, lam = np.zeros(n, np.int64), np.zeros(n, np.float32)
+    weights, boxes = np.zeros(n, np.float32), np.zeros((n, 4), np.int64)
+    for k, i in enumerate(indices):
+        i = int(i)
+        partners[k] = uniform_int_from(seed, epoch, i, MIX_PARTNER, num_items, 0)
+        b = beta(seed, epoch, i, alpha)
+        if mode == "cutmix":
+            r = math.sqrt(1.0 - b)
+            ch, cw = int(h * r), int(w * r)
+            top = uniform_int_from(seed, epoch, i, CUTMIX_TOP, h, 0) - ch // 2
+            left = uniform_int_from(seed, epoch, i, CUTMIX_LEFT, w, 0) - cw // 2
+            y0, y1 = min(max(top, 0), h), min(max(top + ch, 0), h)
+            x0, x1 = min(max(left, 0), w), min(max(left + cw, 0), w)
+            boxes[k] = (y0, y1, x0, x1)
+            lam[k] = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
+            weights[k] = 1.0
+        else:
+            lam[k] = b
+            weights[k] = lam[k]
+    return partners, lam, weights, boxes
+
+
+def box_mask(boxes, image_size):
+    """bool (n, h, w): True inside any of each sample's boxes; ``boxes`` (n, 4) or (n, count, 4)."""
+    boxes = np.asarray(boxes)
+    boxes = boxes.reshape(len(boxes), -1, 4) if boxes.ndim == 2 else boxes
+    h, w = image_size
+    rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
+    mask = np.zeros((len(boxes), h, w), bool)
+    for k in range(len(boxes)):
+        for y0, y1, x0, x1 in boxes[k]:
+            mask[k] |= (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
+    return mask
+
+
+def _to_nhwc(batch, data_format):
+    return batch if data_format == "channels_last" else batch.transpose(0, 2, 3, 1)
+
+
+def cutout(batch, boxes, *, fill=0, data_format="channels_last"):
+    """A copy of ``batch`` with ``fill`` (rounded to its dtype) wherever the mask is set."""
+    out = np.array(batch, copy=True)
+    view = _to_nhwc(out, data_format)
+    mask = box_mask(boxes, view.shape[1:3])
+    view[mask] = np.array(fill, dtype=np.float32).astype(out.dtype) if out.dtype != np.uint8 else fill
+    return out
+
+
+def mix_images(a, b, weights, boxes, *, dtype="float32", data_format="channels_last"):
+    """Twin of ``kernels.mix`` (``mix`` here is the hash finaliser): ``w * a + (1 - w) * b`` in float32, ``b`` inside the box, then rounded to ``dtype``."""
+    af, bf = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    wa = np.asarray(weights, np.float32).reshape(-1, 1, 1, 1)
+    blended = wa * af + (np.float32(1) - wa) * bf
+    nhwc, src = _to_nhwc(blended, data_format), _to_nhwc(bf, data_format)
+    mask = box_mask(boxes, nhwc.shape[1:3])
+    nhwc[mask] = src[mask]
+    if dtype == "uint8":
+        return np.minimum(np.floor(blended + np.float32(0.5)), 255).astype(np.uint8)
+    if dtype == "bfloat16":
+        return blended.astype(ml_dtypes.bfloat16)
+    return blended.astype(dtype)
+
+
+def mix_labels(onehot_a, onehot_b, lam):
+    """Labels mixed as the pixels: ``lam * a + (1 - lam) * b`` in float32 (``lam`` float32)."""
+    lam = np.asarray(lam, np.float32)[:, None]
+    return lam * np.asarray(onehot_a, np.float32) + (np.float32(1) - lam) * np.asarray(onehot_b, np.float32)
+
+
+ERASE_APPLY, ERASE_AREA, ERASE_RATIO, ERASE_TOP, ERASE_LEFT = range(23, 28)
+
+
+def erasing_params(seed, epoch, indices, *, image_size, probability=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3)):
+    """torchvision's RandomErasing box rule on the hash's streams; (n, 1, 4), empty when not erased."""
+    h, w = image_size
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    boxes = np.zeros((len(indices), 1, 4), np.int64)
+    for k, i in enumerate(indices):
+        i = int(i)
+        if not unit_from_word(hash_word(seed, epoch, i, ERASE_APPLY, 0)) < probability:
+            continue
+        for t in range(10):
+            area = h * w * (scale[0] + (scale[1] - scale[0]) * unit_from_word(hash_word(seed, epoch, i, ERASE_AREA, t)))
+            r = math.exp(log_lo + (log_hi - log_lo) * unit_from_word(hash_word(seed, epoch, i, ERASE_RATIO, t)))
+            eh, ew = math.floor(math.sqrt(area * r) + 0.5), math.floor(math.sqrt(area / r) + 0.5)
+            if eh < h and ew < w:
+                top = uniform_int_from(seed, epoch, i, ERASE_TOP, h - eh + 1, t << 16)
+                left = uniform_int_from(seed, epoch, i, ERASE_LEFT, w - ew + 1, t << 16)
+                boxes[k, 0] = (top, top + eh, left, left + ew)
+                break
+    return boxes

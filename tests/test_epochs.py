@@ -75,11 +75,15 @@ def test_keras_calls_the_hooks_mid_pass_with_steps_per_epoch(backend_runs):
     assert requests(training) == [0, 1, 2, 3, 4], steps["log"]
     assert training.count("end") == 3
     assert training.index("end") < training.index("[4]")
-    # so the sequence stays in epoch 0 for the whole pass and moves on only after its last batch: on
-    # TensorFlow that is in Keras epoch 1 ([3] [4]), on JAX in Keras epoch 2 ([4])
-    at_begin = {"tensorflow": [0, 0, 1], "jax": [0, 0, 0]}.get(backend)
-    if at_begin is not None:
-        assert [s for _, s in steps["epochs_at_begin"]] == at_begin
+    # so the sequence stays in epoch 0 for the whole pass and moves on only after its last batch. When
+    # Keras epoch 2 begins, TensorFlow's generator has usually already served [4] (it prefetches one
+    # batch), which completes the pass and lets that begin move on; on a loaded machine the prefetch
+    # can come after the begin, and the pass completes in Keras epoch 2 instead (seen in CI-like runs).
+    # JAX serves [4] inside Keras epoch 2.
+    at_begin = [s for _, s in steps["epochs_at_begin"]]
+    allowed = {"tensorflow": ([0, 0, 1], [0, 0, 0]), "jax": ([0, 0, 0],)}.get(backend)
+    if allowed is not None:
+        assert at_begin in [list(a) for a in allowed], steps["log"]
     assert steps["epoch_after"] == 1
 
 

@@ -87,7 +87,8 @@ def test_fused_equals_composition_of_twins(case, tmp_path_factory):
 @pytest.mark.parametrize("dtype", ["float32", "uint8", "bfloat16"])
 @pytest.mark.parametrize("C", [1, 3])
 @pytest.mark.parametrize("crop", [(4, 3), (4, 6), (7, 9)], ids=["narrower", "image-wide", "wider"])
-def test_every_window_of_the_first_and_last_image(dtype, C, crop, tmp_path):
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_every_window_of_the_first_and_last_image(dtype, C, crop, data_format, tmp_path):
     """Every crop position and flip of the data set's first and last images, as a memmap.
 
     Unflipped constant-pad rows are converted straight from the image, reading
@@ -95,7 +96,8 @@ def test_every_window_of_the_first_and_last_image(dtype, C, crop, tmp_path):
     of the array those bytes do not exist, so the kernel must take its
     padded-row path there. This pins both paths to the twin, windows wholly
     inside the padding included. Image-wide windows of grayscale images take
-    the one-long-run path, and flipped grayscale rows are read backwards.
+    the one-long-run path; flipped grayscale and RGB rows, and RGB rows into
+    planes (channels_first), are read straight from the image too.
     """
     rng = np.random.default_rng(C)
     H, W, pad = 5, 6, 3
@@ -108,7 +110,8 @@ def test_every_window_of_the_first_and_last_image(dtype, C, crop, tmp_path):
     origins = np.stack([tops.ravel(), lefts.ravel()], axis=1)
     n = len(origins)
     for image in (0, len(x) - 1):
-        kwargs = dict(crop=crop, origins=origins, flips=flips.ravel(), padding=pad, fill=9, dtype=dtype)
+        kwargs = dict(crop=crop, origins=origins, flips=flips.ravel(), padding=pad, fill=9, dtype=dtype,
+                      data_format=data_format)
         if dtype != "uint8":
             kwargs.update(mean=[100.0] * C, std=[40.0] * C)
         indices = np.full(n, image)

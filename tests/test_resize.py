@@ -300,7 +300,7 @@ def test_sequence_batches_equal_the_twins(images, data_format):
     seq = fastseq.ArraySequence(images, np.arange(90), batch_size=16, crop=fastseq.RandomResizedCrop(20, 33),
                                 flip="horizontal", normalize=fastseq.Rescale(1 / 255), seed=3,
                                 data_format=data_format)
-    seq.set_epoch(1)  # issue12's epoch contract: hooks before a complete pass no longer advance it
+    seq.set_epoch(1)
     xb, yb = seq[4]
     idx = seq.indices(4)
     np.testing.assert_array_equal(yb, idx)

@@ -10,17 +10,24 @@ from fastseq.kernels.config import threading_layer
 from fastseq.kernels.gather import gather
 from fastseq.kernels.halfprec import to_half_bits
 from fastseq.kernels.images import FusedPlan, crop_flip, fused, normalize
+from fastseq.kernels.mix import CutoutParams, ErasingParams, MixDraw, MixParams, cutout, mix
 from fastseq.kernels.random import RandomParams, random_params
 from fastseq.kernels.resize import ResizedCropParams, ResizePlan, resized_crop, resized_crop_params
 
 __all__ = [
+    "CutoutParams",
+    "ErasingParams",
     "FusedPlan",
+    "MixDraw",
+    "MixParams",
     "RandomParams",
     "ResizePlan",
     "ResizedCropParams",
     "crop_flip",
+    "cutout",
     "fused",
     "gather",
+    "mix",
     "normalize",
     "random_params",
     "resized_crop",

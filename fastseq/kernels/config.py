@@ -141,3 +141,26 @@ def compile_notice(what):
         yield
     finally:
         timer.cancel()
+
+
+# Kernel variants that have run in this process: their first call is over.
+_warm = set()
+
+
+def announced(variant, what, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``; the first call for ``variant`` in this process runs under :func:`compile_notice`.
+
+    ``variant`` is any hashable naming the compiled specialisation (a kernel
+    and its output type); later calls cost one set lookup.
+    """
+    if variant in _warm:
+        return fn(*args, **kwargs)
+    with compile_notice(what):
+        result = fn(*args, **kwargs)
+    _warm.add(variant)
+    return result
+
+
+def mark_warm(variant):
+    """Record that ``variant`` was compiled on purpose (``python -m fastseq compile``): no notice for it."""
+    _warm.add(variant)

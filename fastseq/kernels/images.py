@@ -44,7 +44,7 @@ from numba.extending import overload
 
 from fastseq.kernels import _validate as check
 from fastseq.kernels._intrinsics import fetch_add, prefetch
-from fastseq.kernels.config import JIT, PARALLEL_JIT, compile_notice, launch
+from fastseq.kernels.config import JIT, PARALLEL_JIT, announced, launch, mark_warm
 from fastseq.kernels.halfprec import to_half_bits
 
 # Output kinds of the fused kernel.
@@ -90,6 +90,30 @@ _PREFETCH_BYTES = 16384
 def _emit_channels_first(rows, sel, base, out, k, i, w, kind, a, b, table, C):
     """out[k, c, i*w + j] <- converted rows[sel, base + j*C + c]."""
     first = _u(i) * _u(w)
+    if C == 3:
+        # RGB: the three planes in one loop with a literal stride, which LLVM
+        # vectorises as one interleaved load group (a plane at a time with a
+        # run-time stride stayed scalar: NCHW CIFAR took 5.8x the ceiling).
+        a0, a1, a2 = a[0], a[1], a[2]
+        b0, b1, b2 = b[0], b[1], b[2]
+        for j in range(w):
+            src = _u(base) + _u(3) * _u(j)
+            v0 = rows[sel, src]
+            v1 = rows[sel, src + _u(1)]
+            v2 = rows[sel, src + _u(2)]
+            if kind == _AFFINE:
+                out[k, 0, first + _u(j)] = np.float32(v0) * a0 + b0
+                out[k, 1, first + _u(j)] = np.float32(v1) * a1 + b1
+                out[k, 2, first + _u(j)] = np.float32(v2) * a2 + b2
+            elif kind == _TABLE:
+                out[k, 0, first + _u(j)] = table[_u(v0)]
+                out[k, 1, first + _u(j)] = table[_u(256) + _u(v1)]
+                out[k, 2, first + _u(j)] = table[_u(512) + _u(v2)]
+            else:
+                out[k, 0, first + _u(j)] = v0
+                out[k, 1, first + _u(j)] = v1
+                out[k, 2, first + _u(j)] = v2
+        return
     for c in range(C):
         ac = a[c]
         bc = b[c]
@@ -127,35 +151,36 @@ def _fused_block_overload(xf, H, W, indices, order, origins, flips, pad, mode, f
     # bits -> half-precision table, uint8 -> raw) and ``channels_first`` is
     # None for channels_last. So a variant compiles only its own copy; with
     # a run-time branch every variant compiled all four and the first batch
-    # of a new dtype took 42 s on 2 cores. channels_first keeps a run-time
-    # kind: its loops are strided anyway, and each copy costs compile time.
-    if not isinstance(channels_first, types.NoneType):
-        block = _block_channels_first
-    elif out.dtype == types.float32:
-        block = _block_affine
+    # of a new dtype took 42 s on 2 cores. (channels_first had a run-time
+    # kind too, tested per value: NCHW CIFAR ran at 5.8x the ceiling.)
+    first = not isinstance(channels_first, types.NoneType)
+    if out.dtype == types.float32:
+        block = _block_cf_affine if first else _block_affine
     elif out.dtype == types.uint16:
-        block = _block_table
+        block = _block_cf_table if first else _block_table
     else:
-        block = _block_raw
-    if block is _block_channels_first:
+        block = _block_cf_raw if first else _block_raw
 
-        def impl(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table,
-                 out, t0, t1):
-            _block_channels_first(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, a, b, table,
-                                  out, t0, t1)
-
-    else:
-
-        def impl(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table,
-                 out, t0, t1):
-            block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1)
+    def impl(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table,
+             out, t0, t1):
+        block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1)
 
     return impl
 
 
 @njit(**JIT)
-def _block_channels_first(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, a, b, table, out, t0, t1):
-    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, True, a, b, table, out, t0, t1)
+def _block_cf_affine(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1):
+    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, _AFFINE, True, a, b, table, out, t0, t1)
+
+
+@njit(**JIT)
+def _block_cf_table(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1):
+    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, _TABLE, True, a, b, table, out, t0, t1)
+
+
+@njit(**JIT)
+def _block_cf_raw(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1):
+    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, _RAW, True, a, b, table, out, t0, t1)
 
 
 @njit(**JIT)
@@ -327,52 +352,111 @@ def _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind
                         for u in range(jr, rowlen):
                             out[k, _u(i), _u(u)] = fillout[_u(u)]
                 continue
-        if C == 1 and hflip and not vflip and mode == _CONSTANT and not channels_first:
-            # Grayscale, flipped left-right: each output row is converted
-            # straight from its image row read backwards. Through the padded
-            # row these short rows (28 values for MNIST) cost 15x the
-            # ceiling's time; read backwards 3x. (Copying the image turned by
-            # 180 degrees into scratch first, or reversing the converted rows
-            # in place, were slower: 4.5x and 4.3x, measured.) Output value u
-            # of a row is source column ``right - u``; columns outside the
-            # image are read but overwritten by the pad columns [0, jl) and
-            # [jr, w), as in the direct path, as long as those reads lie in xf.
+        if (
+            not vflip
+            and mode == _CONSTANT
+            and ((C == 3 and (channels_first or hflip)) or (C == 1 and hflip and not channels_first))
+        ):
+            # RGB to planes, and rows flipped left-right (RGB or grayscale):
+            # straight from the image as in the direct path, a flipped row
+            # read backwards a pixel at a time. Through the padded row NCHW
+            # CIFAR took 5.8x the ceiling's time (3.4x with the planes written
+            # in one loop), flipped NHWC CIFAR samples 2.2x and flipped MNIST
+            # samples 15x (its 28-byte rows were copied byte by byte).
+            # (For grayscale, copying the image turned by 180 degrees into
+            # scratch first, or reversing the converted rows in place, were
+            # slower than reading backwards: measured.)
+            # Output pixel j of a row is source column col0 + j, or right - j
+            # when flipped; the reads outside the image row are overwritten
+            # by the pad columns [0, jl) and [jr, w).
             o0 = min(max(pad - top, 0), h)
             o1 = max(min(pad + H - top, h), o0)
             r0 = top + o0 - pad
-            right = W + pad - 1 - L
-            s_first = np.int64(first) + r0 * WC + right
-            if o1 > o0 and s_first - (w - 1) >= 0 and s_first + (o1 - 1 - o0) * WC < size:
-                for i in range(o0):
-                    for u in range(rowlen):
-                        out[k, _u(i), _u(u)] = fillout[_u(u)]
-                for i in range(o1, h):
-                    for u in range(rowlen):
-                        out[k, _u(i), _u(u)] = fillout[_u(u)]
-                a0 = arow[0]
-                b0 = brow[0]
+            if hflip:
+                right = W + pad - 1 - L
+                s_first = np.int64(first) + r0 * WC + right * C
+                inside = s_first - C * (w - 1) >= 0 and s_first + (o1 - 1 - o0) * WC + C <= size
+                jl = min(max(right - W + 1, 0), w)
+                jr = max(min(right + 1, w), jl)
+            else:
+                s_first = np.int64(first) + r0 * WC + (L - pad) * C
+                inside = s_first >= 0 and s_first + (o1 - 1 - o0) * WC + rowlen <= size
+                jl = min(max(pad + c0 - L, 0), w)
+                jr = jl + npix
+            if o1 > o0 and inside:
+                if channels_first:
+                    for c in range(3):
+                        fc = fillout[c]
+                        for v in range(o0 * w):
+                            out[k, c, _u(v)] = fc
+                        for v in range(o1 * w, h * w):
+                            out[k, c, _u(v)] = fc
+                else:
+                    for i in range(o0):
+                        for u in range(rowlen):
+                            out[k, _u(i), _u(u)] = fillout[_u(u)]
+                    for i in range(o1, h):
+                        for u in range(rowlen):
+                            out[k, _u(i), _u(u)] = fillout[_u(u)]
+                if C == 1:  # grayscale comes here only flipped: its rows read backwards
+                    a0 = a[0]
+                    b0 = b[0]
+                    for i in range(o0, o1):
+                        src = _u(s_first + (i - o0) * WC)
+                        ui = _u(i)
+                        if kind == _AFFINE:
+                            for u in range(w):
+                                out[k, ui, _u(u)] = np.float32(xf[src - _u(u)]) * a0 + b0
+                        elif kind == _TABLE:
+                            for u in range(w):
+                                out[k, ui, _u(u)] = table[_u(xf[src - _u(u)])]
+                        else:
+                            for u in range(w):
+                                out[k, ui, _u(u)] = xf[src - _u(u)]
+                        for u in range(jl):
+                            out[k, ui, _u(u)] = fillout[_u(u)]
+                        for u in range(jr, w):
+                            out[k, ui, _u(u)] = fillout[_u(u)]
+                    continue
+                a0, a1, a2 = a[0], a[1], a[2]
+                b0, b1, b2 = b[0], b[1], b[2]
                 for i in range(o0, o1):
                     src = _u(s_first + (i - o0) * WC)
                     ui = _u(i)
-                    if kind == _AFFINE:
-                        for u in range(w):
-                            out[k, ui, _u(u)] = np.float32(xf[src - _u(u)]) * a0 + b0
-                    elif kind == _TABLE:
-                        for u in range(w):
-                            out[k, ui, _u(u)] = table[_u(xf[src - _u(u)])]
+                    row = _u(i) * _u(w)  # channels_first: where row i starts in each plane
+                    for j in range(w):
+                        s3 = src - _u(3) * _u(j) if hflip else src + _u(3) * _u(j)
+                        v0 = xf[s3]
+                        v1 = xf[s3 + _u(1)]
+                        v2 = xf[s3 + _u(2)]
+                        if channels_first:
+                            p0, p1, p2 = (0, row + _u(j)), (1, row + _u(j)), (2, row + _u(j))
+                        else:
+                            p0, p1, p2 = (ui, _u(3) * _u(j)), (ui, _u(3) * _u(j) + _u(1)), (ui, _u(3) * _u(j) + _u(2))
+                        if kind == _AFFINE:
+                            out[k, p0[0], p0[1]] = np.float32(v0) * a0 + b0
+                            out[k, p1[0], p1[1]] = np.float32(v1) * a1 + b1
+                            out[k, p2[0], p2[1]] = np.float32(v2) * a2 + b2
+                        elif kind == _TABLE:
+                            out[k, p0[0], p0[1]] = table[_u(v0)]
+                            out[k, p1[0], p1[1]] = table[_u(256) + _u(v1)]
+                            out[k, p2[0], p2[1]] = table[_u(512) + _u(v2)]
+                        else:
+                            out[k, p0[0], p0[1]] = v0
+                            out[k, p1[0], p1[1]] = v1
+                            out[k, p2[0], p2[1]] = v2
+                    if channels_first:
+                        for c in range(3):
+                            fc = fillout[c]
+                            for j in range(jl):
+                                out[k, c, row + _u(j)] = fc
+                            for j in range(jr, w):
+                                out[k, c, row + _u(j)] = fc
                     else:
-                        for u in range(w):
-                            out[k, ui, _u(u)] = xf[src - _u(u)]
-                jl = min(max(right - W + 1, 0), w)
-                jr = max(min(right + 1, w), jl)
-                if jl > 0:
-                    for i in range(o0, o1):
-                        for u in range(jl):
-                            out[k, _u(i), _u(u)] = fillout[_u(u)]
-                if jr < w:
-                    for i in range(o0, o1):
-                        for u in range(jr, w):
-                            out[k, _u(i), _u(u)] = fillout[_u(u)]
+                        for u in range(3 * jl):
+                            out[k, ui, _u(u)] = fillout[_u(u)]
+                        for u in range(3 * jr, rowlen):
+                            out[k, ui, _u(u)] = fillout[_u(u)]
                 continue
         # Flipped samples, edge or reflect padding, channels_first, and shifted reads that would
         # leave xf: row by row, through the padded row.
@@ -547,6 +631,38 @@ def _half_table(a, b, dtype):
     return to_half_bits(values.reshape(-1), dtype)
 
 
+class ReadOrder:
+    """The order in which to read a batch's samples: a permutation of ``range(n)``.
+
+    From a mapped file: sorted by source index (the stable argsort of
+    ``indices``, as a sort of ``index * n + k``, several times faster than
+    ``argsort``), so pages are read in file order. In RAM: batch order, a
+    cached ``arange`` (sorting cost 12 us a batch and bought nothing
+    measurable). Shared by the plans of every kernel that gathers samples.
+    """
+
+    def __init__(self, x, num_items):
+        self._sorted_reads = _file_backed(x)
+        self._num_items = num_items
+        self._aranges = {}
+
+    def __call__(self, indices):
+        n = indices.shape[0]
+        if not self._sorted_reads:
+            order = self._aranges.get(n)
+            if order is None:
+                order = np.arange(n, dtype=np.int64)
+                order.flags.writeable = False
+                self._aranges = {**self._aranges, n: order}  # replaced whole: safe for concurrent readers
+            return order
+        if self._num_items * n < _PACKED_KEY_LIMIT:
+            # Out-of-range indices (refused by the launch) still give an array in range(n).
+            keys = indices * n + np.arange(n)
+            keys.sort()
+            return np.remainder(keys, n, out=keys)
+        return np.argsort(indices, kind="stable")
+
+
 class FusedPlan:
     """A validated, reusable configuration of :func:`fused` for one image array.
 
@@ -594,11 +710,10 @@ class FusedPlan:
         self._a, self._b = a, b
         self._x = x4
         self._xf = x4.reshape(-1)  # flat: the kernel computes byte offsets itself
-        self._sorted_reads = _file_backed(x)
-        self._aranges = {}
+        self._read_order = ReadOrder(x, N)
         self.image_shape = (H, W, C)
         self.max_origin = (H + 2 * self.padding - self.crop[0], W + 2 * self.padding - self.crop[1])
-        self._cold = True  # until a first call has compiled (or loaded) this variant
+        self._variant_key = ("fused", self._kind, self.channels_first)
 
     def __len__(self):
         return self._x.shape[0]
@@ -644,42 +759,14 @@ class FusedPlan:
             raise AssertionError("fused kernel refused arguments that passed every check")  # pragma: no cover
         return out
 
-    def _read_order(self, indices):
-        """The order in which to read the batch's samples (a permutation of ``range(n)``).
-
-        From a mapped file: sorted by source index (the stable argsort of
-        ``indices``, as a sort of ``index * n + k``, several times faster
-        than ``argsort``), so pages are read in file order. In RAM: batch
-        order, a cached ``arange`` (sorting cost 12 us a batch and bought
-        nothing measurable).
-        """
-        n = indices.shape[0]
-        if not self._sorted_reads:
-            order = self._aranges.get(n)
-            if order is None:
-                order = np.arange(n, dtype=np.int64)
-                order.flags.writeable = False
-                self._aranges = {**self._aranges, n: order}  # replaced whole: safe for concurrent readers
-            return order
-        if self._x.shape[0] * n < _PACKED_KEY_LIMIT:
-            # Out-of-range indices (refused by the launch) still give an array in range(n).
-            keys = indices * n + np.arange(n)
-            keys.sort()
-            return np.remainder(keys, n, out=keys)
-        return np.argsort(indices, kind="stable")
-
     @property
     def variant(self):
         """What this plan's compiled kernel is specialised for: its output dtype and layout."""
         return f"{self.dtype} {self.data_format}"
 
     def _launch(self, indices, order, origins, flips, out):
-        if self._cold:
-            with compile_notice(f"the fused kernel for {self.variant} batches"):
-                result = self._launch_warm(indices, order, origins, flips, out)
-            self._cold = False
-            return result
-        return self._launch_warm(indices, order, origins, flips, out)
+        return announced(self._variant_key, f"the fused kernel for {self.variant} batches", self._launch_warm,
+                         indices, order, origins, flips, out)
 
     def _launch_warm(self, indices, order, origins, flips, out):
         return launch(_checked, *self._kernel_args(indices, order, origins, flips, out), serial=_checked_serial)
@@ -727,7 +814,7 @@ class FusedPlan:
         origins, flips = np.zeros((1, 2), np.int64), np.zeros(1, np.uint8)
         out = np.empty(self.output_shape(1), check.numpy_dtype(self.dtype))
         self._launch_warm(one, one, origins, flips, out)  # no compile notice: the caller asked for this
-        self._cold = False
+        mark_warm(self._variant_key)
         if serial:
             _checked_serial(*self._kernel_args(one, one, origins, flips, out))
 

@@ -23,6 +23,9 @@ _M64 = (1 << 64) - 1
 TOP, LEFT, HFLIP, VFLIP = 0, 1, 2, 3
 # RandomResizedCrop's draws (fastseq/kernels/resize.py); 12..15 are free for it.
 RRC_AREA, RRC_RATIO, RRC_TOP, RRC_LEFT = 8, 9, 10, 11
+# 16..31: Cutout, MixUp, CutMix and RandomErasing (drawn in fastseq/kernels/mix.py).
+CUTOUT_TOP, CUTOUT_LEFT, MIX_PARTNER, MIX_GAMMA_A, MIX_GAMMA_B, CUTMIX_TOP, CUTMIX_LEFT = range(16, 23)
+ERASE_APPLY, ERASE_AREA, ERASE_RATIO, ERASE_TOP, ERASE_LEFT = range(23, 28)
 _FLIP_BITS = 24  # flip probabilities are quantised to multiples of 2**-24
 
 

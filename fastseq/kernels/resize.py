@@ -31,9 +31,9 @@ from numba import njit, prange, uint64
 
 from fastseq.kernels import _validate as check
 from fastseq.kernels._intrinsics import fetch_add, prefetch
-from fastseq.kernels.config import JIT, PARALLEL_JIT, compile_notice, launch
+from fastseq.kernels.config import JIT, PARALLEL_JIT, announced, launch, mark_warm
 from fastseq.kernels.halfprec import f32_to_bf16_bits, f32_to_f16_bits
-from fastseq.kernels.images import _file_backed
+from fastseq.kernels.images import ReadOrder
 from fastseq.kernels.random import (
     _FLIP_BITS,
     HFLIP,
@@ -488,11 +488,10 @@ class ResizePlan:
         self._kind = {"uint8": _RAW, "float32": _AFFINE, "float16": _HALF, "bfloat16": _BF16}[self.dtype]
         self._x = x4
         self._xf = x4.reshape(-1)
-        self._sorted_reads = _file_backed(x)
-        self._aranges = {}
+        self._read_order = ReadOrder(x, N)
         self.image_shape = (H, W, C)
         self._offset = ((self.scaled_size[0] - self.size[0]) // 2, (self.scaled_size[1] - self.size[1]) // 2)
-        self._cold = True  # until a first call has compiled (or loaded) this variant
+        self._variant_key = ("resized-crop", self.variant)
 
     @property
     def variant(self):
@@ -515,7 +514,7 @@ class ResizePlan:
         boxes, flips = np.array([[0, 0, 1, 1]], np.int64), np.zeros(1, np.uint8)
         out = np.empty(self.output_shape(1), check.numpy_dtype(self.dtype))
         self._launch_warm(one, boxes, flips, out)  # no compile notice: the caller asked for this
-        self._cold = False
+        mark_warm(self._variant_key)
         if serial:
             _checked_serial(*self._kernel_args(one, boxes, flips, out))
 
@@ -560,25 +559,9 @@ class ResizePlan:
             raise AssertionError("resize kernel refused arguments that passed every check")  # pragma: no cover
         return out
 
-    def _read_order(self, indices):
-        """Sorted by source index from a mapped file (pages read in file order), else batch order."""
-        n = indices.shape[0]
-        if self._sorted_reads:
-            return np.argsort(indices, kind="stable")
-        order = self._aranges.get(n)
-        if order is None:
-            order = np.arange(n, dtype=np.int64)
-            order.flags.writeable = False
-            self._aranges = {**self._aranges, n: order}
-        return order
-
     def _launch(self, indices, boxes, flips, out):
-        if self._cold:
-            with compile_notice(f"the resized-crop kernel for {self.variant} batches"):
-                result = self._launch_warm(indices, boxes, flips, out)
-            self._cold = False
-            return result
-        return self._launch_warm(indices, boxes, flips, out)
+        return announced(self._variant_key, f"the resized-crop kernel for {self.variant} batches", self._launch_warm,
+                         indices, boxes, flips, out)
 
     def _launch_warm(self, indices, boxes, flips, out):
         return launch(_checked, *self._kernel_args(indices, boxes, flips, out), serial=_checked_serial)
