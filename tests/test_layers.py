@@ -74,3 +74,25 @@ def test_bad_arguments():
 
 def test_exported_lazily():
     assert fastseq.DeviceNormalize is DeviceNormalize
+
+
+@pytest.mark.slow
+def test_device_normalisation_on_jax():
+    pytest.importorskip("jax")
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, keras, fastseq\n"
+        "assert keras.backend.backend() == 'jax'\n"
+        "x = np.random.default_rng(1).integers(0, 256, (20, 6, 5, 3), dtype=np.uint8)\n"
+        "norm = fastseq.Normalize(mean=(125.3, 123.0, 113.9), std=(63.0, 62.1, 66.7))\n"
+        "host = fastseq.ArraySequence(x, batch_size=8, normalize=norm, shuffle=False)[0][0]\n"
+        "raw = fastseq.ArraySequence(x, batch_size=8, dtype='uint8', shuffle=False)[0][0]\n"
+        "got = keras.ops.convert_to_numpy(fastseq.DeviceNormalize(norm)(raw))\n"
+        "np.testing.assert_allclose(got, host, rtol=2e-7, atol=2e-6)\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
