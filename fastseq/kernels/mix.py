@@ -639,6 +639,11 @@ def cutout(batch, boxes, *, fill=0, data_format="channels_last"):
     return batch
 
 
+def mix_variant(dtype):
+    """The compiled variant :func:`mix` runs for ``dtype``: the float32 kernel or the rounding one."""
+    return ("mix", "float32" if dtype == "float32" else "rounded")
+
+
 def mix(a, b, weights, boxes, *, dtype="float32", data_format="channels_last", out=None):
     """MixUp / CutMix two made batches: ``out[k] = w[k] * a[k] + (1 - w[k]) * b[k]``, ``b[k]`` inside ``boxes[k]``.
 
@@ -691,10 +696,11 @@ def mix(a, b, weights, boxes, *, dtype="float32", data_format="channels_last", o
         flat = flat.view(np.uint16)
     if n:
         args = (a.reshape(-1), b.reshape(-1), w, boxes, P, h, wq, Q)
+        what = f"the MixUp/CutMix kernel for {dtype} batches"
         if dtype == "float32":
-            announced(("mix", "float32"), "the MixUp/CutMix kernel for float32 batches", launch, _mix_f32, *args,
-                      flat, min(n, _MAX_BLOCKS), serial=_mix_f32_serial)
+            announced(mix_variant(dtype), what, launch, _mix_f32, *args, flat, min(n, _MAX_BLOCKS),
+                      serial=_mix_f32_serial)
         else:
-            announced(("mix", "rounded"), f"the MixUp/CutMix kernel for {dtype} batches", launch, _mix_rounded,
-                      *args, _KINDS[dtype], flat, min(n, _MAX_BLOCKS), serial=_mix_rounded_serial)
+            announced(mix_variant(dtype), what, launch, _mix_rounded, *args, _KINDS[dtype], flat,
+                      min(n, _MAX_BLOCKS), serial=_mix_rounded_serial)
     return out
