@@ -13,10 +13,13 @@ from numba import njit
 from fastseq.kernels.config import JIT
 
 
-@njit(**JIT)
-def f32_to_f16_bits(value):
-    """float32 -> IEEE binary16 bit pattern (uint16), round half to even."""
-    bits = np.uint32(np.array([np.float32(value)]).view(np.uint32)[0])
+@njit(inline="always", **JIT)
+def f16_bits_from_f32_bits(bits):
+    """float32 bit pattern (uint32) -> IEEE binary16 bit pattern (uint16), round half to even.
+
+    Inlined where it is called, so a kernel that converts a whole row of
+    values (``fastseq.kernels.mix``) keeps it in its loop.
+    """
     sign = np.uint32((bits >> np.uint32(16)) & np.uint32(0x8000))
     exp = np.int32((bits >> np.uint32(23)) & np.uint32(0xFF))
     mant = np.uint32(bits & np.uint32(0x7FFFFF))
@@ -45,14 +48,25 @@ def f32_to_f16_bits(value):
     return np.uint16(sign | out)
 
 
-@njit(**JIT)
-def f32_to_bf16_bits(value):
-    """float32 -> bfloat16 bit pattern (uint16), round half to even."""
-    bits = np.uint32(np.array([np.float32(value)]).view(np.uint32)[0])
+@njit(inline="always", **JIT)
+def bf16_bits_from_f32_bits(bits):
+    """float32 bit pattern (uint32) -> bfloat16 bit pattern (uint16), round half to even."""
     if (bits & np.uint32(0x7F800000)) == np.uint32(0x7F800000) and (bits & np.uint32(0x7FFFFF)) != 0:
         return np.uint16((bits >> np.uint32(16)) | np.uint32(0x40))  # quiet NaN
     rounding = np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
     return np.uint16((bits + rounding) >> np.uint32(16))
+
+
+@njit(**JIT)
+def f32_to_f16_bits(value):
+    """float32 -> IEEE binary16 bit pattern (uint16), round half to even."""
+    return f16_bits_from_f32_bits(np.uint32(np.array([np.float32(value)]).view(np.uint32)[0]))
+
+
+@njit(**JIT)
+def f32_to_bf16_bits(value):
+    """float32 -> bfloat16 bit pattern (uint16), round half to even."""
+    return bf16_bits_from_f32_bits(np.uint32(np.array([np.float32(value)]).view(np.uint32)[0]))
 
 
 @njit(**JIT)

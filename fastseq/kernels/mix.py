@@ -30,6 +30,7 @@ from numba import njit, prange, uint64
 from fastseq.kernels import _validate as check
 from fastseq.kernels._intrinsics import fetch_add
 from fastseq.kernels.config import JIT, PARALLEL_JIT, announced, launch
+from fastseq.kernels.halfprec import bf16_bits_from_f32_bits, f16_bits_from_f32_bits
 from fastseq.kernels.images import _MAX_BLOCKS
 from fastseq.kernels.random import (
     CUTMIX_LEFT,
@@ -338,46 +339,6 @@ class MixParams(_Keyed):
 # ---- passes -------------------------------------------------------------------
 
 
-@njit(inline="always", **JIT)
-def _f16_bits(bits):
-    """float32 bit pattern (uint32) -> IEEE binary16 bits, round half to even (as halfprec.f32_to_f16_bits)."""
-    sign = np.uint32((bits >> np.uint32(16)) & np.uint32(0x8000))
-    exp = np.int32((bits >> np.uint32(23)) & np.uint32(0xFF))
-    mant = np.uint32(bits & np.uint32(0x7FFFFF))
-    if exp == 0xFF:
-        if mant != 0:
-            return np.uint16(sign | np.uint32(0x7E00) | (mant >> np.uint32(13)))
-        return np.uint16(sign | np.uint32(0x7C00))
-    e = exp - 127 + 15
-    if e >= 31:
-        return np.uint16(sign | np.uint32(0x7C00))
-    if e <= 0:
-        if e < -10:
-            return np.uint16(sign)
-        m = mant | np.uint32(0x800000)
-        shift = np.uint32(14 - e)
-        half = np.uint32(1) << (shift - np.uint32(1))
-        rest = m & ((np.uint32(1) << shift) - np.uint32(1))
-        out = m >> shift
-        if rest > half or (rest == half and (out & np.uint32(1)) == 1):
-            out += np.uint32(1)
-        return np.uint16(sign | out)
-    out = (np.uint32(e) << np.uint32(10)) | (mant >> np.uint32(13))
-    rest = mant & np.uint32(0x1FFF)
-    if rest > 0x1000 or (rest == 0x1000 and (out & np.uint32(1)) == 1):
-        out += np.uint32(1)
-    return np.uint16(sign | out)
-
-
-@njit(inline="always", **JIT)
-def _bf16_bits(bits):
-    """float32 bit pattern (uint32) -> bfloat16 bits, round half to even (as halfprec.f32_to_bf16_bits)."""
-    if (bits & np.uint32(0x7F800000)) == np.uint32(0x7F800000) and (bits & np.uint32(0x7FFFFF)) != 0:
-        return np.uint16((bits >> np.uint32(16)) | np.uint32(0x40))
-    rounding = np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
-    return np.uint16((bits + rounding) >> np.uint32(16))
-
-
 # Index arithmetic in uint64 over flat arrays, as in images.py: with signed
 # indices Numba's negative-index wrap-around test kept LLVM from vectorising
 # the row loops (measured for the erase: 92 us against 25 us on a CIFAR batch).
@@ -423,10 +384,10 @@ def _mix_sample_rounded(a, b, weights, boxes, P, h, wq, Q, kind, out, row, k):
                     row[_u(x0) + _u(u)] = np.float32(b[base + _u(x0) + _u(u)])
             if kind == _F16:
                 for u in range(wq):
-                    out[base + _u(u)] = _f16_bits(bits[_u(u)])
+                    out[base + _u(u)] = f16_bits_from_f32_bits(bits[_u(u)])
             elif kind == _BF16:
                 for u in range(wq):
-                    out[base + _u(u)] = _bf16_bits(bits[_u(u)])
+                    out[base + _u(u)] = bf16_bits_from_f32_bits(bits[_u(u)])
             else:
                 for u in range(wq):
                     out[base + _u(u)] = np.uint8(min(np.floor(row[_u(u)] + np.float32(0.5)), np.float32(255.0)))
