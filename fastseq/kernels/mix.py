@@ -45,9 +45,10 @@ from fastseq.kernels.random import (
     MIX_GAMMA_A,
     MIX_GAMMA_B,
     MIX_PARTNER,
+    KeyedDraws,
     _mix_scalar,
-    _seed_epoch_key,
     _word,
+    index_array,
 )
 
 # Output kinds of mix(): float32, float16 bits, bfloat16 bits, uint8.
@@ -209,15 +210,6 @@ def _erasing_boxes(key, indices, h, w, probability, scale_lo, scale_hi, log_lo, 
     return smallest
 
 
-def _index_array(indices):
-    if type(indices) is np.ndarray and indices.dtype == np.int64 and indices.ndim == 1:
-        return np.ascontiguousarray(indices)
-    idx = np.asarray(indices)
-    if idx.dtype == bool or not (np.issubdtype(idx.dtype, np.integer) or idx.size == 0) or idx.ndim != 1:
-        raise ValueError(f"indices must be a 1-D integer array, got {idx.dtype} of shape {idx.shape}.")
-    return np.ascontiguousarray(idx, dtype=np.int64)
-
-
 def _image_size(image_size):
     try:
         h, w = image_size
@@ -226,20 +218,7 @@ def _image_size(image_size):
     return check.integer("image_size height", h, minimum=1), check.integer("image_size width", w, minimum=1)
 
 
-class _Keyed:
-    """The per-(seed, epoch) key, cached for the last pair asked for (replaced whole: atomic reads)."""
-
-    _last_key = (None, None, None)
-
-    def _key(self, seed, epoch):
-        last_seed, last_epoch, key = self._last_key
-        if seed != last_seed or epoch != last_epoch or type(seed) is not int or type(epoch) is not int:
-            key = _seed_epoch_key(seed, epoch)
-            self._last_key = (seed, epoch, key)
-        return key
-
-
-class CutoutParams(_Keyed):
+class CutoutParams(KeyedDraws):
     """Cutout squares per sample, a pure function of ``(seed, epoch, index)``.
 
     ``CutoutParams(image_size=(h, w), size=s, count=c)(seed, epoch, indices)``
@@ -258,14 +237,14 @@ class CutoutParams(_Keyed):
 
     def __call__(self, seed, epoch, indices):
         key = self._key(seed, epoch)
-        idx = _index_array(indices)
+        idx = index_array(indices)
         boxes = np.empty((idx.size, self.count, 4), np.int64)
         if _cutout_boxes(key, idx, *self.image_size, self.size, boxes) < 0:
             raise ValueError(f"indices must be >= 0, got {int(idx.min())}.")
         return boxes
 
 
-class ErasingParams(_Keyed):
+class ErasingParams(KeyedDraws):
     """RandomErasing boxes per sample (torchvision's rule), a pure function of ``(seed, epoch, index)``.
 
     ``ErasingParams(image_size=(h, w), probability=p, scale=(lo, hi),
@@ -293,14 +272,14 @@ class ErasingParams(_Keyed):
 
     def __call__(self, seed, epoch, indices):
         key = self._key(seed, epoch)
-        idx = _index_array(indices)
+        idx = index_array(indices)
         boxes = np.empty((idx.size, 1, 4), np.int64)
         if _erasing_boxes(key, idx, *self.image_size, *self._args, boxes) < 0:
             raise ValueError(f"indices must be >= 0, got {int(idx.min())}.")
         return boxes
 
 
-class MixParams(_Keyed):
+class MixParams(KeyedDraws):
     """MixUp/CutMix partners, weights and boxes per sample, a pure function of ``(seed, epoch, index)``.
 
     ``MixParams(num_items=N, image_size=(h, w), alpha=a, mode="mixup" or
@@ -327,7 +306,7 @@ class MixParams(_Keyed):
 
     def __call__(self, seed, epoch, indices):
         key = self._key(seed, epoch)
-        idx = _index_array(indices)
+        idx = index_array(indices)
         n = idx.size
         draw = MixDraw(np.empty(n, np.int64), np.empty(n, np.float32), np.empty(n, np.float32), np.empty((n, 4), np.int64))
         h, w = self.image_size

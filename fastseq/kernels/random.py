@@ -93,7 +93,38 @@ def _seed_epoch_key(seed, epoch):
     return np.uint64(_key(np.uint64(seed & _M64), np.uint64(epoch & _M64)))
 
 
-class RandomParams:
+def index_array(indices):
+    """``indices`` as a C-contiguous 1-D int64 array (itself in the common case), or ValueError.
+
+    Negative values are not checked here: the compiled draws report the
+    smallest index, and the callers raise for it.
+    """
+    if type(indices) is np.ndarray and indices.dtype == np.int64 and indices.ndim == 1 and indices.flags.c_contiguous:
+        return indices  # the common case: a slice of an int64 epoch order
+    idx = np.asarray(indices)
+    if idx.dtype == bool or not (np.issubdtype(idx.dtype, np.integer) or idx.size == 0) or idx.ndim != 1:
+        raise ValueError(f"indices must be a 1-D integer array, got {idx.dtype} of shape {idx.shape}.")
+    return np.ascontiguousarray(idx, dtype=np.int64)
+
+
+class KeyedDraws:
+    """Base of the per-dataset draw objects: the per-(seed, epoch) key, cached for the last pair asked for.
+
+    The cache is one tuple replaced whole, so concurrent readers see a
+    consistent (seed, epoch, key).
+    """
+
+    _last_key = (None, None, None)
+
+    def _key(self, seed, epoch):
+        last_seed, last_epoch, key = self._last_key
+        if seed != last_seed or epoch != last_epoch or type(seed) is not int or type(epoch) is not int:
+            key = _seed_epoch_key(seed, epoch)
+            self._last_key = (seed, epoch, key)
+        return key
+
+
+class RandomParams(KeyedDraws):
     """:func:`random_params` with the per-dataset arguments validated once.
 
     ``RandomParams(image_size=..., crop_size=..., padding=..., horizontal=...,
@@ -113,21 +144,11 @@ class RandomParams:
             np.uint64(round(_probability("horizontal", horizontal) * (1 << _FLIP_BITS))),
             np.uint64(round(_probability("vertical", vertical) * (1 << _FLIP_BITS))),
         )
-        self._last_key = (None, None, None)  # (seed, epoch, key); replaced whole, so reads are atomic
 
     def __call__(self, seed, epoch, indices):
         """``(origins, flips)`` for ``indices``; see :func:`random_params`."""
-        last_seed, last_epoch, key = self._last_key
-        if seed != last_seed or epoch != last_epoch or type(seed) is not int or type(epoch) is not int:
-            key = _seed_epoch_key(seed, epoch)
-            self._last_key = (seed, epoch, key)
-        if type(indices) is np.ndarray and indices.dtype == np.int64 and indices.ndim == 1:
-            idx = indices  # the common case: a slice of an int64 order; checked >= 0 below
-        else:
-            idx = np.asarray(indices)
-            if idx.dtype == bool or not (np.issubdtype(idx.dtype, np.integer) or idx.size == 0) or idx.ndim != 1:
-                raise ValueError(f"indices must be a 1-D integer array, got {idx.dtype} of shape {idx.shape}.")
-            idx = np.ascontiguousarray(idx, dtype=np.int64)
+        key = self._key(seed, epoch)
+        idx = index_array(indices)
         origins = np.empty((idx.size, 2), dtype=np.int64)
         flips = np.empty(idx.size, dtype=np.uint8)
         smallest = _random_params(key, idx, *self._bounds, origins, flips)

@@ -42,11 +42,13 @@ from fastseq.kernels.random import (
     RRC_RATIO,
     RRC_TOP,
     VFLIP,
+    KeyedDraws,
     _mix_scalar,
     _probability,
     _seed_epoch_key,
     _uniform,
     _word,
+    index_array,
 )
 
 #: torchvision's number of tries before the centre-crop fallback.
@@ -135,7 +137,7 @@ def _range_pair(name, value, *, upper=None):
     return lo, hi
 
 
-class ResizedCropParams:
+class ResizedCropParams(KeyedDraws):
     """:func:`resized_crop_params` with the per-dataset arguments validated once.
 
     ``ResizedCropParams(image_size=..., scale=..., ratio=..., horizontal=...,
@@ -161,21 +163,11 @@ class ResizedCropParams:
             np.uint64(round(_probability("horizontal", horizontal) * (1 << _FLIP_BITS))),
             np.uint64(round(_probability("vertical", vertical) * (1 << _FLIP_BITS))),
         )
-        self._last_key = (None, None, None)
 
     def __call__(self, seed, epoch, indices):
         """``(boxes, flips)`` for ``indices``; see :func:`resized_crop_params`."""
-        last_seed, last_epoch, key = self._last_key
-        if seed != last_seed or epoch != last_epoch or type(seed) is not int or type(epoch) is not int:
-            key = _seed_epoch_key(seed, epoch)
-            self._last_key = (seed, epoch, key)
-        if type(indices) is np.ndarray and indices.dtype == np.int64 and indices.ndim == 1:
-            idx = indices
-        else:
-            idx = np.asarray(indices)
-            if idx.dtype == bool or not (np.issubdtype(idx.dtype, np.integer) or idx.size == 0) or idx.ndim != 1:
-                raise ValueError(f"indices must be a 1-D integer array, got {idx.dtype} of shape {idx.shape}.")
-            idx = np.ascontiguousarray(idx, dtype=np.int64)
+        key = self._key(seed, epoch)
+        idx = index_array(indices)
         boxes = np.empty((idx.size, 4), dtype=np.int64)
         flips = np.empty(idx.size, dtype=np.uint8)
         smallest = _resized_crop_params(key, idx, *self._bounds, boxes, flips)
