@@ -432,29 +432,10 @@ def tf_data_row(job, batches=8):
         mean=job.mean,
         std=job.std,
     ).repeat()
-    it = iter(ds)
-    for _ in range(3):  # fill the shuffle buffer, build the map's threads
-        next(it)
-
-    def tf_data():
-        for _ in range(batches):
-            xb, yb = next(it)
-        return xb.numpy(), yb.numpy()
-
     import tensorflow as tf
 
     threads = tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count()
-    return Row(
-        "tf.data",
-        "tf.data per-sample map",
-        tf_data,
-        job.batch_size * batches,
-        job.out_bytes * batches,
-        threads,
-        job.out_shape,
-        "float32",
-        extra={"batches_per_call": batches},
-    )
+    return _pulled_row(job, "tf.data", "tf.data per-sample map", ds, batches, threads, lambda t: t.numpy())
 
 
 def grain_row(job, batches=8):
@@ -480,19 +461,29 @@ def grain_row(job, batches=8):
         repeat=True,
         read_threads=threads,
     )
-    it = iter(ds)
-    for _ in range(3):  # start the read threads
+    return _pulled_row(job, "grain", "Grain MapDataset random_map", ds, batches, threads, lambda a: a)
+
+
+def _pulled_row(job, name, label, dataset, batches, threads, to_numpy):
+    """A row pulling ``batches`` batches per call from a warm iterator over ``dataset`` (endless).
+
+    Several batches per call so that the prefetch buffer, filled while the
+    timer is stopped, cannot make a batch look free. ``fn()`` returns the
+    last batch's ``(images, positions)`` as NumPy arrays.
+    """
+    it = iter(dataset)
+    for _ in range(3):  # fill the buffers, start the pipeline's threads
         next(it)
 
-    def grain_fn():
+    def pull():
         for _ in range(batches):
             xb, yb = next(it)
-        return xb, yb
+        return to_numpy(xb), to_numpy(yb)
 
     return Row(
-        "grain",
-        "Grain MapDataset random_map",
-        grain_fn,
+        name,
+        label,
+        pull,
         job.batch_size * batches,
         job.out_bytes * batches,
         threads,
