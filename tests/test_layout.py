@@ -22,7 +22,7 @@ PACKAGE = ROOT / "fastseq"
 # Lowest first. A module's layer is that of its longest matching prefix.
 LAYERS = [
     ("kernels", ["fastseq.kernels"]),
-    ("numpy-only product", ["fastseq.order", "fastseq.augment", "fastseq._pool", "fastseq._memmap", "fastseq.options",
+    ("numpy-only product", ["fastseq.order", "fastseq.ragged", "fastseq.augment", "fastseq._pool", "fastseq._memmap", "fastseq.options",
                             "fastseq.warmup"]),
     ("datasets", ["fastseq.datasets"]),
     ("Keras-facing product", ["fastseq.sequence", "fastseq.callbacks", "fastseq.layers"]),
@@ -32,7 +32,7 @@ LAYERS = [
 ]
 
 # Layers that must not load Keras or TensorFlow, checked in a fresh interpreter.
-KERAS_FREE = ["fastseq", "fastseq.kernels", "fastseq.order", "fastseq.augment", "fastseq.options", "fastseq.warmup",
+KERAS_FREE = ["fastseq", "fastseq.kernels", "fastseq.order", "fastseq.ragged", "fastseq.augment", "fastseq.options", "fastseq.warmup",
               "fastseq._pool", "fastseq.datasets", "fastseq.bench", "fastseq.profiling"]
 
 
