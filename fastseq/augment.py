@@ -15,6 +15,16 @@ import numpy as np
 
 PAD_MODES = ("constant", "reflect", "edge")
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+#: Resampling filters of ``Resize``/``RandomResizedCrop`` (Keras' names). Images of
+#: one size (arrays) take "bilinear" only; photo folders (``RaggedImages``) take all.
+INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area")
+
+
+def _resample_options(owner, interpolation, antialias):
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"{owner}: interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}.")
+    if not isinstance(antialias, (bool, np.bool_)):
+        raise ValueError(f"{owner}: antialias must be True or False, got {antialias!r}.")
 
 
 def _positive_int(name, value, owner):
@@ -133,7 +143,10 @@ class RandomResizedCrop:
     ``tf.image.resize(box, (height, width), antialias=False)`` and
     ``keras.layers.Resizing`` do: output pixel ``i`` reads the box at
     ``(i + 0.5) * box_size / size - 0.5``, neighbours clamped to the box.
-    Images may be larger or smaller than the output.
+    Images may be larger or smaller than the output. On photo folders
+    (``RaggedImages``) the box is drawn on each original photo, and
+    ``interpolation`` may be any of ``INTERPOLATIONS``, ``antialias=True``
+    low-pass filters when shrinking (``tf.image.resize(antialias=True)``).
 
     ``ArraySequence.for_evaluation`` turns it into ``Resize`` to
     ``crop / 0.875`` (the shorter side, keeping the image's aspect) then a
@@ -145,17 +158,19 @@ class RandomResizedCrop:
     scale: tuple = (0.08, 1.0)
     ratio: tuple = (3 / 4, 4 / 3)
     interpolation: str = "bilinear"
+    antialias: bool = False
 
     def __post_init__(self):
         _positive_int("height", self.height, "RandomResizedCrop")
         _positive_int("width", self.width, "RandomResizedCrop")
         object.__setattr__(self, "scale", _range_pair("scale", self.scale, "RandomResizedCrop", upper=1.0))
         object.__setattr__(self, "ratio", _range_pair("ratio", self.ratio, "RandomResizedCrop"))
-        if self.interpolation != "bilinear":
-            raise ValueError(
-                f"RandomResizedCrop: interpolation must be 'bilinear' (the only one implemented), "
-                f"got {self.interpolation!r}."
-            )
+        _resample_options("RandomResizedCrop", self.interpolation, self.antialias)
+
+    @property
+    def plain(self):
+        """Bilinear without antialias: what the resampling of images of one size (arrays) implements."""
+        return self.interpolation == "bilinear" and not self.antialias
 
     random = True
 
@@ -177,11 +192,22 @@ class Resize:
     ``((64 - 56) // 2, (64 - 56) // 2)``, as :class:`CenterCrop`), the
     evaluation path of ImageNet-style training, done in one pass.
     Deterministic; half-pixel centres as :class:`RandomResizedCrop`.
+
+    On photo folders (``RaggedImages``), Keras' ``Resizing`` options apply
+    too: ``crop_to_aspect_ratio=True`` resizes the largest centred box of
+    each photo with the output's aspect ratio, ``pad_to_aspect_ratio=True``
+    the whole photo padded with zeros to that ratio
+    (``tf.image.resize_with_pad``); ``interpolation`` and ``antialias`` as
+    :class:`RandomResizedCrop`.
     """
 
     height: int
     width: int
     crop: tuple | None = None
+    interpolation: str = "bilinear"
+    antialias: bool = False
+    crop_to_aspect_ratio: bool = False
+    pad_to_aspect_ratio: bool = False
 
     def __post_init__(self):
         _positive_int("height", self.height, "Resize")
@@ -199,8 +225,20 @@ class Resize:
                     f"use a crop of at most {self.height}x{self.width} or resize to at least {ch}x{cw}."
                 )
             object.__setattr__(self, "crop", (ch, cw))
+        _resample_options("Resize", self.interpolation, self.antialias)
+        for name in ("crop_to_aspect_ratio", "pad_to_aspect_ratio"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"Resize: {name} must be True or False, got {getattr(self, name)!r}.")
+        if self.crop_to_aspect_ratio and self.pad_to_aspect_ratio:
+            raise ValueError("Resize: only one of crop_to_aspect_ratio and pad_to_aspect_ratio can be True.")
 
     random = False
+
+    @property
+    def plain(self):
+        """Bilinear, no antialias, the whole image stretched: what arrays of one size implement."""
+        return (self.interpolation == "bilinear" and not self.antialias and not self.crop_to_aspect_ratio
+                and not self.pad_to_aspect_ratio)
 
     @property
     def output_size(self):

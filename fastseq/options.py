@@ -283,6 +283,12 @@ def crop_arg(crop, image_size):
             f"or None, got {describe(crop)}."
         )
     crop.check_image_size(image_size, "crop")
+    if isinstance(crop, (RandomResizedCrop, Resize)) and not crop.plain:
+        raise ValueError(
+            f"crop={crop!r}: on images of one size (an array x) the resample is bilinear, without antialias, of the "
+            "whole image; interpolation, antialias and crop/pad_to_aspect_ratio are for photo folders "
+            "(fastseq.image_dataset_from_directory, or a fastseq.ragged.RaggedImages x)."
+        )
     return crop
 
 
