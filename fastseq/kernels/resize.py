@@ -69,52 +69,63 @@ def _unit(base, stream, attempt):
     return np.float64(_word(base, stream, attempt) >> _u(11)) * (1.0 / 9007199254740992.0)
 
 
-@njit(**JIT)
-def _resized_crop_params(key, indices, H, W, s0, s1, logr0, logr1, rmin, rmax, cut_h, cut_v, boxes, flips):
-    """torchvision's ``RandomResizedCrop.get_params`` per index, then the flip bits.
+@njit(inline="always", **JIT)
+def _resized_crop_one(key, index, H, W, s0, s1, logr0, logr1, rmin, rmax, cut_h, cut_v, boxes, flips, k):
+    """Sample ``index``'s box in an ``H`` x ``W`` image and its flip bits, into row ``k``.
 
     Attempt ``a`` draws the area fraction from stream RRC_AREA and the
     log-aspect-ratio from stream RRC_RATIO (both at counter ``a``); the
     first box that fits is placed uniformly (streams RRC_TOP, RRC_LEFT).
     After ATTEMPTS misses: the centre crop of the whole image, clamped to
-    the ratio range. Returns the smallest index (for the wrapper's check).
+    the ratio range. One body for fixed-size images and for images of
+    different sizes (:mod:`fastseq.kernels.ragged`), so a sample of a given
+    size draws the same box under both.
     """
-    smallest = 0
     area = np.float64(H) * np.float64(W)
-    for k in range(indices.shape[0]):
-        smallest = min(smallest, indices[k])
-        base = _mix_scalar(key ^ (uint64(indices[k]) * uint64(0x9E3779B97F4A7C15)))
-        found = False
-        for attempt in range(ATTEMPTS):
-            target = area * (s0 + (s1 - s0) * _unit(base, RRC_AREA, attempt))
-            aspect = np.exp(logr0 + (logr1 - logr0) * _unit(base, RRC_RATIO, attempt))
-            w = np.int64(np.rint(np.sqrt(target * aspect)))
-            h = np.int64(np.rint(np.sqrt(target / aspect)))
-            if 0 < w <= W and 0 < h <= H:
-                boxes[k, 0] = _uniform(base, RRC_TOP, H - h + 1)
-                boxes[k, 1] = _uniform(base, RRC_LEFT, W - w + 1)
-                boxes[k, 2] = h
-                boxes[k, 3] = w
-                found = True
-                break
-        if not found:
-            in_ratio = np.float64(W) / np.float64(H)
-            if in_ratio < rmin:
-                w = W
-                h = max(np.int64(np.rint(W / rmin)), 1)
-            elif in_ratio > rmax:
-                h = H
-                w = max(np.int64(np.rint(H * rmax)), 1)
-            else:
-                w = W
-                h = H
-            boxes[k, 0] = (H - h) // 2
-            boxes[k, 1] = (W - w) // 2
+    base = _mix_scalar(key ^ (uint64(index) * uint64(0x9E3779B97F4A7C15)))
+    found = False
+    for attempt in range(ATTEMPTS):
+        target = area * (s0 + (s1 - s0) * _unit(base, RRC_AREA, attempt))
+        aspect = np.exp(logr0 + (logr1 - logr0) * _unit(base, RRC_RATIO, attempt))
+        w = np.int64(np.rint(np.sqrt(target * aspect)))
+        h = np.int64(np.rint(np.sqrt(target / aspect)))
+        if 0 < w <= W and 0 < h <= H:
+            boxes[k, 0] = _uniform(base, RRC_TOP, H - h + 1)
+            boxes[k, 1] = _uniform(base, RRC_LEFT, W - w + 1)
             boxes[k, 2] = h
             boxes[k, 3] = w
-        hbit = (_word(base, HFLIP, 0) >> uint64(64 - _FLIP_BITS)) < cut_h
-        vbit = (_word(base, VFLIP, 0) >> uint64(64 - _FLIP_BITS)) < cut_v
-        flips[k] = np.uint8(1 if hbit else 0) | np.uint8(2 if vbit else 0)
+            found = True
+            break
+    if not found:
+        in_ratio = np.float64(W) / np.float64(H)
+        if in_ratio < rmin:
+            w = W
+            h = max(np.int64(np.rint(W / rmin)), 1)
+        elif in_ratio > rmax:
+            h = H
+            w = max(np.int64(np.rint(H * rmax)), 1)
+        else:
+            w = W
+            h = H
+        boxes[k, 0] = (H - h) // 2
+        boxes[k, 1] = (W - w) // 2
+        boxes[k, 2] = h
+        boxes[k, 3] = w
+    hbit = (_word(base, HFLIP, 0) >> uint64(64 - _FLIP_BITS)) < cut_h
+    vbit = (_word(base, VFLIP, 0) >> uint64(64 - _FLIP_BITS)) < cut_v
+    flips[k] = np.uint8(1 if hbit else 0) | np.uint8(2 if vbit else 0)
+
+
+@njit(**JIT)
+def _resized_crop_params(key, indices, H, W, s0, s1, logr0, logr1, rmin, rmax, cut_h, cut_v, boxes, flips):
+    """torchvision's ``RandomResizedCrop.get_params`` per index (:func:`_resized_crop_one`), then the flip bits.
+
+    Returns the smallest index (for the wrapper's check).
+    """
+    smallest = 0
+    for k in range(indices.shape[0]):
+        smallest = min(smallest, indices[k])
+        _resized_crop_one(key, indices[k], H, W, s0, s1, logr0, logr1, rmin, rmax, cut_h, cut_v, boxes, flips, k)
     return smallest
 
 
