@@ -17,7 +17,7 @@ PAD_MODES = ("constant", "reflect", "edge")
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 #: Resampling filters of ``Resize``/``RandomResizedCrop`` (Keras' names). Images of
 #: one size (arrays) take "bilinear" only; photo folders (``RaggedImages``) take all.
-INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area")
+INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
 
 
 def _resample_options(owner, interpolation, antialias):

@@ -16,7 +16,9 @@ import numbers
 import numpy as np
 
 from fastseq import order
+from fastseq.ragged import RaggedImages
 from fastseq.augment import (
+    EVAL_CROP_FRACTION,
     CenterCrop,
     CutMix,
     Cutout,
@@ -114,11 +116,24 @@ def check(
     Raises:
         TypeError, ValueError: naming the argument, the value received and the fix.
     """
-    x4 = validate.images(x, "x")  # raises for wrong type/dtype/ndim/contiguity
-    n_items, H, W, C = x4.shape
-    if n_items == 0:
-        raise ValueError(f"x has no samples (shape {x.shape}); give at least one image.")
-    if x.ndim == 4 and H in (1, 3, 4) and C > 4:
+    ragged = isinstance(x, RaggedImages)
+    if ragged:
+        # Photos of different sizes: only a crop that resamples each one to a fixed size makes a batch.
+        n_items, H, W, C = len(x), None, None, x.channels
+        if n_items == 0:
+            raise ValueError("x (RaggedImages) holds no images; give at least one.")
+        if not isinstance(crop, (RandomResizedCrop, Resize)):
+            raise ValueError(
+                f"x is a RaggedImages (images of different sizes), so every batch must be resampled to one size: "
+                f"pass crop=fastseq.Resize(height, width) (the whole image, as Keras) or "
+                f"fastseq.RandomResizedCrop(height, width), got crop={describe(crop)}."
+            )
+    else:
+        x4 = validate.images(x, "x")  # raises for wrong type/dtype/ndim/contiguity
+        n_items, H, W, C = x4.shape
+        if n_items == 0:
+            raise ValueError(f"x has no samples (shape {x.shape}); give at least one image.")
+    if not ragged and x.ndim == 4 and H in (1, 3, 4) and C > 4:
         raise ValueError(
             f"x has shape {x.shape}, which looks channels-first (N, C, H, W) with {H} channels; ArraySequence "
             f"reads x as channels-last (N, H, W, C), which would make {H}x{W} images with {C} channels. Pass "
@@ -179,7 +194,7 @@ def check(
         shuffle=bool(shuffle),
         seed=int_arg("seed", seed, minimum=0),
         drop_remainder=bool(drop_remainder),
-        crop=crop_arg(crop, (H, W)),
+        crop=crop_arg(crop, (H, W), ragged=ragged),
         flip=flip_arg(flip),
         normalize=normalize,
         dtype=dtype,
@@ -272,8 +287,8 @@ def class_labels(y, num_classes):
     return labels.astype(np.intp)
 
 
-def crop_arg(crop, image_size):
-    """A crop spec that fits ``(H, W)``, or None."""
+def crop_arg(crop, image_size, ragged=False):
+    """A crop spec that fits ``(H, W)`` (any size when ``ragged``: a ``Resize``/``RandomResizedCrop``), or None."""
     if crop is None:
         return None
     if not isinstance(crop, (RandomCrop, CenterCrop, RandomResizedCrop, Resize)):
@@ -283,7 +298,7 @@ def crop_arg(crop, image_size):
             f"or None, got {describe(crop)}."
         )
     crop.check_image_size(image_size, "crop")
-    if isinstance(crop, (RandomResizedCrop, Resize)) and not crop.plain:
+    if not ragged and isinstance(crop, (RandomResizedCrop, Resize)) and not crop.plain:
         raise ValueError(
             f"crop={crop!r}: on images of one size (an array x) the resample is bilinear, without antialias, of the "
             "whole image; interpolation, antialias and crop/pad_to_aspect_ratio are for photo folders "
@@ -320,16 +335,33 @@ def normalize_arg(normalize, channels):
     return normalize
 
 
+def image_size_of(x):
+    """``(H, W)`` of the images of ``x``, or None for a ``RaggedImages`` (each image its own size)."""
+    if isinstance(x, RaggedImages):
+        return None
+    return validate.images(x, "x").shape[1:3]
+
+
 def evaluation_crop(crop, image_size):
     """The deterministic crop for evaluation data of ``image_size`` after training with ``crop``.
 
     A ``RandomCrop`` whose window differs from the image becomes a
     ``CenterCrop`` of that size; one as large as the image (pad-and-crop
     augmentation) becomes no crop. A ``RandomResizedCrop`` becomes a resize
-    to crop / 0.875 and a centre crop (:meth:`fastseq.Resize.for_crop`);
-    a ``Resize`` is deterministic already and stays.
+    to crop / 0.875 and a centre crop (:meth:`fastseq.Resize.for_crop`; for
+    images of different sizes, ``image_size`` None, the same on each
+    image's centre box of the crop's aspect ratio); a ``Resize`` is
+    deterministic already and stays.
     """
     if isinstance(crop, RandomResizedCrop):
+        if image_size is None:
+            # Photos of different sizes: the centre box of each with the crop's aspect ratio, 0.875 of its
+            # tighter axis, resized to the crop size (Resize.for_crop on each original photo).
+            return Resize(
+                int(crop.height / EVAL_CROP_FRACTION), int(crop.width / EVAL_CROP_FRACTION),
+                crop=(crop.height, crop.width), interpolation=crop.interpolation, antialias=crop.antialias,
+                crop_to_aspect_ratio=True,
+            )
         return crop.evaluation_resize(image_size)
     if isinstance(crop, Resize):
         return crop

@@ -11,11 +11,12 @@ import warnings
 import numpy as np
 from keras.utils import PyDataset
 
-from fastseq import kernels, options, order
+from fastseq import kernels, options, order, ragged_plans
 from fastseq._memmap import MemmapRef
 from fastseq._pool import BufferPool
 from fastseq.augment import CenterCrop, Cutout, RandomCrop, RandomErasing, RandomResizedCrop, Resize
 from fastseq.kernels import _validate as check
+from fastseq.ragged import RaggedImages
 
 
 class ArraySequence(PyDataset):
@@ -209,7 +210,9 @@ class ArraySequence(PyDataset):
         self._center = None
         self._random = None  # the per-sample crop corners and flips, when there are any
         crop, flip = self.crop, self.flip
-        if isinstance(crop, CenterCrop):
+        if isinstance(self.x, RaggedImages):
+            self._random = ragged_plans.random_draws(crop, flip, self.x.shapes)
+        elif isinstance(crop, CenterCrop):
             self._center = ((H - crop.height) // 2, (W - crop.width) // 2)
         elif isinstance(crop, RandomResizedCrop):
             # Boxes and flips in one compiled call; the flip bits equal RandomParams' for the same sample.
@@ -264,6 +267,10 @@ class ArraySequence(PyDataset):
     def _make_plan(self, dtype):
         """The batch pass for ``dtype``: the resampling ResizePlan or the FusedPlan."""
         crop = self.crop
+        if isinstance(self.x, RaggedImages):
+            return ragged_plans.RaggedPlan(
+                self.x, crop=crop, normalize=self.normalize, dtype=dtype, data_format=self.data_format
+            )
         normalize = {} if self.normalize is None else self.normalize.kernel_kwargs()
         if isinstance(crop, (RandomResizedCrop, Resize)):
             # The resampling pass; called like a FusedPlan, with boxes for origins.
@@ -624,7 +631,7 @@ class ArraySequence(PyDataset):
         sharded sequence returns the outputs in shard order; build an
         unsharded ``ArraySequence`` for it.
         """
-        crop = options.evaluation_crop(self.crop, check.images(x, "x").shape[1:3])
+        crop = options.evaluation_crop(self.crop, options.image_size_of(x))
         return ArraySequence(
             x,
             y,

@@ -22,10 +22,10 @@ PACKAGE = ROOT / "fastseq"
 # Lowest first. A module's layer is that of its longest matching prefix.
 LAYERS = [
     ("kernels", ["fastseq.kernels"]),
-    ("numpy-only product", ["fastseq.order", "fastseq.ragged", "fastseq.augment", "fastseq._pool", "fastseq._memmap", "fastseq.options",
+    ("numpy-only product", ["fastseq.order", "fastseq.ragged", "fastseq.ragged_plans", "fastseq.augment", "fastseq._pool", "fastseq._memmap", "fastseq.options",
                             "fastseq.warmup"]),
     ("datasets", ["fastseq.datasets"]),
-    ("Keras-facing product", ["fastseq.sequence", "fastseq.callbacks", "fastseq.layers"]),
+    ("Keras-facing product", ["fastseq.sequence", "fastseq.callbacks", "fastseq.layers", "fastseq.folder_sequence"]),
     ("bench", ["fastseq.bench"]),
     ("profiler", ["fastseq.profiling"]),
     ("facade", ["fastseq.__main__", "fastseq"]),

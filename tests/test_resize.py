@@ -357,7 +357,7 @@ def test_for_evaluation_resizes_to_crop_over_0_875_then_centre_crops(images):
         (lambda: fastseq.RandomResizedCrop(32, 32, ratio=(-1, 2)), r"ratio must have low > 0, got \(-1, 2\)"),
         (lambda: fastseq.RandomResizedCrop(32, 32, ratio=0.5), r"ratio must be a \(low, high\) pair.*0.5"),
         (lambda: fastseq.RandomResizedCrop(32, 32, scale=(0.1, float("nan"))), r"scale.*finite"),
-        (lambda: fastseq.RandomResizedCrop(32, 32, interpolation="lanczos3"), r"interpolation.*'lanczos3'"),
+        (lambda: fastseq.RandomResizedCrop(32, 32, interpolation="lanczos4"), r"interpolation.*'lanczos4'"),
         (lambda: fastseq.Resize(32, 32, interpolation="cubic"), r"interpolation must be one of .*'cubic'"),
         (lambda: fastseq.Resize(32, 32, crop_to_aspect_ratio=True, pad_to_aspect_ratio=True), r"only one of"),
         (lambda: fastseq.Resize(32, 32, antialias="yes"), r"antialias must be True or False"),
