@@ -2,8 +2,8 @@
 
 ``import fastseq`` is cheap: it imports neither Keras nor TensorFlow and
 compiles nothing. The Keras-facing names (``ArraySequence``,
-``BackupAndRestore``, ``DeviceNormalize``, ``profile``,
-``StarvationMonitor``) and ``fastseq.datasets`` are imported on first use.
+``BackupAndRestore``, ``DeviceNormalize``, ``image_dataset_from_directory``,
+``profile``, ``StarvationMonitor``) and ``fastseq.datasets`` are imported on first use.
 
 The package has three parts: the product (``sequence``, ``callbacks``,
 ``options``, ``augment``, ``order``, ``kernels/``, ``datasets/``), the
@@ -35,6 +35,7 @@ _LAZY = {
     "ProfileReport": ("fastseq.profiling.report", "ProfileReport"),
     "StarvationMonitor": ("fastseq.profiling.monitor", "StarvationMonitor"),
     "datasets": ("fastseq.datasets", None),
+    "image_dataset_from_directory": ("fastseq.folder_sequence", "image_dataset_from_directory"),
 }
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "Resize",
     "StarvationMonitor",
     "datasets",
+    "image_dataset_from_directory",
     "profile",
 ]
 

@@ -1,0 +1,308 @@
+"""``fastseq.image_dataset_from_directory``: Keras' call, served by an ``ArraySequence`` over a decoded store.
+
+The listing, labels and split are Keras' own (:mod:`fastseq.datasets.folders`);
+the photos are decoded once into a ragged uint8 store on disk
+(:mod:`fastseq.datasets.store`); every batch is resampled from the original
+photos by the ragged resize kernel, through ``ArraySequence``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from fastseq import options
+from fastseq.augment import INTERPOLATIONS, CenterCrop, RandomCrop, RandomResizedCrop, Resize
+from fastseq.datasets import folders
+from fastseq.sequence import ArraySequence
+
+class FolderSequence(ArraySequence):
+    """An ``ArraySequence`` over a photo folder, as ``image_dataset_from_directory`` returns it.
+
+    Attributes:
+        class_names: Keras' class names (None without labels).
+        file_paths: the files of this sequence's samples, in Keras' order:
+            sample ``i`` is ``file_paths[i]`` (with ``shuffle=False`` the
+            batches come in this order).
+        store: the decoded store the pixels come from (``.path``,
+            ``.decoded``, ``.skipped``).
+        unbatched: ``batch_size=None`` was asked for: each item is one
+            sample (image, label) without a batch axis, as Keras' unbatched
+            dataset yields them; ``len`` is the number of samples.
+    """
+
+    class_names = None
+    file_paths = None
+    store = None
+    unbatched = False
+
+    def __getitem__(self, i):
+        result = super().__getitem__(i)
+        if not self.unbatched:
+            return result
+        sample = tuple(part[0] for part in result)
+        return sample[0] if len(sample) == 1 else sample
+
+    def __repr__(self):
+        inner = super().__repr__()
+        inner = inner[inner.index("(") + 1 : -1]
+        return f"FolderSequence({inner}, class_names={self.class_names}, store={str(self.store.path)!r})"
+
+
+def image_dataset_from_directory(
+    directory,
+    labels="inferred",
+    label_mode="int",
+    class_names=None,
+    color_mode="rgb",
+    batch_size=32,
+    image_size=(256, 256),
+    shuffle=True,
+    seed=None,
+    validation_split=None,
+    subset=None,
+    interpolation="bilinear",
+    follow_links=False,
+    crop_to_aspect_ratio=False,
+    pad_to_aspect_ratio=False,
+    data_format=None,
+    format=None,
+    verbose=True,
+    *,
+    crop=None,
+    flip=None,
+    normalize=None,
+    cutout=None,
+    mix=None,
+    dtype="float32",
+    antialias=False,
+    drop_remainder=False,
+    shard=None,
+    shard_remainder="drop",
+    exif_transpose=True,
+    max_side=None,
+    cache_dir=None,
+    strict=False,
+    workers=1,
+    use_multiprocessing=False,
+    max_queue_size=10,
+):
+    """Keras' ``image_dataset_from_directory``, decoded once and augmented from the original photos.
+
+    Takes every argument of ``keras.utils.image_dataset_from_directory``
+    (Keras 3.15) with the same meaning, defaults and errors, and serves the
+    same files, labels, class names and split. It returns a
+    :class:`FolderSequence` (a ``keras.utils.PyDataset`` that ``model.fit``
+    takes on every backend) with ``class_names`` and ``file_paths``, or a
+    tuple ``(training, validation)`` for ``subset="both"``; the validation
+    one is deterministic (no shuffle, no augmentation: the evaluation form
+    of ``crop``).
+
+    The first call decodes every listed photo once into a store on disk
+    (see ``fastseq.datasets.store``); later calls on the same folder, with
+    any ``image_size``, crop, split or seed, decode nothing. With
+    ``shuffle=False`` the batches come in Keras' order. With
+    ``shuffle=True`` the listing is shuffled as Keras shuffles it (so the
+    split is Keras' split) and each epoch is fastseq's exactly-once order,
+    a pure function of ``(seed, epoch)``.
+
+    Pixels: by default float32 0..255, each photo resized whole to
+    ``image_size`` like ``tf.image.resize`` (half-pixel centres, no
+    antialias), or with ``crop_to_aspect_ratio``/``pad_to_aspect_ratio`` as
+    Keras does them. The one deliberate difference: a photo with an EXIF
+    orientation tag comes out upright (``exif_transpose=False`` for Keras'
+    raw pixels).
+
+    Args:
+        directory, labels, label_mode, class_names, color_mode, batch_size,
+        image_size, shuffle, seed, validation_split, subset, interpolation,
+        follow_links, crop_to_aspect_ratio, pad_to_aspect_ratio,
+        data_format, verbose: Keras' arguments. ``interpolation``: any of Keras'
+            eight (``fastseq.augment.INTERPOLATIONS``). ``batch_size=None``
+            serves single samples (no batch axis) as Keras does: for
+            iterating, not for ``fit``.
+        format: Keras' choice of "tf" or "grain"; accepted and ignored
+            (fastseq serves its own ``PyDataset``).
+        crop: None (resize the whole photo, as Keras),
+            ``fastseq.RandomResizedCrop(*image_size, scale=..., ratio=...)``
+            (a random box of each original photo, resampled once to
+            ``image_size``) or ``fastseq.Resize(h, w, crop=image_size)``
+            (resize then a centre crop). Its output size must be ``image_size``.
+        flip, normalize, cutout, mix, dtype, drop_remainder, shard,
+        shard_remainder, workers, use_multiprocessing, max_queue_size:
+            as ``fastseq.ArraySequence``. ``mix`` needs
+            ``label_mode="categorical"`` (or "binary").
+        antialias: low-pass filter when shrinking (not Keras' default).
+        exif_transpose: turn photos upright by their EXIF orientation tag.
+        max_side: cap the stored long side (None keeps the originals).
+        cache_dir: where the store goes (default: see
+            ``fastseq.datasets.store``; also ``FASTSEQ_CACHE_DIR``).
+        strict: an undecodable file is an error (default: a warning naming
+            it, and the file is left out).
+
+    Returns:
+        A :class:`FolderSequence`, or ``(training, validation)`` for ``subset="both"``.
+
+    Raises:
+        ValueError, TypeError, FileNotFoundError: Keras' errors for Keras'
+            arguments, fastseq's for its own; all before anything is decoded.
+    """
+    from keras import config
+
+    from fastseq.datasets import store as photo_store
+
+    # Keras' order of checks: labels, label_mode, color_mode, image_size, interpolation, format, split.
+    folders.check_label_args(labels, label_mode, class_names)
+    num_channels = folders.color_mode_channels(color_mode)
+    image_size = folders.image_size_arg(image_size)
+    interpolation = _interpolation_arg(interpolation)
+    if format not in (None, "tf", "grain"):
+        raise ValueError(f'`format` should be either "tf" or "grain". Received: format={format!r}')
+    if crop_to_aspect_ratio and pad_to_aspect_ratio:
+        raise ValueError("Only one of `pad_to_aspect_ratio`, `crop_to_aspect_ratio` can be set to `True`.")
+    folders.check_validation_split_arg(validation_split, subset, shuffle, seed)
+    if data_format is None:
+        data_format = config.image_data_format()
+    if data_format not in options.DATA_FORMATS:
+        raise ValueError(
+            f"The `data_format` argument must be one of {{'channels_first', 'channels_last'}}. "
+            f"Received: data_format={data_format!r}"
+        )
+    unbatched = batch_size is None
+    batch = 1 if unbatched else options.int_arg("batch_size", batch_size, minimum=1)
+    crop = _crop_arg(crop, image_size, interpolation, antialias, crop_to_aspect_ratio, pad_to_aspect_ratio)
+    # fastseq's own arguments are checked before the (possibly long) decode, too.
+    flip = options.flip_arg(flip)
+    normalize = options.normalize_arg(normalize, num_channels)
+    if dtype not in options.DTYPES:
+        raise ValueError(f"dtype must be one of {options.DTYPES}, got {dtype!r}.")
+    options.cutout_arg(cutout, dtype)
+    if mix is not None and label_mode not in ("categorical", "binary"):
+        raise ValueError(
+            f"mix={mix!r} mixes labels as well as images, so they must be one-hot or binary floats: pass "
+            f"label_mode='categorical' (or 'binary'), got label_mode={label_mode!r}."
+        )
+
+    listing = folders.list_folder(
+        directory,
+        labels=labels,
+        label_mode=label_mode,
+        class_names=class_names,
+        color_mode=color_mode,
+        shuffle=shuffle,
+        seed=seed,
+        validation_split=validation_split,
+        subset=subset,
+        follow_links=follow_links,
+        verbose=verbose,
+    )
+    store = photo_store.build_or_open(
+        directory,
+        listing.files,
+        color_mode=color_mode,
+        exif_transpose=exif_transpose,
+        max_side=max_side,
+        cache_dir=cache_dir,
+        strict=strict,
+        verbose=verbose,
+    )
+    position = {os.path.abspath(p): i for i, p in enumerate(store.files)}
+
+    common = dict(
+        normalize=normalize,
+        dtype=dtype,
+        data_format=data_format,
+        shard=shard,
+        workers=workers,
+        use_multiprocessing=use_multiprocessing,
+        max_queue_size=max_queue_size,
+    )
+    made = []
+    for split in listing.splits:
+        rows = np.array([position.get(os.path.abspath(p), -1) for p in split.file_paths], np.int64)
+        kept = rows >= 0  # files the store could not decode (warned about there) are left out
+        paths = [p for p, k in zip(split.file_paths, kept) if k]
+        if not paths:
+            raise ValueError(
+                f"none of the {len(split.file_paths)} files of {os.fspath(directory)!r}"
+                + (f" ({split.subset})" if split.subset else "")
+                + " could be decoded; see the warnings above for each file."
+            )
+        y, num_classes = folders.label_targets(
+            None if split.labels is None else split.labels[kept], listing.label_mode,
+            None if listing.class_names is None else len(listing.class_names),
+        )
+        evaluation = split.subset == "validation" and subset == "both"
+        seq = FolderSequence(
+            store.images.take(rows[kept]),
+            y,
+            batch_size=batch,
+            shuffle=False if evaluation else bool(shuffle),
+            seed=listing.seed,
+            drop_remainder=False if evaluation else drop_remainder,
+            crop=options.evaluation_crop(crop, None) if evaluation else crop,
+            flip=None if evaluation else flip,
+            cutout=None if evaluation else cutout,
+            mix=None if evaluation else mix,
+            num_classes=num_classes,
+            shard_remainder="repeat" if evaluation else shard_remainder,
+            **common,
+        )
+        seq.class_names = listing.class_names
+        seq.file_paths = paths
+        seq.store = store
+        seq.unbatched = unbatched
+        made.append(seq)
+    return tuple(made) if subset == "both" else made[0]
+
+
+def _interpolation_arg(interpolation):
+    name = interpolation.lower() if isinstance(interpolation, str) else interpolation
+    if name not in INTERPOLATIONS:
+        raise ValueError(
+            f"Argument `interpolation` should be one of {INTERPOLATIONS}. Received: interpolation={interpolation!r}"
+        )
+    return name
+
+
+def _crop_arg(crop, image_size, interpolation, antialias, crop_to_aspect_ratio, pad_to_aspect_ratio):
+    """The resample spec for every batch: Keras' whole-photo resize, or the user's crop at ``image_size``."""
+    if crop is None:
+        return Resize(
+            *image_size,
+            interpolation=interpolation,
+            antialias=bool(antialias),
+            crop_to_aspect_ratio=bool(crop_to_aspect_ratio),
+            pad_to_aspect_ratio=bool(pad_to_aspect_ratio),
+        )
+    if isinstance(crop, (RandomCrop, CenterCrop)):
+        raise TypeError(
+            f"crop={crop!r}: photos of a folder differ in size, so a fixed window does not fit them all; pass "
+            f"crop=fastseq.RandomResizedCrop({image_size[0]}, {image_size[1]}) (a random box of each photo, resized "
+            f"to image_size) or fastseq.Resize(h, w, crop={image_size}) (resize, then a centre crop)."
+        )
+    if not isinstance(crop, (RandomResizedCrop, Resize)):
+        raise TypeError(
+            f"crop must be None, fastseq.RandomResizedCrop(height, width, ...) or fastseq.Resize(height, width, "
+            f"crop=...), got {options.describe(crop)}."
+        )
+    out = (crop.height, crop.width) if isinstance(crop, RandomResizedCrop) else crop.output_size
+    if tuple(out) != tuple(image_size):
+        raise ValueError(
+            f"crop={crop!r} makes {out[0]}x{out[1]} images but image_size={image_size}: the crop's output size "
+            f"must be image_size (e.g. crop=fastseq.RandomResizedCrop({image_size[0]}, {image_size[1]}))."
+        )
+    if isinstance(crop, RandomResizedCrop) and (crop_to_aspect_ratio or pad_to_aspect_ratio):
+        raise ValueError(
+            f"crop={crop!r} draws its own box on each photo, so crop_to_aspect_ratio/pad_to_aspect_ratio (which "
+            "choose the box of the plain resize) do not apply; drop them or drop the crop."
+        )
+    changes = dict(interpolation=interpolation, antialias=bool(antialias))
+    if isinstance(crop, Resize):
+        changes.update(
+            crop_to_aspect_ratio=bool(crop_to_aspect_ratio or crop.crop_to_aspect_ratio),
+            pad_to_aspect_ratio=bool(pad_to_aspect_ratio or crop.pad_to_aspect_ratio),
+        )
+    return dataclasses.replace(crop, **changes)
