@@ -323,3 +323,77 @@ def test_shutil_clean(tmp_path):
     shutil.rmtree(tmp_path / "c")
     again = ours(root, tmp_path / "c", image_size=4)
     assert again.store.decoded == 3 and seq.store.decoded == 3
+
+
+# ---- ArraySequence over a RaggedImages directly -------------------------------------------------
+
+
+def ragged_images(n=9, seed=0, channels=3):
+    rng = np.random.default_rng(seed)
+    from fastseq.ragged import RaggedImages
+
+    return RaggedImages.from_images(
+        [rng.integers(0, 256, (int(rng.integers(5, 30)), int(rng.integers(5, 30)), channels), dtype=np.uint8)
+         for _ in range(n)]
+    )
+
+
+@pytest.mark.parametrize("resize", [fastseq.Resize(8, 10), fastseq.Resize(12, 12, crop=(8, 10)),
+                                    fastseq.Resize(8, 10, crop_to_aspect_ratio=True),
+                                    fastseq.Resize(8, 10, pad_to_aspect_ratio=True, interpolation="bicubic")])
+def test_ragged_resize_batches_are_the_kernels_on_keras_boxes(resize):
+    from fastseq.kernels import ragged as rk
+
+    x = ragged_images()
+    seq = fastseq.ArraySequence(x, np.arange(9), batch_size=4, shuffle=False, crop=resize)
+    scaled = (resize.height, resize.width)
+    plan = rk.RaggedResizePlan(x.pixels, x.offsets, x.shapes, size=resize.output_size, scaled_size=scaled,
+                               interpolation=resize.interpolation)
+    boxes = rk.keras_boxes(x.shapes, scaled, crop_to_aspect_ratio=resize.crop_to_aspect_ratio)
+    windows = None
+    if resize.pad_to_aspect_ratio:
+        windows = rk.keras_pad_windows(x.shapes, scaled)
+    for i in range(len(seq)):
+        idx = np.arange(i * 4, min(i * 4 + 4, 9))
+        expected = plan(idx, boxes[idx], None, windows=None if windows is None else windows[idx])
+        got, y = seq[i]
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(y, idx)
+
+
+def test_ragged_random_resized_crop_and_flips_are_the_kernels_draws():
+    from fastseq.kernels import ragged as rk
+
+    x = ragged_images(seed=1)
+    crop = fastseq.RandomResizedCrop(6, 7, scale=(0.2, 1.0))
+    seq = fastseq.ArraySequence(x, batch_size=9, seed=5, crop=crop, flip="horizontal_and_vertical", shuffle=False)
+    draws = rk.RaggedResizedCropParams(x.shapes, scale=crop.scale, ratio=crop.ratio, horizontal=0.5, vertical=0.5)
+    plan = rk.RaggedResizePlan(x.pixels, x.offsets, x.shapes, size=(6, 7))
+    idx = np.arange(9)
+    boxes, flips = draws(5, 0, idx)
+    assert flips.any()
+    np.testing.assert_array_equal(seq[0][0], plan(idx, boxes, flips))
+    # Resize + flip: the flip bits any crop draws for the sample; flipped samples are mirrored.
+    flipped = fastseq.ArraySequence(x, batch_size=9, seed=5, crop=fastseq.Resize(6, 7), flip="horizontal",
+                                    shuffle=False)[0][0]
+    plain = fastseq.ArraySequence(x, batch_size=9, seed=5, crop=fastseq.Resize(6, 7), shuffle=False)[0][0]
+    bits = fastseq.kernels.RandomParams(image_size=(6, 7), crop_size=(6, 7), horizontal=0.5)(5, 0, idx)[1]
+    assert 0 < bits.sum() < 9
+    for k in range(9):
+        np.testing.assert_array_equal(flipped[k], plain[k][:, ::-1] if bits[k] else plain[k])
+
+
+def test_ragged_sequence_errors_evaluation_and_pickling():
+    import pickle
+
+    x = ragged_images(n=5, seed=2)
+    for crop in (None, fastseq.CenterCrop(4, 4), fastseq.RandomCrop(4, 4)):
+        with pytest.raises(ValueError, match="RaggedImages .*images of different sizes"):
+            fastseq.ArraySequence(x, crop=crop)
+    seq = fastseq.ArraySequence(x, np.arange(5), batch_size=2, crop=fastseq.RandomResizedCrop(8, 8), flip="horizontal")
+    ev = seq.for_evaluation(x, np.arange(5))
+    assert ev.crop == fastseq.Resize(9, 9, crop=(8, 8), crop_to_aspect_ratio=True) and ev.flip is None
+    again = pickle.loads(pickle.dumps(seq))
+    np.testing.assert_array_equal(again[1][0], seq[1][0])
+    with pytest.raises(ValueError, match="photo folders"):
+        fastseq.ArraySequence(np.zeros((2, 8, 8, 3), np.uint8), crop=fastseq.Resize(4, 4, interpolation="area"))
