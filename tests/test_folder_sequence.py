@@ -397,3 +397,22 @@ def test_ragged_sequence_errors_evaluation_and_pickling():
     np.testing.assert_array_equal(again[1][0], seq[1][0])
     with pytest.raises(ValueError, match="photo folders"):
         fastseq.ArraySequence(np.zeros((2, 8, 8, 3), np.uint8), crop=fastseq.Resize(4, 4, interpolation="area"))
+
+
+def test_bench_photo_rows(jpeg_png):
+    import io
+
+    from fastseq.bench import cli, photo_rows
+
+    what, rows = photo_rows.photo_rows(str(jpeg_png))
+    assert [r[0] for r in rows] == ["keras epoch", "fastseq first call", "fastseq second size 128", "fastseq epoch"]
+    assert all(seconds > 0 for _, seconds, _ in rows)
+    assert [r[2] for r in rows] == [18, 18, 0, 18]
+    out = io.StringIO()
+    photo_rows.render(what, rows, out)
+    assert "fastseq first call" in out.getvalue() and "time / keras epoch" in out.getvalue()
+    import argparse
+
+    args = cli.configure_parser(argparse.ArgumentParser()).parse_args(["--photos", str(jpeg_png)])
+    assert args.photos == str(jpeg_png)
+    assert cli.configure_parser(argparse.ArgumentParser()).parse_args(["--photos"]).photos == ""

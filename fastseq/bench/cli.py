@@ -43,6 +43,10 @@ def configure_parser(parser):
     parser.add_argument("--repeat", type=int, default=None, help="timed calls per row (default 30, --quick 5)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and a smaller data set: a few seconds a row")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, the batch and the augmentation")
+    parser.add_argument("--photos", nargs="?", const="", default=None, metavar="DIR",
+                        help="also run the photo-folder rows (Keras' image_dataset_from_directory against fastseq's: "
+                        "first call, second image_size, epoch) on DIR, or on a generated folder of 2,000 JPEGs "
+                        "(200 with --quick) when DIR is left out")
     return parser
 
 
@@ -184,6 +188,11 @@ def run(args, out=None):
             steps=8 if args.quick else 20, seed=args.seed,
         )
         bench_feed.render(feed, out)
+    if args.photos is not None:
+        from fastseq.bench import photo_rows
+
+        what, rows = photo_rows.photo_rows(args.photos or None, n_images=200 if args.quick else 2000, seed=args.seed)
+        photo_rows.render(what, rows, out)
     return 0
 
 
