@@ -416,3 +416,25 @@ def test_bench_photo_rows(jpeg_png):
     args = cli.configure_parser(argparse.ArgumentParser()).parse_args(["--photos", str(jpeg_png)])
     assert args.photos == str(jpeg_png)
     assert cli.configure_parser(argparse.ArgumentParser()).parse_args(["--photos"]).photos == ""
+
+
+def test_exif_orientation_upright_by_default_and_keras_raw_on_request(tmp_path):
+    from PIL import Image
+
+    from fastseq.bench.photos import photo
+
+    root = tmp_path / "p"
+    (root / "a").mkdir(parents=True)
+    pixels = photo(40, 64, seed=1)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to view"
+    Image.fromarray(pixels).save(root / "a" / "rotated.jpg", quality=95, exif=exif)
+    kds, kb = keras_batches(root, shuffle=False, image_size=(40, 64), label_mode=None)
+    raw = served(ours(root, tmp_path / "c", shuffle=False, image_size=(40, 64), label_mode=None,
+                      exif_transpose=False))[0][0]
+    assert_close_pixels(raw, kb[0][0])  # Keras ignores the tag: the sensor's 40x64 pixels
+    upright = served(ours(root, tmp_path / "c", shuffle=False, image_size=(64, 40), label_mode=None))[0][0]
+    # Upright, as a viewer shows it: the raw image turned 90 degrees clockwise.
+    turned = np.rot90(raw[0], k=-1)
+    assert upright.shape == (1, 64, 40, 3)
+    assert np.abs(upright[0] - turned).mean() <= MEAN_BOUND
