@@ -26,7 +26,7 @@ transparent); "grayscale" on a GIF or BMP uses libpng's weights and on a CMYK
 JPEG libjpeg's luma. Where TF is wrong fastseq is right: a 1, 2 or 4-bit
 grey PNG under "rgba" gets alpha 255 (TF gives 1, 3 or 15), an 8-bit palette
 BMP its palette colours (TF reads the indices). Known small differences: a
-16-bit RGB PNG under "grayscale" (fastseq converts the 8-bit samples, libpng
+16-bit RGB(A) PNG under "grayscale" (fastseq converts the 8-bit samples, libpng
 the 16-bit ones: off by at most 1), a JPEG libjpeg-turbo refuses but Pillow
 reads (decoded by Pillow, whose accurate DCT differs by about 1 level), and
 a 32-bit BMP's alpha under "rgba" (as Pillow reads it).
