@@ -454,14 +454,14 @@ def _clean(keydir, keep):
 
 
 def _warn_and_check(store, strict, stacklevel):
-    for path in store.skipped:
-        warnings.warn(f"fastseq: skipped {path}: it could not be decoded ({store.reasons[path]}).",
-                      SkippedImageWarning, stacklevel=stacklevel)
     if strict and store.skipped:
         shown = "; ".join(f"{p} ({store.reasons[p]})" for p in store.skipped[:5])
         more = f" and {len(store.skipped) - 5} more" if len(store.skipped) > 5 else ""
         raise ValueError(f"{len(store.skipped)} image file(s) could not be decoded: {shown}{more}. "
                          "Remove or fix them, or pass strict=False to skip them with a warning.")
+    for path in store.skipped:
+        warnings.warn(f"fastseq: skipped {path}: it could not be decoded ({store.reasons[path]}).",
+                      SkippedImageWarning, stacklevel=stacklevel)
 
 
 def _workers(workers):
