@@ -334,3 +334,18 @@ def test_two_processes_building_at_once_end_with_one_store(folder, tmp_path):
     assert [p.name for p in keydir.glob("gen-*")] == [Path(results[0]["path"]).name]
     assert not list(keydir.glob(".tmp-*"))
     assert_serves(st.open_store(keydir), files)
+
+
+def test_upper_case_extensions_and_nested_folders(tmp_path):
+    root = tmp_path / "photos"
+    names = ["a/IMG_0001.JPG", "a/deep/er/IMG_0002.JPEG", "b/x.PNG", "b/y/z.Gif", "b/w.BMP"]
+    for k, name in enumerate(names):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".gif": "GIF", ".bmp": "BMP"}[path.suffix.lower()]
+        Image.fromarray(photo(20 + k, 30 - k, seed=k)).save(path, format=fmt)
+    files = [str(root / n) for n in names]
+    store = st.build_or_open(root, files, cache_dir=tmp_path / "cache", verbose=False)
+    assert store.skipped == []
+    assert_serves(store, files)
+    assert json.loads((store.path / "manifest.json").read_text())["paths"] == names
