@@ -300,7 +300,7 @@ def spawn(tmp_path, folder, files, delay):
 @pytest.mark.slow
 def test_a_build_killed_half_way_leaves_nothing_that_looks_complete(folder, tmp_path, counted):
     files = listing(folder)
-    proc = spawn(tmp_path, folder, files, delay=0.3)
+    proc = spawn(tmp_path, folder, files, delay=0.5)
     deadline = time.time() + 60
     pixels = []
     while time.time() < deadline and not any(p.stat().st_size for p in pixels):
@@ -349,3 +349,22 @@ def test_upper_case_extensions_and_nested_folders(tmp_path):
     assert store.skipped == []
     assert_serves(store, files)
     assert json.loads((store.path / "manifest.json").read_text())["paths"] == names
+
+
+def test_an_empty_listing_gives_an_empty_store(tmp_path):
+    (tmp_path / "photos").mkdir()
+    store = st.build_or_open(tmp_path / "photos", [], cache_dir=tmp_path / "cache", verbose=False)
+    assert len(store.images) == 0 and store.files == [] and store.skipped == []
+    assert st.build_or_open(tmp_path / "photos", [], cache_dir=tmp_path / "cache", verbose=False).decoded == 0
+
+
+def test_a_lock_the_file_system_refuses_still_builds(folder, tmp_path, monkeypatch):
+    import fcntl
+
+    def refuse(fd, op):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    files = listing(folder)
+    store = st.build_or_open(folder, files, cache_dir=tmp_path / "cache", verbose=False)
+    assert_serves(store, files)

@@ -406,7 +406,11 @@ class _Lock:
         except ImportError:  # pragma: no cover - Windows
             return self
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks (some network mounts): generations still publish atomically
+            os.close(self.fd)
+            self.fd = None
         return self
 
     def __exit__(self, *exc):
