@@ -107,9 +107,10 @@ def test_cmyk_jpeg_under_grayscale_is_libjpeg_luma_of_the_rgb(rgb):
     assert_array_equal(decode_image(data, "grayscale")[..., 0], (19595 * r + 38470 * g + 7471 * b + 32768) >> 16)
 
 
-def test_jpeg_under_rgba_is_opaque(rgb):
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"], ids=["rgb-jpeg", "grayscale-jpeg", "cmyk-jpeg"])
+def test_jpeg_under_rgba_is_opaque(rgb, mode):
     """TF refuses 4 channels for JPEG (Keras stops); fastseq gives Keras' RGB plus alpha 255."""
-    data = encode(Image.fromarray(rgb), "JPEG", quality=90)
+    data = encode(Image.fromarray(rgb).convert(mode), "JPEG", quality=90)
     with pytest.raises(Exception, match="4 channels"):
         keras_decode(data, "rgba")
     out = decode_image(data, "rgba")
