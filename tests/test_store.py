@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st_
 from numpy.testing import assert_array_equal
 from PIL import Image
 
@@ -368,3 +370,54 @@ def test_a_lock_the_file_system_refuses_still_builds(folder, tmp_path, monkeypat
     files = listing(folder)
     store = st.build_or_open(folder, files, cache_dir=tmp_path / "cache", verbose=False)
     assert_serves(store, files)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st_.lists(st_.tuples(st_.sampled_from(["modify", "add", "delete", "noop"]), st_.integers(0, 50),
+                                st_.sampled_from(["JPEG", "PNG"])), min_size=1, max_size=4))
+def test_any_sequence_of_edits_is_served_fresh(ops):
+    """After any edits, the store serves exactly what a fresh decode gives, decoding only the edited files."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        root = make_photo_folder(tmp / "photos", n_images=4, n_classes=2, sizes=(16, 24), seed=3)
+        clock = [time.time_ns()]
+
+        def touch(path):  # a strictly newer mtime, whatever the file system's timestamp granularity
+            clock[0] += 10**9
+            os.utime(path, ns=(clock[0], clock[0]))
+
+        calls = []
+        real = st._decode_file
+
+        def counting(path, options):
+            calls.append(path)
+            return real(path, options)
+
+        st._decode_file = counting
+        try:
+            st.build_or_open(root, listing(root), cache_dir=tmp / "cache", verbose=False)
+            for k, (op, which, fmt) in enumerate(ops):
+                files = listing(root)
+                expected = set()
+                if op == "modify" and files:
+                    target = files[which % len(files)]
+                    Image.fromarray(photo(17 + k, 19, seed=100 + k)).save(
+                        target, format="PNG" if target.endswith("png") else "JPEG")
+                    touch(target)
+                    expected.add(target)
+                elif op == "add":
+                    target = root / f"class_{which % 2}" / f"new_{k}.{fmt.lower()}"
+                    Image.fromarray(photo(18, 15 + k, seed=200 + k)).save(target, format=fmt)
+                    touch(target)
+                    expected.add(str(target))
+                elif op == "delete" and files:
+                    os.remove(files[which % len(files)])
+                calls.clear()
+                now = listing(root)
+                store = st.build_or_open(root, now, cache_dir=tmp / "cache", verbose=False)
+                assert set(calls) == expected and len(calls) == len(expected)
+                assert_serves(store, now)
+        finally:
+            st._decode_file = real

@@ -514,7 +514,11 @@ def build_or_open(root, files, *, color_mode="rgb", exif_transpose=True, max_sid
     keydir = store_dir(root, cache_dir=cache_dir, **options)
     store = _open_current(keydir, root, files, stats)
     if store is None:
-        keydir.mkdir(parents=True, exist_ok=True)
+        try:
+            keydir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OSError(f"cannot create the image store folder {keydir} ({e}); pass cache_dir= or set "
+                          f"{ENV_VAR} to a writable folder.") from e
         with _Lock(keydir / ".lock"):
             store = _open_current(keydir, root, files, stats)  # another process may have built it meanwhile
             if store is None:
