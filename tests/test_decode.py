@@ -258,3 +258,17 @@ def test_bad_arguments_are_named(rgb):
         decode_image(data, "RGB")
     with pytest.raises(ValueError, match="max_side must be a positive int"):
         decode_image(data, max_side=0)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP", "JPEG-big-header"])
+def test_stored_shape_from_the_header_is_the_decoded_shape(rgb, tmp_path, fmt):
+    path = tmp_path / "image"
+    image = Image.fromarray(rgb)
+    if fmt == "JPEG-big-header":  # the frame header lies past the first 64 KiB: Pillow reads it
+        image.save(path, format="JPEG", icc_profile=bytes(200_000))
+        assert path.read_bytes().find(b"\xff\xc0") > 1 << 16
+    else:
+        image.save(path, format=fmt)
+    for color_mode in ("grayscale", "rgb", "rgba"):
+        assert stored_shape(path, color_mode) == decode_image(path, color_mode).shape
+        assert stored_shape(path, color_mode, max_side=40) == decode_image(path, color_mode, max_side=40).shape
