@@ -45,7 +45,8 @@ def configure_parser(parser):
     parser.add_argument("out_dir", help="folder to create; receives OUT_DIR/train/ (and OUT_DIR/test/)")
     parser.add_argument("--format", choices=FORMATS, default="auto", help="source format (default: detected)")
     parser.add_argument(
-        "--size", type=int, nargs="+", metavar="N", help="resize images to H W (or N N); image folders only"
+        "--size", type=int, nargs="+", metavar="N",
+        help="resize images to H W (or N N); image folders only (without it: a ragged store, each photo its own size)"
     )
     parser.add_argument("--grayscale", action="store_true", help="store (N, H, W, 1) grayscale; image folders only")
     parser.add_argument(

@@ -394,7 +394,11 @@ def _save_manifest(dest, manifest):
 
 
 class _Lock:
-    """An exclusive ``fcntl.flock`` on ``path`` (no lock where fcntl is missing: generations still publish atomically)."""
+    """An exclusive ``fcntl.flock`` on ``path``.
+
+    Without one (no fcntl, or a file system that refuses locks) builders are
+    not serialised, but each generation still publishes atomically.
+    """
 
     def __init__(self, path):
         self.path = path
