@@ -421,3 +421,14 @@ def test_any_sequence_of_edits_is_served_fresh(ops):
                 assert_serves(store, now)
         finally:
             st._decode_file = real
+
+
+def test_files_are_named_as_given(folder, tmp_path, monkeypatch):
+    """Relative paths (Keras' file_paths for a relative directory) come back as given, in the given order."""
+    monkeypatch.chdir(folder.parent)
+    files = [os.path.relpath(f) for f in listing(folder)][::-1]
+    store = st.build_or_open(folder.name, files, cache_dir=tmp_path / "cache", verbose=False)
+    assert store.files == files and not os.path.isabs(files[0])
+    assert_array_equal(store.images.image(0), decode_image(files[0]))
+    again = st.build_or_open(folder.name, [Path(f) for f in files], cache_dir=tmp_path / "cache", verbose=False)
+    assert again.decoded == 0 and again.files == files

@@ -81,8 +81,9 @@ class Store:
         root: the source folder the paths are relative to.
         images: ``RaggedImages`` over a read-only memmap; image ``i`` is
             ``files[i]``.
-        files: absolute paths of the decoded images, in the requested order
-            (the requested files minus ``skipped``).
+        files: the decoded images' paths, as the caller gave them, in the
+            requested order (the requested files minus ``skipped``); absolute
+            for a store opened with ``open_store``.
         skipped: requested paths that could not be decoded (zero-byte,
             truncated, not an image), in the requested order.
         reasons: ``{path: why}`` for each skipped path.
@@ -191,12 +192,13 @@ def _stat(path):
     return st.st_size, st.st_mtime_ns
 
 
-def _select(folder, manifest, ragged, root, files, stats):
-    """The Store serving ``files`` from a generation, or None if any file is new or changed."""
+def _select(folder, manifest, ragged, rels, files, stats):
+    """The Store serving ``files`` (their paths relative to the root: ``rels``) from a generation, or None if any
+    file is new or changed. The Store names the files as given."""
     index = {p: i for i, p in enumerate(manifest["paths"])}
     bad = {s["path"]: s for s in manifest["skipped"]}
     take, good, skipped, reasons = [], [], [], {}
-    for path, rel, st in zip(files, _relative(root, files), stats):
+    for path, rel, st in zip(files, rels, stats):
         if st is None:
             skipped.append(path)
             reasons[path] = "no such file"
@@ -512,11 +514,12 @@ def build_or_open(root, files, *, color_mode="rgb", exif_transpose=True, max_sid
     options = _options(color_mode, exif_transpose, max_side)
     workers = _workers(workers)
     root = Path(os.path.abspath(root))
-    files = [os.path.abspath(f) for f in files]
+    given = [os.fspath(f) for f in files]  # the Store names files as the caller did (Keras' file_paths)
+    files = [os.path.abspath(f) for f in given]
     rels = _relative(root, files)
     stats = [_stat(f) for f in files]
     keydir = store_dir(root, cache_dir=cache_dir, **options)
-    store = _open_current(keydir, root, files, stats)
+    store = _open_current(keydir, root, rels, given, stats)
     if store is None:
         try:
             keydir.mkdir(parents=True, exist_ok=True)
@@ -524,14 +527,15 @@ def build_or_open(root, files, *, color_mode="rgb", exif_transpose=True, max_sid
             raise OSError(f"cannot create the image store folder {keydir} ({e}); pass cache_dir= or set "
                           f"{ENV_VAR} to a writable folder.") from e
         with _Lock(keydir / ".lock"):
-            store = _open_current(keydir, root, files, stats)  # another process may have built it meanwhile
+            store = _open_current(keydir, root, rels, given, stats)  # another process may have built it meanwhile
             if store is None:
-                store = _build(keydir, root, files, rels, stats, options, workers, verbose, cache_dir is not None)
+                store = _build(keydir, root, files, given, rels, stats, options, workers, verbose,
+                               cache_dir is not None)
     _warn_and_check(store, strict, stacklevel=3)
     return store
 
 
-def _open_current(keydir, root, files, stats):
+def _open_current(keydir, root, rels, given, stats):
     gen = _generation(keydir)
     if gen is None:
         return None
@@ -539,12 +543,12 @@ def _open_current(keydir, root, files, stats):
         manifest = _read_manifest(gen)
         if manifest["root"] != str(root):
             return None
-        return _select(gen, manifest, _load_arrays(gen, manifest), root, files, stats)
+        return _select(gen, manifest, _load_arrays(gen, manifest), rels, given, stats)
     except (OSError, ValueError, KeyError, TypeError):
         return None  # unreadable or damaged: rebuilt
 
 
-def _build(keydir, root, files, rels, stats, options, workers, verbose, cache_dir_given):
+def _build(keydir, root, files, given, rels, stats, options, workers, verbose, cache_dir_given):
     old_gen = _generation(keydir)
     old, old_ragged = None, None
     if old_gen is not None:
@@ -594,7 +598,7 @@ def _build(keydir, root, files, rels, stats, options, workers, verbose, cache_di
         raise
     _clean(keydir, gen.name)
     ragged = _load_arrays(gen, manifest)
-    store = _select(gen, manifest, ragged, root, files, stats)
+    store = _select(gen, manifest, ragged, rels, given, stats)
     return dataclasses.replace(store, decoded=decoded)
 
 
