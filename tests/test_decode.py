@@ -8,6 +8,7 @@ and checks what fastseq gives instead.
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -272,3 +273,22 @@ def test_stored_shape_from_the_header_is_the_decoded_shape(rgb, tmp_path, fmt):
     for color_mode in ("grayscale", "rgb", "rgba"):
         assert stored_shape(path, color_mode) == decode_image(path, color_mode).shape
         assert stored_shape(path, color_mode, max_side=40) == decode_image(path, color_mode, max_side=40).shape
+
+
+def shipped_images():
+    """Real photos and drawings an installed package ships (matplotlib's sample data)."""
+    import matplotlib
+
+    folder = Path(matplotlib.get_data_path()) / "sample_data"
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".gif", ".bmp"))
+
+
+@pytest.mark.parametrize("color_mode", ["grayscale", "rgb", "rgba"])
+def test_shipped_photos_equal_keras(color_mode):
+    paths = shipped_images()
+    assert any(p.suffix == ".jpg" for p in paths) and any(p.suffix == ".png" for p in paths)
+    for path in paths:
+        data = path.read_bytes()
+        if color_mode == "rgba" and path.suffix == ".jpg":
+            continue  # TF refuses 4 channels for JPEG: checked in test_jpeg_under_rgba_is_opaque
+        same_as_keras(data, color_mode)
