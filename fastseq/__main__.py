@@ -17,7 +17,9 @@ COMMANDS = {
     "bench": ("fastseq.bench.cli", "throughput of fastseq against the baselines and the memory-bandwidth ceiling"),
     "profile": ("fastseq.profiling.cli", "measure how input-bound (starved) a Keras training run is"),
     "compile": ("fastseq.warmup", "compile the kernel variants ahead of time (Docker builds, CI caches, new machines)"),
-    "convert": ("fastseq.datasets.convert", "convert CIFAR-10, MNIST/IDX or an image folder into a .npy memmap cache"),
+    "convert": ("fastseq.datasets.convert",
+                "convert CIFAR-10, MNIST/IDX or an image folder into a .npy memmap cache, or a photo folder into a "
+                "ragged image store"),
 }
 
 

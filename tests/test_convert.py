@@ -11,6 +11,7 @@ from numpy.testing import assert_array_equal
 
 import fastseq.datasets as ds
 from fastseq.datasets import convert
+from fastseq.datasets import store as image_store
 from tests import dataset_files as files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,12 +66,14 @@ def test_image_folder_skips_unreadable(tmp_path, capsys):
     (src / "cat" / "notes.txt").write_text("not an image, ignored")
     out = tmp_path / "out"
     assert convert.main([str(src), str(out), "-q", "--workers", "2"]) == 0
-    c = ds.open(out / "train", verify=True)
+    s = image_store.open_store(out / "train")  # without --size: a ragged image store
     order = sorted(written, key=lambda p: (p.parent.name, p.name))  # classes sorted: cat, dog
-    assert c.class_names == ("cat", "dog")
-    assert c.x.shape == (6, 6, 5, 3)
-    assert_array_equal(c.x, np.stack([written[p][1] for p in order]))  # PNG is lossless
-    assert c.y.tolist() == [0, 0, 0, 1, 1, 1] and c.manifest["class_counts"] == [3, 3]
+    assert s.class_names == ("cat", "dog")
+    assert s.files == [str(p) for p in order] and s.skipped == [str(src / "cat" / "1b.png")]
+    assert_array_equal(s.images.shapes, [[6, 5, 3]] * 6)
+    for i, p in enumerate(order):
+        assert_array_equal(s.images.image(i), written[p][1])  # PNG is lossless
+    assert s.labels.tolist() == [0, 0, 0, 1, 1, 1]
     captured = capsys.readouterr()
     assert str(src / "cat" / "1b.png") in captured.err and "skipped 1 unreadable" in captured.out
     assert not (out / "test").exists() and _leftovers(tmp_path) == []
@@ -87,17 +90,26 @@ def test_image_folder_strict(tmp_path, capsys):
     assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
 
 
-def test_image_folder_mixed_sizes_need_size(tmp_path, capsys):
+def test_image_folder_mixed_sizes_ragged_or_resized(tmp_path, capsys):
     from PIL import Image
 
     src = tmp_path / "imgs"
     written = files.write_image_folder(src, classes=("a", "b"), per_class=2, hw=(6, 5), seed=5)
     odd = np.random.default_rng(6).integers(0, 256, (9, 7, 3), dtype=np.uint8)
     Image.fromarray(odd).save(src / "b" / "big.png")
-    assert convert.main([str(src), str(tmp_path / "out"), "-q"]) == 1
-    err = capsys.readouterr().err
-    assert "images differ in size" in err and str(src / "b" / "big.png") in err and "--size" in err
-    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+    # Without --size: every photo keeps its size in a ragged store; --max-side caps the long side.
+    assert convert.main([str(src), str(tmp_path / "ragged"), "-q"]) == 0
+    s = image_store.open_store(tmp_path / "ragged" / "train")
+    assert s.images.shapes.tolist() == [[6, 5, 3]] * 4 + [[9, 7, 3]]  # a/0, a/1, b/0, b/1, b/big.png
+    assert_array_equal(s.images.image(4), odd)
+    assert s.labels.tolist() == [0, 0, 1, 1, 1] and s.class_names == ("a", "b")
+    assert "ragged image store" in capsys.readouterr().out
+    assert convert.main([str(src), str(tmp_path / "capped"), "-q", "--max-side", "6", "--grayscale"]) == 0
+    capped = image_store.open_store(tmp_path / "capped" / "train")
+    assert capped.images.shapes.tolist() == [[6, 5, 1]] * 4 + [[6, 5, 1]]  # 9x7 -> 6x4.67 -> 6x5
+    assert convert.main([str(src), str(tmp_path / "bad"), "-q", "--max-side", "6", "--size", "4"]) == 1
+    assert "--max-side 6 applies to the ragged store" in capsys.readouterr().err
+    assert _leftovers(tmp_path) == []
 
     assert convert.main([str(src), str(tmp_path / "out"), "--size", "4", "3", "-q"]) == 0
     c = ds.open(tmp_path / "out" / "train")
@@ -148,9 +160,27 @@ def test_interrupted_convert_leaves_nothing(tmp_path, monkeypatch, capsys):
 
     real = convert._decode_block
     monkeypatch.setattr(convert, "_decode_block", interrupted)
-    assert convert.main([str(src), str(tmp_path / "out"), "-q", "--workers", "1"]) == 130
+    assert convert.main([str(src), str(tmp_path / "out"), "-q", "--workers", "1", "--size", "4"]) == 130
     assert "was not written" in capsys.readouterr().err
     assert len(calls) == 2 and not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+
+
+def test_interrupted_ragged_convert_leaves_nothing(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "imgs"
+    files.write_image_folder(src, per_class=40)
+    calls = []
+    real = image_store._decode_file
+
+    def interrupted(path, options):
+        calls.append(path)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(path, options)
+
+    monkeypatch.setattr(image_store, "_decode_file", interrupted)
+    assert convert.main([str(src), str(tmp_path / "out"), "-q", "--workers", "1"]) == 130
+    assert "was not written" in capsys.readouterr().err
+    assert len(calls) >= 5 and not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
 
 
 def test_existing_output_and_overwrite(tmp_path, capsys):
@@ -199,6 +229,12 @@ def test_command_line_subprocess(tmp_path):
     cmd = [sys.executable, "-m", "fastseq", "convert", str(src), str(out)]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "train 4 images of 6x5x3 uint8, 2 classes" in result.stdout and str(out) in result.stdout
+    assert "train 4 uint8 images of their own sizes (a ragged image store), 2 classes" in result.stdout
+    assert str(out) in result.stdout
     assert "\x1b[" not in result.stderr  # no progress bar when stderr is not a terminal
-    assert ds.open(out / "train", verify=True).x.shape == (4, 6, 5, 3)
+    assert image_store.open_store(out / "train").images.shapes.tolist() == [[6, 5, 3]] * 4
+    result = subprocess.run(cmd[:-1] + [str(tmp_path / "fixed"), "--size", "6", "5"], capture_output=True, text=True,
+                            cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "train 4 images of 6x5x3 uint8, 2 classes" in result.stdout
+    assert ds.open(tmp_path / "fixed" / "train", verify=True).x.shape == (4, 6, 5, 3)

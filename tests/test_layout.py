@@ -33,7 +33,8 @@ LAYERS = [
 
 # Layers that must not load Keras or TensorFlow, checked in a fresh interpreter.
 KERAS_FREE = ["fastseq", "fastseq.kernels", "fastseq.order", "fastseq.ragged", "fastseq.augment", "fastseq.options", "fastseq.warmup",
-              "fastseq._pool", "fastseq.datasets", "fastseq.bench", "fastseq.profiling"]
+              "fastseq._pool", "fastseq.datasets", "fastseq.datasets.store", "fastseq.bench", "fastseq.bench.photos",
+              "fastseq.profiling"]
 
 
 def module_name(path):

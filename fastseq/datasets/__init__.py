@@ -15,6 +15,11 @@ The cache: ``save(dir, x, y)`` writes ``x.npy``, ``y.npy`` and
 ``python -m fastseq convert SOURCE OUT_DIR`` fills ``OUT_DIR/train`` (and
 ``OUT_DIR/test``) from any supported source or an image folder.
 
+Photo folders: ``build_or_open(root, files, ...)`` decodes image files once
+(as Keras decodes them) into a ragged uint8 store in the cache folder
+(``fastseq.datasets.store``; ``decode_image`` decodes one file) and
+``open_store(path)`` opens one that ``convert`` wrote.
+
 ``open`` is deliberately left out of ``__all__`` so that
 ``from fastseq.datasets import *`` does not shadow the built-in ``open``; call
 it as ``fastseq.datasets.open``.
@@ -22,16 +27,24 @@ it as ``fastseq.datasets.open``.
 
 from fastseq.datasets.cache import CachedDataset, open, save
 from fastseq.datasets.cifar import CIFAR10_CLASSES, load_cifar10
+from fastseq.datasets.decode import decode_image
 from fastseq.datasets.mnist import FASHION_MNIST_CLASSES, MNIST_CLASSES, load_fashion_mnist, load_mnist, read_idx
+from fastseq.datasets.store import SkippedImageWarning, Store, StoreSpaceError, build_or_open, open_store
 
 __all__ = [
     "CIFAR10_CLASSES",
     "CachedDataset",
     "FASHION_MNIST_CLASSES",
     "MNIST_CLASSES",
+    "SkippedImageWarning",
+    "Store",
+    "StoreSpaceError",
+    "build_or_open",
+    "decode_image",
     "load_cifar10",
     "load_fashion_mnist",
     "load_mnist",
+    "open_store",
     "read_idx",
     "save",
 ]

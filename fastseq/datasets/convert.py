@@ -5,6 +5,9 @@ folder of IDX files), or a folder of images with one subfolder per class (as
 for ``keras.utils.image_dataset_from_directory``). OUT_DIR receives one cache
 folder per split (``train/``, ``test/``; an image folder gives one split,
 ``--split``, default ``train``), each readable with ``fastseq.datasets.open``.
+An image folder without ``--size`` becomes a ragged image store instead (every
+photo its own size, decoded as Keras decodes it; ``--max-side`` caps the long
+side), readable with ``fastseq.datasets.store.open_store(OUT_DIR / "train")``.
 The whole OUT_DIR is built under a temporary name beside it and renamed at the
 end, so an interrupted convert leaves nothing behind.
 """
@@ -42,9 +45,18 @@ def configure_parser(parser):
     parser.add_argument("out_dir", help="folder to create; receives OUT_DIR/train/ (and OUT_DIR/test/)")
     parser.add_argument("--format", choices=FORMATS, default="auto", help="source format (default: detected)")
     parser.add_argument(
-        "--size", type=int, nargs="+", metavar="N", help="resize images to H W (or N N); image folders only"
+        "--size", type=int, nargs="+", metavar="N",
+        help="resize images to H W (or N N); image folders only (without it: a ragged store, each photo its own size)"
     )
     parser.add_argument("--grayscale", action="store_true", help="store (N, H, W, 1) grayscale; image folders only")
+    parser.add_argument(
+        "--max-side", type=int, default=None, metavar="N",
+        help="without --size: shrink photos whose longer side exceeds N (default: keep the originals)",
+    )
+    parser.add_argument(
+        "--no-exif-transpose", action="store_true",
+        help="without --size: keep the raw pixels as Keras does instead of turning photos upright per EXIF",
+    )
     parser.add_argument("--interpolation", choices=INTERPOLATIONS, default="bilinear", help="resize filter")
     parser.add_argument("--split", default="train", help="split name for an image folder (default: train)")
     parser.add_argument("--workers", type=int, default=None, help="decode threads (default: min(8, CPUs))")
@@ -72,6 +84,8 @@ def run(args):
             format=args.format,
             size=size,
             grayscale=args.grayscale,
+            max_side=args.max_side,
+            exif_transpose=not args.no_exif_transpose,
             interpolation=args.interpolation,
             split=args.split,
             workers=args.workers,
@@ -172,6 +186,8 @@ def convert(
     format="auto",
     size=None,
     grayscale=False,
+    max_side=None,
+    exif_transpose=True,
     interpolation="bilinear",
     split="train",
     workers=None,
@@ -189,6 +205,9 @@ def convert(
             required when an image folder's images differ in size.
         grayscale: decode to one channel, ``(N, H, W, 1)`` (image folders only;
             otherwise RGB ``(N, H, W, 3)``).
+        max_side: without ``size``: shrink photos whose longer side exceeds it.
+        exif_transpose: without ``size``: turn photos upright per EXIF (Keras
+            does not; False keeps its raw pixels).
         interpolation: the Pillow filter for ``size``.
         split: the split name an image folder is written under.
         workers: decode threads; None means ``min(8, os.cpu_count())``.
@@ -197,7 +216,8 @@ def convert(
         quiet: no progress bar (it is also off when stderr is not a terminal).
 
     Returns:
-        A dict: ``out_dir``, ``format``, ``splits`` (name -> shape of x),
+        A dict: ``out_dir``, ``format``, ``splits`` (name -> shape of x; for a
+        ragged store ``(N,)``),
         ``class_names`` and ``skipped`` (list of ``(file, reason)``).
 
     Raises:
@@ -205,12 +225,21 @@ def convert(
         the file and the problem; nothing is written then.
     """
     fmt = detect_format(source) if format == "auto" else format
-    if fmt != "folder" and (size is not None or grayscale):
-        raise ValueError(f"--size and --grayscale apply to image folders only; {source} is {fmt}")
+    if fmt != "folder" and (size is not None or grayscale or max_side is not None):
+        raise ValueError(f"--size, --grayscale and --max-side apply to image folders only; {source} is {fmt}")
+    if size is not None and max_side is not None:
+        raise ValueError(f"--max-side {max_side} applies to the ragged store, written without --size; with "
+                         f"--size {size[0]} {size[1]} every image is resized to that size anyway")
     out_dir = Path(out_dir)
     skipped = []
     with cache.AtomicDir(out_dir, overwrite=overwrite) as out:
-        if fmt == "folder":
+        if fmt == "folder" and size is None:
+            x_shape, class_names, skipped = _convert_folder_ragged(
+                Path(source), out.tmp / split, grayscale, max_side, exif_transpose, workers, strict, quiet
+            )
+            shapes = {split: x_shape}
+            name = Path(source).name
+        elif fmt == "folder":
             x_shape, class_names, skipped = _convert_folder(
                 Path(source), out.tmp / split, size, grayscale, interpolation, workers, strict, quiet
             )
@@ -233,8 +262,9 @@ def convert(
         out.commit()
     parts = " + ".join(f"{k} {v[0]}" for k, v in shapes.items())
     shape = "x".join(map(str, next(iter(shapes.values()))[1:]))
+    what = f"images of {shape} uint8" if shape else "uint8 images of their own sizes (a ragged image store)"
     note = f", skipped {len(skipped)} unreadable" if skipped else ""
-    print(f"converted {fmt} {source}: {parts} images of {shape} uint8, {len(class_names)} classes{note} -> {out_dir}")
+    print(f"converted {fmt} {source}: {parts} {what}, {len(class_names)} classes{note} -> {out_dir}")
     return {"out_dir": out_dir, "format": fmt, "splits": shapes, "class_names": class_names, "skipped": skipped}
 
 
@@ -270,6 +300,27 @@ def list_image_folder(root):
 
 class _SizeMismatch(ValueError):
     pass
+
+
+def _convert_folder_ragged(root, dest, grayscale, max_side, exif_transpose, workers, strict, quiet):
+    import warnings
+
+    from fastseq.datasets import store
+
+    files, labels, class_names = list_image_folder(root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", store.SkippedImageWarning)  # reported below, as the --size path does
+        s = store.write_store(
+            dest, root, files, color_mode="grayscale" if grayscale else "rgb", exif_transpose=exif_transpose,
+            max_side=max_side, labels=labels, class_names=class_names, workers=workers, verbose=not quiet,
+        )
+    errors = [(f, s.reasons[f]) for f in s.skipped]
+    for f, reason in errors:
+        print(f"fastseq convert: skipped unreadable image {f} ({reason})", file=sys.stderr)
+    if errors and strict:
+        f, reason = errors[0]
+        raise ValueError(f"unreadable image {f} ({reason}); {len(errors)} unreadable in all (--strict)")
+    return (len(s.files),), class_names, [(Path(f), reason) for f, reason in errors]
 
 
 def _decode_block(files, start, stop, out, mode, hw, resample, resize):

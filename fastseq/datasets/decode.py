@@ -26,7 +26,7 @@ transparent); "grayscale" on a GIF or BMP uses libpng's weights and on a CMYK
 JPEG libjpeg's luma. Where TF is wrong fastseq is right: a 1, 2 or 4-bit
 grey PNG under "rgba" gets alpha 255 (TF gives 1, 3 or 15), an 8-bit palette
 BMP its palette colours (TF reads the indices). Known small differences: a
-16-bit RGB PNG under "grayscale" (fastseq converts the 8-bit samples, libpng
+16-bit RGB(A) PNG under "grayscale" (fastseq converts the 8-bit samples, libpng
 the 16-bit ones: off by at most 1), a JPEG libjpeg-turbo refuses but Pillow
 reads (decoded by Pillow, whose accurate DCT differs by about 1 level), and
 a 32-bit BMP's alpha under "rgba" (as Pillow reads it).
@@ -308,11 +308,25 @@ def stored_shape(path, color_mode="rgb", *, max_side=None):
     Raises:
         Exception: the header cannot be read (the file will be skipped then).
     """
-    from PIL import Image
-
     channels = channels_of(color_mode)
-    with Image.open(path) as im:
-        w, h = im.size
+    size = None
+    if isinstance(path, (str, os.PathLike)):
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+        if head[:3] == _JPEG_MAGIC:
+            import simplejpeg
+
+            try:  # a few times faster than Pillow's open; the header almost always lies in the first 64 KiB
+                size = simplejpeg.decode_jpeg_header(head)[:2]
+            except ValueError:
+                size = None
+    if size is None:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            w, h = im.size
+        size = (h, w)
+    h, w = size
     if max_side is not None and max(h, w) > max_side:
         scale = max_side / max(h, w)
         h, w = max(1, round(h * scale)), max(1, round(w * scale))

@@ -24,6 +24,9 @@ sees a half-written store, and a generation is never modified once written
 (a memory map or a worker process reopening it by name always sees the
 bytes it expects). An exclusive lock file (``fcntl.flock``) serialises
 builders: two processes asking at once end with one store, built once.
+The store is a cache: safe against a killed process, but nothing is
+``fsync``-ed (that doubled the build's time on a busy disk), so after a power
+cut during or just after a build, delete the cache folder.
 
 Never stale: every call compares each requested file's size and
 ``mtime_ns`` with the store's manifest. Changed and added files are decoded
@@ -78,8 +81,9 @@ class Store:
         root: the source folder the paths are relative to.
         images: ``RaggedImages`` over a read-only memmap; image ``i`` is
             ``files[i]``.
-        files: absolute paths of the decoded images, in the requested order
-            (the requested files minus ``skipped``).
+        files: the decoded images' paths, as the caller gave them, in the
+            requested order (the requested files minus ``skipped``); absolute
+            for a store opened with ``open_store``.
         skipped: requested paths that could not be decoded (zero-byte,
             truncated, not an image), in the requested order.
         reasons: ``{path: why}`` for each skipped path.
@@ -188,12 +192,13 @@ def _stat(path):
     return st.st_size, st.st_mtime_ns
 
 
-def _select(folder, manifest, ragged, root, files, stats):
-    """The Store serving ``files`` from a generation, or None if any file is new or changed."""
+def _select(folder, manifest, ragged, rels, files, stats):
+    """The Store serving ``files`` (their paths relative to the root: ``rels``) from a generation, or None if any
+    file is new or changed. The Store names the files as given."""
     index = {p: i for i, p in enumerate(manifest["paths"])}
     bad = {s["path"]: s for s in manifest["skipped"]}
     take, good, skipped, reasons = [], [], [], {}
-    for path, rel, st in zip(files, _relative(root, files), stats):
+    for path, rel, st in zip(files, rels, stats):
         if st is None:
             skipped.append(path)
             reasons[path] = "no such file"
@@ -309,14 +314,6 @@ def _check_space(needed, where, root, cache_dir_given):
             f"free. Free some space, {how}, or pass max_side= (e.g. max_side=512) to store smaller images.")
 
 
-def _fsync(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write(dest, root, plan, options, workers, verbose, what):
     """Stream the images of ``plan`` into ``dest`` (created): decode or copy each, in order.
 
@@ -360,8 +357,6 @@ def _write(dest, root, plan, options, workers, verbose, what):
                 if fut is not None:
                     fut.cancel()
             raise
-        out.flush()
-        os.fsync(out.fileno())
     np.save(dest / OFFSETS, np.asarray(offsets, np.int64).reshape(-1))
     np.save(dest / SHAPES, np.asarray(shapes, np.int64).reshape(-1, 3))
     manifest = {
@@ -398,14 +393,14 @@ def _save_manifest(dest, manifest):
     with open(dest / MANIFEST, "w", encoding="utf-8") as f:
         json.dump(manifest, f)
         f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    for name in (OFFSETS, SHAPES):
-        _fsync(dest / name)
 
 
 class _Lock:
-    """An exclusive ``fcntl.flock`` on ``path`` (no lock where fcntl is missing: generations still publish atomically)."""
+    """An exclusive ``fcntl.flock`` on ``path``.
+
+    Without one (no fcntl, or a file system that refuses locks) builders are
+    not serialised, but each generation still publishes atomically.
+    """
 
     def __init__(self, path):
         self.path = path
@@ -417,7 +412,11 @@ class _Lock:
         except ImportError:  # pragma: no cover - Windows
             return self
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks (some network mounts): generations still publish atomically
+            os.close(self.fd)
+            self.fd = None
         return self
 
     def __exit__(self, *exc):
@@ -430,15 +429,11 @@ class _Lock:
 def _publish(keydir, tmp):
     gen_name = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     gen = keydir / gen_name
-    _fsync(tmp)
     os.rename(tmp, gen)
     pointer = keydir / f".{CURRENT}.{uuid.uuid4().hex[:8]}"
     with open(pointer, "w") as f:
         f.write(gen_name + "\n")
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(pointer, keydir / CURRENT)
-    _fsync(keydir)
     return gen
 
 
@@ -454,14 +449,14 @@ def _clean(keydir, keep):
 
 
 def _warn_and_check(store, strict, stacklevel):
-    for path in store.skipped:
-        warnings.warn(f"fastseq: skipped {path}: it could not be decoded ({store.reasons[path]}).",
-                      SkippedImageWarning, stacklevel=stacklevel)
     if strict and store.skipped:
         shown = "; ".join(f"{p} ({store.reasons[p]})" for p in store.skipped[:5])
         more = f" and {len(store.skipped) - 5} more" if len(store.skipped) > 5 else ""
         raise ValueError(f"{len(store.skipped)} image file(s) could not be decoded: {shown}{more}. "
                          "Remove or fix them, or pass strict=False to skip them with a warning.")
+    for path in store.skipped:
+        warnings.warn(f"fastseq: skipped {path}: it could not be decoded ({store.reasons[path]}).",
+                      SkippedImageWarning, stacklevel=stacklevel)
 
 
 def _workers(workers):
@@ -519,22 +514,28 @@ def build_or_open(root, files, *, color_mode="rgb", exif_transpose=True, max_sid
     options = _options(color_mode, exif_transpose, max_side)
     workers = _workers(workers)
     root = Path(os.path.abspath(root))
-    files = [os.path.abspath(f) for f in files]
+    given = [os.fspath(f) for f in files]  # the Store names files as the caller did (Keras' file_paths)
+    files = [os.path.abspath(f) for f in given]
     rels = _relative(root, files)
     stats = [_stat(f) for f in files]
     keydir = store_dir(root, cache_dir=cache_dir, **options)
-    store = _open_current(keydir, root, files, stats)
+    store = _open_current(keydir, root, rels, given, stats)
     if store is None:
-        keydir.mkdir(parents=True, exist_ok=True)
+        try:
+            keydir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OSError(f"cannot create the image store folder {keydir} ({e}); pass cache_dir= or set "
+                          f"{ENV_VAR} to a writable folder.") from e
         with _Lock(keydir / ".lock"):
-            store = _open_current(keydir, root, files, stats)  # another process may have built it meanwhile
+            store = _open_current(keydir, root, rels, given, stats)  # another process may have built it meanwhile
             if store is None:
-                store = _build(keydir, root, files, rels, stats, options, workers, verbose, cache_dir is not None)
+                store = _build(keydir, root, files, given, rels, stats, options, workers, verbose,
+                               cache_dir is not None)
     _warn_and_check(store, strict, stacklevel=3)
     return store
 
 
-def _open_current(keydir, root, files, stats):
+def _open_current(keydir, root, rels, given, stats):
     gen = _generation(keydir)
     if gen is None:
         return None
@@ -542,12 +543,12 @@ def _open_current(keydir, root, files, stats):
         manifest = _read_manifest(gen)
         if manifest["root"] != str(root):
             return None
-        return _select(gen, manifest, _load_arrays(gen, manifest), root, files, stats)
+        return _select(gen, manifest, _load_arrays(gen, manifest), rels, given, stats)
     except (OSError, ValueError, KeyError, TypeError):
         return None  # unreadable or damaged: rebuilt
 
 
-def _build(keydir, root, files, rels, stats, options, workers, verbose, cache_dir_given):
+def _build(keydir, root, files, given, rels, stats, options, workers, verbose, cache_dir_given):
     old_gen = _generation(keydir)
     old, old_ragged = None, None
     if old_gen is not None:
@@ -597,7 +598,7 @@ def _build(keydir, root, files, rels, stats, options, workers, verbose, cache_di
         raise
     _clean(keydir, gen.name)
     ragged = _load_arrays(gen, manifest)
-    store = _select(gen, manifest, ragged, root, files, stats)
+    store = _select(gen, manifest, ragged, rels, given, stats)
     return dataclasses.replace(store, decoded=decoded)
 
 
