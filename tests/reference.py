@@ -466,3 +466,250 @@ def erasing_params(seed, epoch, indices, *, image_size, probability=0.5, scale=(
                 boxes[k, 0] = (top, top + eh, left, left + ew)
                 break
     return boxes
+
+
+# ---- Images of different sizes (fastseq/kernels/ragged.py) --------------------
+# tf.image.resize's arithmetic, written out: float32 NumPy scalars for every
+# coordinate and weight (as TensorFlow computes them), float32 arrays for the
+# blends and sums in the kernel's order (horizontal, then vertical).
+
+F32_MIN_NORMAL = np.float32(1.1754943508222875e-38)
+
+
+def cubic_table():
+    """TensorFlow's resize_bicubic table (Keys, a = -0.5): entries 2i and 2i+1 at x = i/1024 and 1 + i/1024."""
+    a, table = -0.5, []
+    for i in range(1025):
+        x = float(np.float32(i / 1024))
+        near = np.float32(((a + 2) * x - (a + 3)) * x * x + 1)
+        x = float(np.float32(x + 1.0))
+        far = np.float32(((a * x - 5 * a) * x + 8 * a) * x - 4 * a)
+        table += [near, far]
+    return np.array(table, np.float32)
+
+
+def sampling_kernel(name, x):
+    """TensorFlow's sampling_kernels.h, float32."""
+    f = np.float32
+    x = abs(f(x))
+    if name == "triangle":
+        return f(1) - x if x < 1 else f(0)
+    if name == "keyscubic":
+        if x >= 2:
+            return f(0)
+        return ((f(-0.5) * x + f(2.5)) * x - f(4)) * x + f(2) if x >= 1 else ((f(1.5) * x - f(2.5)) * x) * x + f(1)
+    if name == "mitchellcubic":
+        if x >= 2:
+            return f(0)
+        if x >= 1:
+            return ((f(-7 / 18) * x + f(2)) * x - f(10 / 3)) * x + f(16 / 9)
+        return ((f(7 / 6) * x - f(2)) * x) * x + f(8 / 9)
+    if name == "gaussian":
+        sigma = f(1.5) / f(3)
+        return f(0) if x >= f(1.5) else f(np.exp(-float(x) * float(x) / (2.0 * float(sigma) * float(sigma))))
+    radius = f(3) if name == "lanczos3" else f(5)
+    if x > radius:
+        return f(0)
+    if x <= f(1e-3):
+        return f(1)
+    pi = f(3.14159265359)
+    return radius * f(np.sin(pi * x)) * f(np.sin(pi * x / radius)) / (pi * pi * x * x)
+
+
+RADIUS = {"triangle": 1.0, "keyscubic": 2.0, "mitchellcubic": 2.0, "gaussian": 1.5, "lanczos3": 3.0, "lanczos5": 5.0}
+
+
+def span_taps(method, p, box, resized, antialias=False):
+    """Box-relative source indices and float32 weights of resized-box pixel ``p`` along one axis."""
+    f = np.float32
+    if method == "nearest":
+        scale = f(box) / f(resized)
+        return [min(max(math.floor((f(p) + f(0.5)) * scale), 0), box - 1)], [f(1)]
+    if method == "area":  # ResizeArea: no half-pixel offset
+        scale = f(box) / f(resized)
+        a, b = f(p) * scale, f(p + 1) * scale
+        idx, wts = [], []
+        for v in range(math.floor(a), math.ceil(b)):
+            fv = f(v)
+            if fv < a:
+                wv = scale if fv + 1 > b else fv + f(1) - a
+            else:
+                wv = b - fv if fv + 1 > b else f(1)
+            idx.append(min(max(v, 0), box - 1))
+            wts.append(f(wv))
+        return idx, wts
+    if method == "bicubic" and not antialias:  # ResizeBicubic's table, out-of-box taps dropped, renormalised
+        table = cubic_table()
+        scale = f(box) / f(resized)
+        x = (f(p) + f(0.5)) * scale - f(0.5)
+        loc = math.floor(x)
+        off = int(np.rint((x - f(loc)) * f(1024)))
+        raw = [table[off * 2 + 1], table[off * 2], table[(1024 - off) * 2], table[(1024 - off) * 2 + 1]]
+        wts = [w if 0 <= loc - 1 + q <= box - 1 else f(0) for q, w in enumerate(raw)]
+        total = wts[0] + wts[1] + wts[2] + wts[3]
+        if abs(total) >= 1000 * F32_MIN_NORMAL:
+            inv = f(1) / total
+            wts = [w * inv for w in wts]
+        return [min(max(loc - 1 + q, 0), box - 1) for q in range(4)], wts
+    # ScaleAndTranslate (translation 0)
+    name = {"bilinear": "triangle", "bicubic": "keyscubic"}.get(method, method)
+    inv_scale = f(1.0 / float(f(resized) / f(box)))
+    kscale = max(inv_scale, f(1)) if antialias else f(1)
+    sample = (f(p) + f(0.5)) * inv_scale
+    if sample < 0 or sample > box:
+        return [], []
+    reach = f(RADIUS[name]) * kscale
+    start = min(max(math.ceil(sample - reach - f(0.5)), 0), box - 1)
+    end = min(max(math.floor(sample + reach - f(0.5)), 0), box - 1) + 1
+    wts = [sampling_kernel(name, (f(v) + f(0.5) - sample) * (f(1) / kscale)) for v in range(start, end)]
+    total = f(0)
+    for w in wts:
+        total = total + w
+    if abs(total) >= 1000 * F32_MIN_NORMAL:
+        inv = f(1) / total
+        wts = [w * inv for w in wts]
+    else:
+        wts = [f(0) for _ in wts]
+    return list(range(start, end)), wts
+
+
+def lerp_taps(p, box, resized):
+    """TensorFlow's compute_interpolation_weights (half-pixel) for resized-box pixel ``p``: (lower, upper, lerp)."""
+    f = np.float32
+    x = (f(p) + f(0.5)) * (f(box) / f(resized)) - f(0.5)
+    lo = math.floor(x)
+    return min(max(lo, 0), box - 1), min(max(math.ceil(x), 0), box - 1), x - f(lo)
+
+
+def box_pixels(img, box):
+    """The box of an (H, W, C) image as float32, zeros where it reaches outside the image."""
+    top, left, bh, bw = box
+    H, W, C = img.shape
+    out = np.zeros((bh, bw, C), np.float32)
+    r0, r1, c0, c1 = max(top, 0), min(top + bh, H), max(left, 0), min(left + bw, W)
+    if r1 > r0 and c1 > c0:
+        out[r0 - top : r1 - top, c0 - left : c1 - left] = img[r0:r1, c0:c1]
+    return out
+
+
+def resample_box(img, box, window, size, interpolation="bilinear", antialias=False):
+    """One image: its box resized to the window's size, placed in a ``size`` canvas of zeros; float32 (h, w, C)."""
+    src = box_pixels(img, box)
+    bh, bw = box[2], box[3]
+    wt, wl, rh, rw = window
+    h, w = size
+    C = img.shape[2]
+    out = np.zeros((h, w, C), np.float32)
+    ys = [i for i in range(h) if 0 <= i - wt < rh]
+    xs = [j for j in range(w) if 0 <= j - wl < rw]
+    if not ys or not xs:
+        return out
+    if interpolation == "bilinear" and not antialias:
+        for i in ys:
+            y0, y1, fy = lerp_taps(i - wt, bh, rh)
+            for j in xs:
+                x0, x1, fx = lerp_taps(j - wl, bw, rw)
+                top = src[y0, x0] + (src[y0, x1] - src[y0, x0]) * fx
+                bottom = src[y1, x0] + (src[y1, x1] - src[y1, x0]) * fx
+                out[i, j] = top + (bottom - top) * fy
+        return out
+    xt = {j: span_taps(interpolation, j - wl, bw, rw, antialias) for j in xs}
+    rows = {}  # source row -> its horizontal pass
+
+    def horizontal(r):
+        if r not in rows:
+            row = np.zeros((w, C), np.float32)
+            for j in xs:
+                for c_, wx in zip(*xt[j]):
+                    row[j] = row[j] + wx * src[r, c_]
+            rows[r] = row
+        return rows[r]
+
+    for i in ys:
+        yidx, yw = span_taps(interpolation, i - wt, bh, rh, antialias)
+        acc = np.zeros((w, C), np.float32)
+        for r, wy in zip(yidx, yw):
+            acc = acc + wy * horizontal(r)
+        if interpolation == "area":
+            scale = np.float32(1.0 / float((np.float32(bh) / np.float32(rh)) * (np.float32(bw) / np.float32(rw))))
+            acc = acc * scale
+        out[i] = acc
+    return out
+
+
+def ragged_resize(pixels, offsets, shapes, indices, *, size, boxes=None, windows=None, flips=None, scaled_size=None,
+                  interpolation="bilinear", antialias=False, mean=None, std=None, scale=None, offset=None,
+                  dtype="float32", data_format="channels_last"):
+    """Twin of ``kernels.ragged.RaggedResizePlan(...)(indices, boxes, flips, windows=windows)``."""
+    n = len(indices)
+    C = int(shapes[0][2])
+    h, w = size
+    R, S = size if scaled_size is None else scaled_size
+    values = np.empty((n, h, w, C), np.float32)
+    for k, s in enumerate(indices):
+        H, W, _ = (int(v) for v in shapes[s])
+        img = np.asarray(pixels[int(offsets[s]) : int(offsets[s]) + H * W * C]).reshape(H, W, C)
+        box = (0, 0, H, W) if boxes is None else tuple(int(v) for v in boxes[k])
+        window = (-((R - h) // 2), -((S - w) // 2), R, S) if windows is None else tuple(int(v) for v in windows[k])
+        v = resample_box(img, box, window, size, interpolation.lower(), antialias)
+        f = 0 if flips is None else int(flips[k])
+        if f & 1:
+            v = v[:, ::-1]
+        if f & 2:
+            v = v[::-1]
+        values[k] = v
+    if dtype == "uint8":
+        result = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    else:
+        a, b = coefficients(C, mean, std, scale, offset)
+        result = values * a.astype(np.float32) + b.astype(np.float32)
+        if dtype == "float16":
+            result = result.astype(np.float16)
+        elif dtype == "bfloat16":
+            result = result.astype(ml_dtypes.bfloat16)
+    if data_format == "channels_first":
+        result = np.ascontiguousarray(result.transpose(0, 3, 1, 2))
+    return result
+
+
+def ragged_resized_crop_params(seed, epoch, indices, shapes, *, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                               horizontal=0.5, vertical=0.0):
+    """Twin of ``RaggedResizedCropParams``: torchvision's box with each image's own size, then the flip bits."""
+    boxes = np.array([resized_crop_box(seed, epoch, int(i), tuple(int(v) for v in shapes[int(i)][:2]), scale, ratio)
+                      for i in indices], dtype=np.int64).reshape(-1, 4)
+    _, flips = random_params(seed, epoch, indices, image_size=(1, 1), crop_size=(1, 1), horizontal=horizontal,
+                             vertical=vertical)
+    return boxes, flips
+
+
+def keras_boxes(shapes, image_size, *, crop_to_aspect_ratio=False, pad_to_aspect_ratio=False):
+    """Keras 3.15's smart_resize crop / ops.image.resize pad box per image, in its float32 arithmetic, one by one."""
+    th, tw = image_size
+    f = np.float32
+    rows = []
+    for H, W in ((int(s[0]), int(s[1])) for s in shapes):
+        if crop_to_aspect_ratio:
+            ch = max(min(H, int(f(W * th) / f(tw))), 1)
+            cw = max(min(W, int(f(H * tw) / f(th))), 1)
+            rows.append((int(f(H - ch) / f(2)), int(f(W - cw) / f(2)), ch, cw))
+        elif pad_to_aspect_ratio:
+            ph = max(H, int(f(W * th) / f(tw)))
+            pw = max(W, int(f(H * tw) / f(th)))
+            hs, ws = int(f(ph - H) / f(2)), int(f(pw - W) / f(2))
+            rows.append((-hs, -ws, H + 2 * hs, W + 2 * ws))
+        else:
+            rows.append((0, 0, H, W))
+    return np.array(rows, np.int64).reshape(-1, 4)
+
+
+def keras_pad_windows(shapes, image_size):
+    """tf.image.resize_with_pad's window per image, float32 arithmetic, one by one."""
+    th, tw = image_size
+    f = np.float32
+    rows = []
+    for H, W in ((int(s[0]), int(s[1])) for s in shapes):
+        ratio = max(f(W) / f(tw), f(H) / f(th))
+        rh, rw = f(H) / ratio, f(W) / ratio
+        rows.append((max(0, math.floor((f(th) - rh) / f(2))), max(0, math.floor((f(tw) - rw) / f(2))),
+                     max(1, math.floor(rh)), max(1, math.floor(rw))))
+    return np.array(rows, np.int64).reshape(-1, 4)
