@@ -178,6 +178,11 @@ def image_dataset_from_directory(
     normalize = options.normalize_arg(normalize, num_channels)
     if dtype not in options.DTYPES:
         raise ValueError(f"dtype must be one of {options.DTYPES}, got {dtype!r}.")
+    if dtype == "uint8" and normalize is not None:
+        raise ValueError(
+            f"dtype='uint8' returns raw pixels, but normalize={normalize!r} was given; drop normalize (and "
+            "normalise on the device with fastseq.DeviceNormalize) or choose a float dtype."
+        )
     options.cutout_arg(cutout, dtype)
     if mix is not None and label_mode not in ("categorical", "binary"):
         raise ValueError(

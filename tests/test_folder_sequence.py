@@ -248,6 +248,7 @@ def test_keras_argument_errors(photos, cache, kwargs, match):
          "do not apply"),
         ({"mix": fastseq.MixUp()}, ValueError, "label_mode='categorical'"),
         ({"dtype": "float64"}, ValueError, "dtype must be one of"),
+        ({"dtype": "uint8", "normalize": fastseq.Rescale(1 / 255)}, ValueError, "raw pixels"),
         ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
     ],
 )
