@@ -247,6 +247,78 @@ class Position:
             self._pos[:] = (epoch, offset, int(served.sum()))
 
 
+class PositionAPI:
+    """A sequence's epoch and resume methods, read from and written to its :class:`Position`.
+
+    Mixed into :class:`fastseq.ArraySequence` (whose ``__init__`` sets
+    ``self._position``); the epoch hooks themselves (``on_epoch_begin``,
+    ``on_epoch_end``) stay with the sequence, which knows its Keras caller.
+    """
+
+    _position: Position
+
+    @property
+    def epoch(self):
+        """The epoch of the current pass (starts at 0).
+
+        After the last batch of a pass has been served it still reads the
+        finished epoch until the next request or ``on_epoch_end``/
+        ``on_epoch_begin`` moves on.
+        """
+        return self._position.epoch
+
+    def set_epoch(self, epoch):
+        """Jump to the start of ``epoch`` (nothing served yet); hooks before its first batch keep it."""
+        self._position.set_epoch(epoch)
+
+    def unserved(self):
+        """The batch indices not yet served in the current pass, ascending (all of them after a complete pass).
+
+        A custom loop that restored a mid-pass state with :meth:`set_state`
+        resumes with ``for i in seq.unserved(): ...``.
+        """
+        return self._position.unserved()
+
+    def get_state(self):
+        """The position as a small JSON-able dict, for :meth:`set_state` (also in another process or run).
+
+        Returns:
+            ``{"epoch", "offset", "served", "num_batches", "seed", "shard"}``:
+            the epoch of the current pass, the rotation set by a resumed run
+            (0 otherwise), the batches served in this pass as ``[start,
+            stop)`` runs, and three fields that :meth:`set_state` checks
+            (``shard`` is ``[index, count]``). A complete pass is reported as
+            the start of the next epoch.
+
+        Under sharding the position counts this process's batches; processes
+        that train in step (``keras.distribution``) are at the same position,
+        and each restores its own shard's samples from it.
+        """
+        return self._position.get_state()
+
+    def set_state(self, state):
+        """Restore a position saved by :meth:`get_state` (or written by ``fastseq.BackupAndRestore``).
+
+        ``offset`` (0..len-1) rotates the pass: request ``i`` then serves
+        batch ``(i + offset) % len`` of the epoch, or of the next epoch once
+        ``i + offset`` passes the end. A run resumed at a Keras epoch that
+        began mid-pass (``steps_per_epoch`` below ``len(seq)``) uses it to
+        continue the uninterrupted run's stream where Keras restarts its
+        own count at batch 0.
+
+        A state saved by one shard restores any shard of the same ``count``
+        (the position is the same for processes in step; the samples are
+        the restoring shard's own), but not another ``count``: that splits
+        the epoch's samples differently.
+
+        Raises:
+            TypeError, ValueError: a state that is not such a dict, or one
+                saved from a sequence with another ``len``, ``seed`` or
+                shard count.
+        """
+        self._position.set_state(state)
+
+
 def runs(sorted_indices):
     """Ascending indices as ``[start, stop)`` runs: ``[0, 1, 2, 5]`` -> ``[[0, 3], [5, 6]]``."""
     result = []

@@ -13,10 +13,10 @@ from fastseq import kernels, options, order, plans, sharding, targets
 from fastseq._memmap import MemmapRef
 from fastseq._pool import BufferPool
 from fastseq.kernels import _validate as check
-from fastseq.position import Position
+from fastseq.position import Position, PositionAPI
 
 
-class ArraySequence(PyDataset):
+class ArraySequence(PositionAPI, PyDataset):
     """Batches of uint8 images, augmented and normalised in one parallel Numba pass.
 
     A fast replacement for a hand-written ``keras.utils.Sequence``: pass it
@@ -197,17 +197,13 @@ class ArraySequence(PyDataset):
 
     def _make_plan(self, dtype):
         """The batch pass for ``dtype`` (see :func:`fastseq.plans.make_plan`)."""
-        return plans.make_plan(
-            self.x, crop=self.crop, normalize=self.normalize, dtype=dtype, data_format=self.data_format
-        )
+        x, crop, normalize, data_format = self.x, self.crop, self.normalize, self.data_format
+        return plans.make_plan(x, crop=crop, normalize=normalize, dtype=dtype, data_format=data_format)
 
     def __getstate__(self):
         # The position pickles itself: its shared block to a worker being spawned, a copy otherwise.
         state = self.__dict__.copy()
-        for key in (
-            "_plan", "_buffers", "_lock", "_stats", "_draws", "_random", "_cutout", "_mix", "_mix_plan",
-            "_pairs",
-        ):
+        for key in ("_plan", "_buffers", "_lock", "_stats", "_draws", "_random", "_cutout", "_mix", "_mix_plan", "_pairs"):
             state.pop(key, None)
         state["x"] = MemmapRef.wrap(self.x)
         return state
@@ -272,62 +268,6 @@ class ArraySequence(PyDataset):
         """
         epoch, j = self._position.locate(options.batch_index(i, len(self)))
         return self._batch_indices(j, epoch).copy()
-
-    @property
-    def epoch(self):
-        """The epoch of the current pass (starts at 0).
-
-        After the last batch of a pass has been served it still reads the
-        finished epoch until the next request or ``on_epoch_end``/
-        ``on_epoch_begin`` moves on.
-        """
-        return self._position.epoch
-
-    def set_epoch(self, epoch):
-        """Jump to the start of ``epoch`` (nothing served yet); hooks before its first batch keep it."""
-        self._position.set_epoch(epoch)
-
-    def unserved(self):
-        """The batch indices not yet served in the current pass, ascending (all of them after a complete pass).
-
-        A custom loop that restored a mid-pass state with :meth:`set_state`
-        resumes with ``for i in seq.unserved(): ...``.
-        """
-        return self._position.unserved()
-
-    def get_state(self):
-        """The position as a small JSON-able dict, for :meth:`set_state` (also in another process or run).
-
-        Returns:
-            ``{"epoch", "offset", "served", "num_batches", "seed", "shard"}``;
-            see :meth:`fastseq.position.Position.get_state`. A complete pass
-            is reported as the start of the next epoch.
-
-        Under sharding the position counts this process's batches; processes
-        that train in step (``keras.distribution``) are at the same position,
-        and each restores its own shard's samples from it.
-        """
-        return self._position.get_state()
-
-    def set_state(self, state):
-        """Restore a position saved by :meth:`get_state` (or written by ``fastseq.BackupAndRestore``).
-
-        ``offset`` rotates the pass (:meth:`fastseq.position.Position.set_state`):
-        a run resumed at a Keras epoch that began mid-pass (``steps_per_epoch``
-        below ``len(seq)``) uses it to continue the uninterrupted run's stream
-        where Keras restarts its own count at batch 0.
-
-        A state saved by one shard restores any shard of the same ``count``
-        (the position is the same for processes in step; the samples are
-        the restoring shard's own), but not another ``count``: that splits
-        the epoch's samples differently.
-
-        Raises:
-            TypeError, ValueError: a state that is not such a dict, or one
-                saved from a sequence with another ``len``, ``seed`` or
-                shard count.
-        """
-        self._position.set_state(state)
 
     def on_epoch_begin(self):
         """Called by Keras as an epoch starts: moves to the next epoch only if this pass is complete."""
