@@ -199,6 +199,15 @@ def int_arg(name, value, minimum):
     return int(value)
 
 
+def batch_index(i, n):
+    """A batch index ``i`` of a sequence of ``n`` batches as ``0..n-1``; negative ones count from the end."""
+    if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+        raise TypeError(f"batch index must be an integer, got {describe(i)}.")
+    if not -n <= i < n:
+        raise IndexError(f"batch index {i} out of range for a sequence of {n} batches.")
+    return int(i) % n
+
+
 def shard_arg(shard, remainder, n_items, shard_from=None):
     """``(index, count)`` with ``0 <= index < count <= n_items`` and a known remainder rule.
 

@@ -23,9 +23,9 @@ PACKAGE = ROOT / "fastseq"
 LAYERS = [
     ("kernels", ["fastseq.kernels"]),
     ("numpy-only product", ["fastseq.order", "fastseq.ragged", "fastseq.augment", "fastseq._pool", "fastseq._memmap", "fastseq.options",
-                            "fastseq.warmup"]),
+                            "fastseq.warmup", "fastseq.position", "fastseq.plans", "fastseq.targets"]),
     ("datasets", ["fastseq.datasets"]),
-    ("Keras-facing product", ["fastseq.sequence", "fastseq.callbacks", "fastseq.layers"]),
+    ("Keras-facing product", ["fastseq.sequence", "fastseq.sharding", "fastseq.callbacks", "fastseq.layers"]),
     ("bench", ["fastseq.bench"]),
     ("profiler", ["fastseq.profiling"]),
     ("facade", ["fastseq.__main__", "fastseq"]),
@@ -33,7 +33,8 @@ LAYERS = [
 
 # Layers that must not load Keras or TensorFlow, checked in a fresh interpreter.
 KERAS_FREE = ["fastseq", "fastseq.kernels", "fastseq.order", "fastseq.ragged", "fastseq.augment", "fastseq.options", "fastseq.warmup",
-              "fastseq._pool", "fastseq.datasets", "fastseq.bench", "fastseq.profiling"]
+              "fastseq._pool", "fastseq.datasets", "fastseq.bench", "fastseq.profiling", "fastseq.position",
+              "fastseq.plans", "fastseq.targets"]
 
 
 def module_name(path):
