@@ -185,9 +185,9 @@ class StarvationMonitor(StepRecorder):
     the next. The sequence's counters are read as deltas, never reset.
 
     Args:
-        sequence: the training data, optional; used for ``stats()`` and as a
+        sequence (ArraySequence | keras.utils.PyDataset | None): the training data, optional; used for ``stats()`` and as a
             source of ``batch_size``.
-        batch_size: images per batch, when it cannot be read from the
+        batch_size (int | None): images per batch, when it cannot be read from the
             fetched batches (other backends). Otherwise inferred.
     """
 
