@@ -1,7 +1,7 @@
 """User-facing augmentation specs and the per-sample parameters they draw.
 
 NumPy only. Every random choice is a pure function of
-``(seed, epoch, sample index)`` (see :func:`fastseq.kernels.random_params`),
+``(seed, epoch, sample index)`` (see ``fastseq.kernels.random_params``),
 so threads, processes, batch sizes, shards and resumed runs agree.
 """
 
@@ -163,7 +163,7 @@ class RandomResizedCrop:
         """Any image size works: boxes are drawn inside it and resized."""
 
     def evaluation_resize(self, image_size):
-        """The deterministic ``Resize`` for evaluation images of ``image_size``; see :meth:`Resize.for_crop`."""
+        """The deterministic ``Resize`` for evaluation images of ``image_size``; see ``Resize.for_crop``."""
         return Resize.for_crop(self.height, self.width, image_size)
 
 
@@ -174,9 +174,9 @@ class Resize:
     ``Resize(64, 64)`` stretches every image to 64x64 (like
     ``keras.layers.Resizing(64, 64)``); ``Resize(64, 64, crop=(56, 56))``
     resizes to 64x64 and keeps the centred 56x56 window (corner
-    ``((64 - 56) // 2, (64 - 56) // 2)``, as :class:`CenterCrop`), the
+    ``((64 - 56) // 2, (64 - 56) // 2)``, as ``CenterCrop``), the
     evaluation path of ImageNet-style training, done in one pass.
-    Deterministic; half-pixel centres as :class:`RandomResizedCrop`.
+    Deterministic; half-pixel centres as ``RandomResizedCrop``.
     """
 
     height: int
@@ -295,7 +295,7 @@ class Normalize:
         return max(self._mean.size, self._std.size)
 
     def kernel_kwargs(self):
-        """Keyword arguments for :func:`fastseq.kernels.fused`."""
+        """Keyword arguments for ``fastseq.kernels.fused``."""
         return {"mean": self._mean, "std": self._std}
 
     def __repr__(self):
@@ -307,7 +307,7 @@ class Rescale:
     """Affine rescaling ``v * scale + offset``, like ``keras.layers.Rescaling``.
 
     ``Rescale(1 / 255)`` maps pixels to [0, 1]; ``Rescale(2 / 255, -1)`` to
-    [-1, 1]. Use :meth:`to_range` for a custom ``(low, high)`` range.
+    [-1, 1]. Use ``to_range`` for a custom ``(low, high)`` range.
     """
 
     scale: object
@@ -411,7 +411,7 @@ class CutMix:
     x ``int(w * sqrt(1 - lambda))`` with its centre uniform over the image,
     clipped to it, and the target is mixed with the weight the pixels
     actually got: ``1 - box area / (h * w)``. Partner and draws as in
-    :class:`MixUp` (a pure function of ``(seed, epoch, sample index)``);
+    ``MixUp`` (a pure function of ``(seed, epoch, sample index)``);
     needs ``num_classes`` or float one-hot ``y``. Evaluation sequences never
     mix. ``alpha=1.0`` is ``keras.layers.CutMix``'s default (``factor``).
     """
@@ -441,7 +441,7 @@ class RandomErasing:
     of the output image uniform in ``scale``, with aspect ratio (height /
     width) log-uniform in ``ratio``, sides rounded half up, placed uniformly
     inside the image; torchvision's rule of up to 10 draws for a box smaller
-    than the image in both sides, else none. ``fill`` as in :class:`Cutout`
+    than the image in both sides, else none. ``fill`` as in ``Cutout``
     (output units). Pass it as ``cutout=``; draws are a pure function of
     ``(seed, epoch, sample index)``. Evaluation sequences never erase.
     """

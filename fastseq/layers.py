@@ -32,7 +32,7 @@ class DeviceNormalize(keras.layers.Layer):
     rounding (bit for bit where the backend does not fuse the multiply-add).
 
     Args:
-        normalize (Normalize | Rescale): a :class:`fastseq.Normalize` or :class:`fastseq.Rescale`.
+        normalize (Normalize | Rescale): a ``fastseq.Normalize`` or ``fastseq.Rescale``.
         data_format (str): where the channel axis is: ``"channels_last"`` (the last
             axis) or ``"channels_first"`` (axis 1), as the sequence's batches.
         **kwargs (Any): Keras ``Layer`` arguments (``name``, ``dtype`` for the

@@ -96,7 +96,7 @@ class ArraySequence(PyDataset):
             with a partner drawn from the whole data set, and its target
             alike; needs ``num_classes`` or float one-hot ``y``. The order of
             the passes: crop, flip, normalise, then mix, then cutout.
-            Evaluation sequences (:meth:`for_evaluation`) never mix or cut out.
+            Evaluation sequences (``for_evaluation``) never mix or cut out.
         dtype (str): "float32", "float16", "bfloat16" or "uint8" (raw pixels, for
             normalisation on the device; no ``normalize`` then).
         data_format (str): "channels_last" (N, h, w, C) or "channels_first" (N, C, h, w).
@@ -115,7 +115,7 @@ class ArraySequence(PyDataset):
             default, for training): each shard serves ``N // count`` samples
             and the last ``N % count`` of each epoch's permutation are
             skipped that epoch (other ones next epoch when shuffling).
-            ``"repeat"`` (what :meth:`for_evaluation` uses): the data is
+            ``"repeat"`` (what ``for_evaluation`` uses): the data is
             repeated ``count // gcd(N, count)`` times, so every sample is
             served the same number of times per epoch over all shards (once
             when ``count`` divides N) and averaged metrics are unbiased.
@@ -435,7 +435,7 @@ class ArraySequence(PyDataset):
     def unserved(self):
         """The batch indices not yet served in the current pass, ascending (all of them after a complete pass).
 
-        A custom loop that restored a mid-pass state with :meth:`set_state`
+        A custom loop that restored a mid-pass state with ``set_state``
         resumes with ``for i in seq.unserved(): ...``.
         """
         with self._pos_lock:
@@ -444,13 +444,13 @@ class ArraySequence(PyDataset):
             return np.flatnonzero(self._served == 0).tolist()
 
     def get_state(self):
-        """The position as a small JSON-able dict, for :meth:`set_state` (also in another process or run).
+        """The position as a small JSON-able dict, for ``set_state`` (also in another process or run).
 
         Returns:
             dict: ``{"epoch", "offset", "served", "num_batches", "seed", "shard"}``:
             the epoch of the current pass, the rotation set by a resumed run
             (0 otherwise), the batches served in this pass as ``[start,
-            stop)`` runs, and three fields that :meth:`set_state` checks
+            stop)`` runs, and three fields that ``set_state`` checks
             (``shard`` is ``[index, count]``). A complete pass is reported as
             the start of the next epoch.
 
@@ -474,7 +474,7 @@ class ArraySequence(PyDataset):
         }
 
     def set_state(self, state):
-        """Restore a position saved by :meth:`get_state` (or written by ``fastseq.BackupAndRestore``).
+        """Restore a position saved by ``get_state`` (or written by ``fastseq.BackupAndRestore``).
 
         ``offset`` (0..len-1) rotates the pass: request ``i`` then serves
         batch ``(i + offset) % len`` of the epoch, or of the next epoch once
@@ -587,7 +587,7 @@ class ArraySequence(PyDataset):
     # -- instrumentation ------------------------------------------------------
 
     def stats(self):
-        """Counters since construction or :meth:`reset_stats`.
+        """Counters since construction or ``reset_stats``.
 
         Returns:
             dict: ``batches`` (batches produced), ``kernel_seconds``

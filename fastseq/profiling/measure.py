@@ -12,8 +12,8 @@
 per step after warm-up, is the share of a real step's wall time that an
 infinitely fast loader would remove; ``1 / (1 - starvation)`` is the speed-up
 that would buy. The report also carries the wait measured directly (the time
-each step blocked on ``next(iterator)``, see :mod:`fastseq.profiling.monitor`)
-as a cross-check, and a verdict that names the next action (:func:`fastseq.profiling.report.decide`).
+each step blocked on ``next(iterator)``, see ``fastseq.profiling.monitor``)
+as a cross-check, and a verdict that names the next action (``fastseq.profiling.report.decide``).
 
 ``StarvationMonitor`` is the same measurement as a Keras callback for a normal
 ``fit``. ``python -m fastseq profile`` runs it all on a built-in model and
@@ -199,7 +199,7 @@ def profile(model, data, *, steps=50, warmup=5, name=None, restore_weights=True)
     and optimizer state are put back afterwards (when the model was built
     before the call). The data is left as it was found too: a sequence with
     ``get_state()``/``set_state()`` (or ``epoch``/``set_epoch()``), such as
-    :class:`fastseq.ArraySequence`, gets its position back, so the epoch
+    ``fastseq.ArraySequence``, gets its position back, so the epoch
     that training goes on with is the one it would have had.
 
     Args:
