@@ -8,6 +8,7 @@ one page share one namespace, in page order, as a reader would run them.
 """
 
 import importlib
+import inspect
 import importlib.util
 import os
 import pathlib
@@ -171,3 +172,38 @@ def test_the_picture_script_draws_every_op(tmp_path):
         drawn = [picture[:, (k + 1) * (size + gap) : (k + 1) * (size + gap) + size] for k in range(count)]
         # every random op changes the photo in at least one of its samples
         assert not all(np.array_equal(d, source) for d in drawn), path
+
+
+# --- every argument of every public name is documented --------------------------
+
+
+def documented_names(obj):
+    """Names listed in the ``Args:`` and ``Attributes:`` sections of a Google-style docstring."""
+    doc = inspect.getdoc(obj) or ""
+    names = set()
+    for section in re.finditer(r"^(?:Args|Attributes):\n((?:[ \t]+.*\n|\n)*)", doc + "\n", re.M):
+        for entry in re.findall(r"^    (\**\w+(?:, \w+)*)", section.group(1), re.M):
+            names.update(n.lstrip("*") for n in entry.split(", "))
+    return names
+
+
+def public_callables():
+    for name in fastseq.__all__:
+        obj = getattr(fastseq, name)
+        if isinstance(obj, type(fastseq)):
+            for sub in [*obj.__all__, "open"]:
+                if callable(getattr(obj, sub)):
+                    yield f"{name}.{sub}", getattr(obj, sub)
+        else:
+            yield name, obj
+
+
+@pytest.mark.parametrize("name, obj", list(public_callables()), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_argument_of_a_public_name_is_documented(name, obj):
+    """The API reference shows each argument with its type only if the docstring lists it."""
+    signature = inspect.signature(obj)
+    documented = documented_names(obj)
+    if inspect.isclass(obj):
+        documented |= documented_names(obj.__init__)
+    missing = [p for p in signature.parameters if p not in documented]
+    assert not missing, f"{name}: add {missing} to the docstring's Args: section, as 'name (type): meaning'"
