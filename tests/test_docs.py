@@ -9,6 +9,7 @@ one page share one namespace, in page order, as a reader would run them.
 
 import importlib
 import inspect
+import json
 import importlib.util
 import os
 import pathlib
@@ -130,6 +131,12 @@ def test_mkdocs_build_strict(tmp_path):
     roles = sorted(set(re.findall(r":(?:class|meth|func|mod|attr|ref):<code>[^<]*</code>", rendered)))
     assert not roles, f"Sphinx roles left in docstrings (write ``name`` instead): {roles}"
     assert (site / "images" / "augment-random-crop.png").is_file()
+    # The search box finds every argument of every public name on its reference entry.
+    index = json.loads((site / "search" / "search_index.json").read_text(encoding="utf-8"))["docs"]
+    reference = [d for d in index if d["location"].startswith("reference/")]
+    unfound = [f"{name}({p})" for name, obj in public_callables() for p in inspect.signature(obj).parameters
+               if not any(p in d["text"] and (obj.__qualname__ in d["location"]) for d in reference)]
+    assert not unfound, f"arguments the docs' search does not find on their reference entry: {unfound}"
 
 
 # --- the pictures --------------------------------------------------------------
