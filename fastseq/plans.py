@@ -1,15 +1,15 @@
 """How a batch is made from its sample indices: the kernel plan and the per-sample draws. NumPy only.
 
-:class:`~fastseq.ArraySequence` asks this module, once at construction, for
+``fastseq.ArraySequence`` asks this module, once at construction, for
 
-* :func:`make_plan`: the compiled pass that turns sample indices (and their
+* ``make_plan``: the compiled pass that turns sample indices (and their
   crop origins or boxes and flip bits) into a batch: a
-  :class:`~fastseq.kernels.ResizePlan` for the resampling crops, else a
-  :class:`~fastseq.kernels.FusedPlan`;
-* :class:`CropFlipDraws`: each sample's crop origin (or box) and flip bits,
+  ``fastseq.kernels.ResizePlan`` for the resampling crops, else a
+  ``fastseq.kernels.FusedPlan``;
+* ``CropFlipDraws``: each sample's crop origin (or box) and flip bits,
   a pure function of ``(seed, epoch, sample index)``, in the form the plan
   takes them;
-* :func:`cutout_draws` and :func:`mix_draws`: the Cutout/RandomErasing boxes
+* ``cutout_draws`` and ``mix_draws``: the Cutout/RandomErasing boxes
   and the MixUp/CutMix partners and weights, also keyed by ``(seed, epoch,
   sample index)``.
 
@@ -30,16 +30,16 @@ def make_plan(x, *, crop, normalize, dtype, data_format):
     """The batch pass over ``x`` for these specs.
 
     Args:
-        x: the sequence's images (checked by :func:`fastseq.options.check`).
+        x: the sequence's images (checked by ``fastseq.options.check``).
         crop: a checked crop spec or None.
         normalize: a ``Normalize``/``Rescale`` or None.
         dtype: the output dtype name.
         data_format: "channels_last" or "channels_first".
 
     Returns:
-        A :class:`~fastseq.kernels.ResizePlan` for ``RandomResizedCrop`` and
+        A ``fastseq.kernels.ResizePlan`` for ``RandomResizedCrop`` and
         ``Resize`` (called like a ``FusedPlan``, with boxes for origins), else
-        a :class:`~fastseq.kernels.FusedPlan`. Either is called as
+        a ``fastseq.kernels.FusedPlan``. Either is called as
         ``plan(indices, origins, flips, out=None)`` and has
         ``output_shape(batch_size)``.
     """
@@ -76,7 +76,7 @@ class CropFlipDraws:
     """Each sample's crop origin (or box) and flip bits for a crop and a flip spec.
 
     ``draws(seed, epoch, indices)`` returns ``(origins, flips)`` as the plan
-    of :func:`make_plan` takes them: None for what the specs leave out, the
+    of ``make_plan`` takes them: None for what the specs leave out, the
     centre corner for a ``CenterCrop``, int64 corners for a ``RandomCrop``,
     boxes for a ``RandomResizedCrop`` (with all-zero flips when there is no
     flip: the plan's fast path), uint8 flip bits for a ``RandomFlip``.

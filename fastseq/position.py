@@ -1,18 +1,18 @@
 """A sequence's position: its epoch and which batches of the current pass were served. NumPy only.
 
 The position is the one piece of mutable state of an
-:class:`~fastseq.ArraySequence`, and it is derived from what was served, not
+``fastseq.ArraySequence``, and it is derived from what was served, not
 from which hooks were called: a pass ends when every one of its batches has
 been requested (by any thread, or by Keras' worker processes), and the next
 request or end-of-epoch hook then starts the next epoch.
 
-It lives in a :class:`multiprocessing.RawArray` guarded by a
-:func:`multiprocessing.Lock`: ``[epoch, offset, served count]`` as int64, then
+It lives in a ``multiprocessing.RawArray`` guarded by a
+``multiprocessing.Lock``: ``[epoch, offset, served count]`` as int64, then
 one byte per batch. Keras' worker processes (``use_multiprocessing=True``)
 mark the batches they serve in the very block the main process reads, so the
 position is counted where the batches are made, in every mode. Forked workers
 inherit the block; spawned or forkserver workers receive it while being
-spawned (see :meth:`Position.__getstate__`). Any other pickled copy (a file, a
+spawned (see ``Position.__getstate__``). Any other pickled copy (a file, a
 queue) gets a block of its own.
 """
 
@@ -36,9 +36,9 @@ class Position:
         shard: the sequence's ``(index, count)``; a saved state restores into
             a position with the same ``count``.
         epoch, offset, served: where to start: the epoch, the rotation (see
-            :meth:`set_state`) and the batch indices already served.
+            ``set_state``) and the batch indices already served.
 
-    Thread- and process-safe: every read-modify-write holds :attr:`lock`.
+    Thread- and process-safe: every read-modify-write holds ``lock``.
     """
 
     def __init__(self, num_batches, *, seed=0, shard=(0, 1), epoch=0, offset=0, served=()):
@@ -102,7 +102,7 @@ class Position:
         The first request after a complete pass starts the next one.
 
         Returns:
-            ``(epoch, batch)``: the batch of that epoch's order to make (see :meth:`locate`).
+            ``(epoch, batch)``: the batch of that epoch's order to make (see ``locate``).
         """
         with self.lock:
             if self._pos[2] == self.num_batches:
@@ -152,13 +152,13 @@ class Position:
             return np.flatnonzero(self._served == 0).tolist()
 
     def _advance(self):
-        """Start the next pass (caller holds :attr:`lock`)."""
+        """Start the next pass (caller holds ``lock``)."""
         self._pos[0] += 1
         self._pos[2] = 0
         self._served[:] = 0
 
     def _locate(self, i):
-        """:meth:`locate` for a caller that holds :attr:`lock`."""
+        """``locate`` for a caller that holds ``lock``."""
         epoch, offset = int(self._pos[0]), int(self._pos[1])
         j = i + offset
         n = self.num_batches
@@ -167,13 +167,13 @@ class Position:
     # -- saving and restoring --------------------------------------------------
 
     def get_state(self):
-        """The position as a small JSON-able dict, for :meth:`set_state` (also in another process or run).
+        """The position as a small JSON-able dict, for ``set_state`` (also in another process or run).
 
         Returns:
             ``{"epoch", "offset", "served", "num_batches", "seed", "shard"}``:
             the epoch of the current pass, the rotation set by a resumed run
             (0 otherwise), the batches served in this pass as ``[start,
-            stop)`` runs, and three fields that :meth:`set_state` checks
+            stop)`` runs, and three fields that ``set_state`` checks
             (``shard`` is ``[index, count]``). A complete pass is reported as
             the start of the next epoch.
         """
@@ -193,14 +193,14 @@ class Position:
         }
 
     def set_state(self, state):
-        """Restore a position saved by :meth:`get_state`.
+        """Restore a position saved by ``get_state``.
 
         ``offset`` (0..num_batches-1) rotates the pass: request ``i`` then
         serves batch ``(i + offset) % num_batches`` of the epoch, or of the
         next epoch once ``i + offset`` passes the end.
 
         Args:
-            state: the dict :meth:`get_state` returned. ``num_batches``,
+            state: the dict ``get_state`` returned. ``num_batches``,
                 ``seed`` and ``shard`` may be left out (they are then not
                 checked); ``shard``'s index may differ from this one's.
 
@@ -248,9 +248,9 @@ class Position:
 
 
 class PositionAPI:
-    """A sequence's epoch and resume methods, read from and written to its :class:`Position`.
+    """A sequence's epoch and resume methods, read from and written to its ``Position``.
 
-    Mixed into :class:`fastseq.ArraySequence` (whose ``__init__`` sets
+    Mixed into ``fastseq.ArraySequence`` (whose ``__init__`` sets
     ``self._position``); the epoch hooks themselves (``on_epoch_begin``,
     ``on_epoch_end``) stay with the sequence, which knows its Keras caller.
     """
@@ -274,19 +274,19 @@ class PositionAPI:
     def unserved(self):
         """The batch indices not yet served in the current pass, ascending (all of them after a complete pass).
 
-        A custom loop that restored a mid-pass state with :meth:`set_state`
+        A custom loop that restored a mid-pass state with ``set_state``
         resumes with ``for i in seq.unserved(): ...``.
         """
         return self._position.unserved()
 
     def get_state(self):
-        """The position as a small JSON-able dict, for :meth:`set_state` (also in another process or run).
+        """The position as a small JSON-able dict, for ``set_state`` (also in another process or run).
 
         Returns:
             ``{"epoch", "offset", "served", "num_batches", "seed", "shard"}``:
             the epoch of the current pass, the rotation set by a resumed run
             (0 otherwise), the batches served in this pass as ``[start,
-            stop)`` runs, and three fields that :meth:`set_state` checks
+            stop)`` runs, and three fields that ``set_state`` checks
             (``shard`` is ``[index, count]``). A complete pass is reported as
             the start of the next epoch.
 
@@ -297,7 +297,7 @@ class PositionAPI:
         return self._position.get_state()
 
     def set_state(self, state):
-        """Restore a position saved by :meth:`get_state` (or written by ``fastseq.BackupAndRestore``).
+        """Restore a position saved by ``get_state`` (or written by ``fastseq.BackupAndRestore``).
 
         ``offset`` (0..len-1) rotates the pass: request ``i`` then serves
         batch ``(i + offset) % len`` of the epoch, or of the next epoch once

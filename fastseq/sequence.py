@@ -69,39 +69,39 @@ class ArraySequence(PositionAPI, PyDataset):
     serves it. A memory-mapped ``x`` is read only for this shard's samples.
 
     Args:
-        x: uint8 images, (N, H, W, C) or (N, H, W) (grayscale; batches get a
+        x (np.ndarray | np.memmap): uint8 images, (N, H, W, C) or (N, H, W) (grayscale; batches get a
             channel axis of 1).
-        y: optional targets of length N, any dtype and trailing shape;
+        y (array-like | None): optional targets of length N, any dtype and trailing shape;
             gathered with the same indices.
-        batch_size: samples per batch (>= 1).
-        shuffle: permute the samples each epoch.
-        seed: non-negative integer; with the epoch, fixes order and augmentation.
-        drop_remainder: drop the short last batch.
-        crop: ``RandomCrop(height, width, padding=..., pad_mode=...)``,
+        batch_size (int): samples per batch (>= 1).
+        shuffle (bool): permute the samples each epoch.
+        seed (int): non-negative integer; with the epoch, fixes order and augmentation.
+        drop_remainder (bool): drop the short last batch.
+        crop (RandomCrop | CenterCrop | RandomResizedCrop | Resize | None): ``RandomCrop(height, width, padding=..., pad_mode=...)``,
             ``CenterCrop(height, width)``, ``RandomResizedCrop(height,
             width, scale=..., ratio=...)``, ``Resize(height, width,
             crop=...)`` or None. The last two resample bilinearly (half-pixel
             centres) from images of any size.
-        flip: ``RandomFlip(mode)``, a mode string ("horizontal", "vertical",
+        flip (RandomFlip | str | None): ``RandomFlip(mode)``, a mode string ("horizontal", "vertical",
             "horizontal_and_vertical"), or None. ``RandomFlip()`` flips
             left-right only (Keras' layer defaults to both axes).
-        normalize: ``Normalize(mean, std)``, ``Rescale(scale, offset)`` or
+        normalize (Normalize | Rescale | None): ``Normalize(mean, std)``, ``Rescale(scale, offset)`` or
             None (raw 0..255 values in ``dtype``).
-        cutout: ``Cutout(size, count=1, fill=0.0)``, ``RandomErasing(probability,
+        cutout (Cutout | RandomErasing | None): ``Cutout(size, count=1, fill=0.0)``, ``RandomErasing(probability,
             scale, ratio, fill=0.0)`` or None: erase squares (boxes) of each
             made sample (``fill`` in output units, after normalisation).
-        mix: ``MixUp(alpha)``, ``CutMix(alpha)`` or None: blend each sample
+        mix (MixUp | CutMix | None): ``MixUp(alpha)``, ``CutMix(alpha)`` or None: blend each sample
             with a partner drawn from the whole data set, and its target
             alike; needs ``num_classes`` or float one-hot ``y``. The order of
             the passes: crop, flip, normalise, then mix, then cutout.
-            Evaluation sequences (:meth:`for_evaluation`) never mix or cut out.
-        dtype: "float32", "float16", "bfloat16" or "uint8" (raw pixels, for
+            Evaluation sequences (``for_evaluation``) never mix or cut out.
+        dtype (str): "float32", "float16", "bfloat16" or "uint8" (raw pixels, for
             normalisation on the device; no ``normalize`` then).
-        data_format: "channels_last" (N, h, w, C) or "channels_first" (N, C, h, w).
-        num_classes: turn integer labels into one-hot float32, like
+        data_format (str): "channels_last" (N, h, w, C) or "channels_first" (N, C, h, w).
+        num_classes (int | None): turn integer labels into one-hot float32, like
             ``keras.utils.to_categorical``.
-        sample_weight: optional per-sample weights of length N, gathered like y.
-        shard: None (the whole dataset), ``(index, count)`` (this process
+        sample_weight (array-like | None): optional per-sample weights of length N, gathered like y.
+        shard (tuple[int, int] | str | None): None (the whole dataset), ``(index, count)`` (this process
             serves shard ``index`` of ``count``) or ``"auto"``: the data
             shard of the active ``keras.distribution`` (``data_shard_id``
             and the number of processes, for ``DataParallel`` the process
@@ -109,15 +109,19 @@ class ArraySequence(PositionAPI, PyDataset):
             jax.process_count())`` on the JAX backend, else ``(0, 1)``.
             Read at construction: build the sequence after
             ``keras.distribution.initialize`` and ``set_distribution``.
-        shard_remainder: when ``count`` does not divide N. ``"drop"`` (the
+        shard_remainder (str): when ``count`` does not divide N. ``"drop"`` (the
             default, for training): each shard serves ``N // count`` samples
             and the last ``N % count`` of each epoch's permutation are
             skipped that epoch (other ones next epoch when shuffling).
-            ``"repeat"`` (what :meth:`for_evaluation` uses): the data is
+            ``"repeat"`` (what ``for_evaluation`` uses): the data is
             repeated ``count // gcd(N, count)`` times, so every sample is
             served the same number of times per epoch over all shards (once
             when ``count`` divides N) and averaged metrics are unbiased.
-        workers, use_multiprocessing, max_queue_size: ``PyDataset``'s own.
+        workers (int): ``PyDataset``'s own: threads (or processes) that
+            prepare batches ahead; 1 (the default) on the JAX backend.
+        use_multiprocessing (bool): ``PyDataset``'s own: workers are
+            processes, which share the position with the parent.
+        max_queue_size (int): ``PyDataset``'s own: batches prepared ahead.
 
     Raises:
         TypeError, ValueError: at construction, naming the argument and the
@@ -321,10 +325,10 @@ class ArraySequence(PositionAPI, PyDataset):
     # -- instrumentation ------------------------------------------------------
 
     def stats(self):
-        """Counters since construction or :meth:`reset_stats`.
+        """Counters since construction or ``reset_stats``.
 
         Returns:
-            dict with ``batches`` (batches produced), ``kernel_seconds``
+            dict: ``batches`` (batches produced), ``kernel_seconds``
             (time in the fused kernel) and ``getitem_seconds`` (time in
             ``__getitem__``), summed over all threads.
         """

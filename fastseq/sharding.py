@@ -2,7 +2,7 @@
 
 The arithmetic of shards (which samples a shard serves, how many, the
 remainder rules) is :mod:`fastseq.order`'s and the checks of an explicit
-``(index, count)`` are :func:`fastseq.options.shard_arg`'s; this module only
+``(index, count)`` are ``fastseq.options.shard_arg``'s; this module only
 reads the running process's place among its peers. It imports Keras (lazily),
 so it belongs to the Keras-facing layer.
 """
@@ -17,9 +17,9 @@ def resolve(shard, stacklevel=2):
 
     Args:
         shard: None, ``"auto"`` or an ``(index, count)`` pair (left for
-            :func:`fastseq.options.shard_arg` to check).
+            ``fastseq.options.shard_arg`` to check).
         stacklevel: the caller's own, for the warning of
-            :func:`warn_if_unsharded_under_processes` to point at user code.
+            ``warn_if_unsharded_under_processes`` to point at user code.
 
     Returns:
         ``(shard, shard_from)``: ``shard`` (the pair read for ``"auto"``, else

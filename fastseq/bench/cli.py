@@ -43,7 +43,81 @@ def configure_parser(parser):
     parser.add_argument("--repeat", type=int, default=None, help="timed calls per row (default 30, --quick 5)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and a smaller data set: a few seconds a row")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, the batch and the augmentation")
+    parser.add_argument("--markdown", metavar="PATH", default=None,
+                        help="also write the tables as a Markdown page to PATH, headed by the date, the command and "
+                        "the machine (CPU model, cores, load, versions): the docs' numbers page is made this way")
     return parser
+
+
+class _Tee:
+    """A text stream that writes to ``out`` and keeps a copy."""
+
+    def __init__(self, out):
+        self.out, self.parts = out, []
+
+    def write(self, text):
+        self.parts.append(text)
+        return self.out.write(text)
+
+    def flush(self):
+        self.out.flush()
+
+    def getvalue(self):
+        return "".join(self.parts)
+
+
+def machine_lines():
+    """Describe this machine for a results page: CPU model, cores, load, OS and package versions."""
+    import datetime
+    import importlib.metadata
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    except (AttributeError, OSError):
+        load = "unknown"
+    versions = []
+    for dist in ("fastseq", "numpy", "numba", "keras", "tensorflow", "jax", "grain"):
+        try:
+            versions.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return [
+        f"- date: {now}",
+        f"- CPU: {cpu}; {os.cpu_count()} logical cores; load average (1, 5, 15 min) at the start: {load}",
+        f"- OS: {platform.platform()}; Python {platform.python_version()}",
+        f"- versions: {', '.join(versions)}",
+    ]
+
+
+def write_markdown(path, text, argv, machine):
+    """Write ``bench``'s printed ``text`` as a Markdown page with the ``machine`` lines and the command."""
+    command = " ".join(["python -m fastseq bench", *argv])
+    page = [
+        "# Measured numbers",
+        "",
+        f"Written by `{command}`. Rerun it to measure your own machine; "
+        "[Benchmarks](guides/benchmarks.md) explains every row and target.",
+        "",
+        *machine,
+        "",
+        "```text",
+        text.rstrip("\n"),
+        "```",
+        "",
+    ]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(page))
 
 
 def load_data(choice, *, quick=False, seed=0):
@@ -124,6 +198,10 @@ def run(args, out=None):
     import sys
 
     out = out or sys.stdout
+    markdown = getattr(args, "markdown", None)
+    if markdown:
+        machine = machine_lines()  # the load before the run, not the bench's own
+        out = _Tee(out)
     names = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [n for n in names if n not in BUILDERS]
     if unknown:
@@ -184,6 +262,12 @@ def run(args, out=None):
             steps=8 if args.quick else 20, seed=args.seed,
         )
         bench_feed.render(feed, out)
+    if markdown:
+        if sys.argv[1:2] == ["bench"]:
+            argv = sys.argv[2:]
+        else:  # called as a function: name the parsed options instead
+            argv = [f"--{k.replace('_', '-')}={v}" for k, v in sorted(vars(args).items()) if not k.startswith("_")]
+        write_markdown(markdown, out.getvalue(), argv, machine)
     return 0
 
 
