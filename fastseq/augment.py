@@ -1,7 +1,7 @@
 """User-facing augmentation specs and the per-sample parameters they draw.
 
 NumPy only. Every random choice is a pure function of
-``(seed, epoch, sample index)`` (see :func:`fastseq.kernels.random_params`),
+``(seed, epoch, sample index)`` (see ``fastseq.kernels.random_params``),
 so threads, processes, batch sizes, shards and resumed runs agree.
 """
 
@@ -44,6 +44,13 @@ class RandomCrop:
 
     With ``height``/``width`` equal to the image size and ``padding=4`` this is
     the classic CIFAR "pad 4 and crop 32" augmentation.
+
+    Args:
+        height (int): output height in pixels; at most the padded image's.
+        width (int): output width in pixels; at most the padded image's.
+        padding (int): pixels added on every side before cropping (>= 0).
+        pad_mode (str): ``"constant"``, ``"reflect"`` or ``"edge"``, as ``np.pad``.
+        fill (int): the padded pixels' value with ``pad_mode="constant"``, 0..255.
     """
 
     height: int
@@ -81,6 +88,10 @@ class CenterCrop:
 
     The corner is ``((H - height) // 2, (W - width) // 2)``, as in
     ``keras.layers.CenterCrop`` when the crop is smaller than the image.
+
+    Args:
+        height (int): output height in pixels, at most the image's.
+        width (int): output width in pixels, at most the image's.
     """
 
     height: int
@@ -151,6 +162,17 @@ class RandomResizedCrop:
     ``ArraySequence.for_evaluation`` turns it into ``Resize`` to
     ``crop / 0.875`` (the shorter side, keeping the image's aspect) then a
     centre crop of ``(height, width)``.
+
+    Args:
+        height (int): output height in pixels.
+        width (int): output width in pixels.
+        scale (tuple[float, float]): range of the box's area as a fraction of the
+            image's, ``0 < low <= high <= 1``.
+        ratio (tuple[float, float]): range of the box's aspect ratio (width /
+            height), ``0 < low <= high``.
+        interpolation (str): one of ``INTERPOLATIONS`` (Keras' names);
+            images of one size (arrays) take ``"bilinear"`` only.
+        antialias (bool): low-pass filter when shrinking (photo folders only).
     """
 
     height: int
@@ -178,7 +200,7 @@ class RandomResizedCrop:
         """Any image size works: boxes are drawn inside it and resized."""
 
     def evaluation_resize(self, image_size):
-        """The deterministic ``Resize`` for evaluation images of ``image_size``; see :meth:`Resize.for_crop`."""
+        """The deterministic ``Resize`` for evaluation images of ``image_size``; see ``Resize.for_crop``."""
         return Resize.for_crop(self.height, self.width, image_size)
 
 
@@ -189,16 +211,27 @@ class Resize:
     ``Resize(64, 64)`` stretches every image to 64x64 (like
     ``keras.layers.Resizing(64, 64)``); ``Resize(64, 64, crop=(56, 56))``
     resizes to 64x64 and keeps the centred 56x56 window (corner
-    ``((64 - 56) // 2, (64 - 56) // 2)``, as :class:`CenterCrop`), the
+    ``((64 - 56) // 2, (64 - 56) // 2)``, as ``CenterCrop``), the
     evaluation path of ImageNet-style training, done in one pass.
-    Deterministic; half-pixel centres as :class:`RandomResizedCrop`.
+    Deterministic; half-pixel centres as ``RandomResizedCrop``.
 
     On photo folders (``RaggedImages``), Keras' ``Resizing`` options apply
     too: ``crop_to_aspect_ratio=True`` resizes the largest centred box of
     each photo with the output's aspect ratio, ``pad_to_aspect_ratio=True``
-    the whole photo padded with zeros to that ratio
-    (``tf.image.resize_with_pad``); ``interpolation`` and ``antialias`` as
-    :class:`RandomResizedCrop`.
+    the whole photo into ``tf.image.resize_with_pad``'s window of a zero
+    image; ``interpolation`` and ``antialias`` as ``RandomResizedCrop``.
+
+    Args:
+        height (int): height of the resized image in pixels.
+        width (int): width of the resized image in pixels.
+        crop (tuple[int, int] | None): ``(h, w)`` of the centred window kept
+            from the resized image, or None for the whole of it.
+        interpolation (str): one of ``INTERPOLATIONS``; arrays take ``"bilinear"`` only.
+        antialias (bool): low-pass filter when shrinking (photo folders only).
+        crop_to_aspect_ratio (bool): resize the largest centred box of the
+            output's aspect ratio (Keras' ``smart_resize``; photo folders only).
+        pad_to_aspect_ratio (bool): resize the whole image into a zero image,
+            keeping its aspect ratio (``tf.image.resize_with_pad``; photo folders only).
     """
 
     height: int
@@ -271,6 +304,10 @@ class RandomFlip:
     ``mode`` uses Keras' names: ``"horizontal"`` (left-right, the default),
     ``"vertical"`` (up-down) or ``"horizontal_and_vertical"`` (each axis drawn
     independently). Draws are a pure function of ``(seed, epoch, index)``.
+
+    Args:
+        mode (str): ``"horizontal"``, ``"vertical"`` or ``"horizontal_and_vertical"``.
+        probability (float): chance of a flip per sample and enabled axis, 0..1.
     """
 
     mode: str = "horizontal"
@@ -310,6 +347,12 @@ class Normalize:
     ``mean`` and ``std`` are numbers or per-channel sequences in pixel units
     (0..255), e.g. CIFAR-10's ``mean=(125.3, 123.0, 113.9)``,
     ``std=(63.0, 62.1, 66.7)``.
+
+    Args:
+        mean (float | Sequence[float]): per-channel mean in pixel units (0..255),
+            or one number for every channel.
+        std (float | Sequence[float]): per-channel standard deviation in pixel
+            units, each > 0, or one number for every channel.
     """
 
     mean: object
@@ -333,7 +376,7 @@ class Normalize:
         return max(self._mean.size, self._std.size)
 
     def kernel_kwargs(self):
-        """Keyword arguments for :func:`fastseq.kernels.fused`."""
+        """Keyword arguments for ``fastseq.kernels.fused``."""
         return {"mean": self._mean, "std": self._std}
 
     def __repr__(self):
@@ -345,7 +388,12 @@ class Rescale:
     """Affine rescaling ``v * scale + offset``, like ``keras.layers.Rescaling``.
 
     ``Rescale(1 / 255)`` maps pixels to [0, 1]; ``Rescale(2 / 255, -1)`` to
-    [-1, 1]. Use :meth:`to_range` for a custom ``(low, high)`` range.
+    [-1, 1]. Use ``to_range`` for a custom ``(low, high)`` range.
+
+    Args:
+        scale (float | Sequence[float]): multiplier, one number or one per channel.
+        offset (float | Sequence[float]): added after scaling, one number or one
+            per channel.
     """
 
     scale: object
@@ -403,6 +451,12 @@ class Cutout:
     ``dtype="uint8"`` sequence it is a pixel value and must be an integer
     0..255. Squares are cut after MixUp/CutMix, so a mixed sample is cut too.
     Evaluation sequences never cut out.
+
+    Args:
+        size (int): side of each square in pixels (>= 1).
+        count (int): squares per sample (>= 1).
+        fill (float): value written into the squares, in output units (after
+            normalisation); an integer 0..255 for ``dtype="uint8"``.
     """
 
     size: int
@@ -431,6 +485,10 @@ class MixUp:
     order do not change a sample's pixels or target. Needs targets that can
     be mixed: ``num_classes`` with integer labels, or float one-hot ``y``.
     Evaluation sequences never mix. ``alpha=0.2`` is ``keras.layers.MixUp``'s default.
+
+    Args:
+        alpha (float): the Beta distribution's parameter (> 0); small values keep
+            most samples close to one of the two.
     """
 
     alpha: float = 0.2
@@ -449,9 +507,13 @@ class CutMix:
     x ``int(w * sqrt(1 - lambda))`` with its centre uniform over the image,
     clipped to it, and the target is mixed with the weight the pixels
     actually got: ``1 - box area / (h * w)``. Partner and draws as in
-    :class:`MixUp` (a pure function of ``(seed, epoch, sample index)``);
+    ``MixUp`` (a pure function of ``(seed, epoch, sample index)``);
     needs ``num_classes`` or float one-hot ``y``. Evaluation sequences never
     mix. ``alpha=1.0`` is ``keras.layers.CutMix``'s default (``factor``).
+
+    Args:
+        alpha (float): the Beta distribution's parameter (> 0) for the share
+            of the sample that is kept.
     """
 
     alpha: float = 1.0
@@ -479,9 +541,17 @@ class RandomErasing:
     of the output image uniform in ``scale``, with aspect ratio (height /
     width) log-uniform in ``ratio``, sides rounded half up, placed uniformly
     inside the image; torchvision's rule of up to 10 draws for a box smaller
-    than the image in both sides, else none. ``fill`` as in :class:`Cutout`
+    than the image in both sides, else none. ``fill`` as in ``Cutout``
     (output units). Pass it as ``cutout=``; draws are a pure function of
     ``(seed, epoch, sample index)``. Evaluation sequences never erase.
+
+    Args:
+        probability (float): chance that a sample gets a box, 0..1.
+        scale (tuple[float, float]): range of the box's area as a fraction of the
+            image's, ``0 < low <= high <= 1``.
+        ratio (tuple[float, float]): range of the box's aspect ratio (height /
+            width), ``0 < low <= high``.
+        fill (float): value written into the box, in output units, as in ``Cutout``.
     """
 
     probability: float = 0.5

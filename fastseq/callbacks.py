@@ -45,12 +45,12 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     refused, naming the folders found.
 
     Args:
-        backup_dir: as Keras' ``BackupAndRestore``; the sequence's state is
+        backup_dir (str | os.PathLike): as Keras' ``BackupAndRestore``; the sequence's state is
             the JSON file ``fastseq_sequence.json`` in it (in the shard's
             subfolder when sharded).
-        sequence: the training data: an ``ArraySequence`` (anything with
+        sequence (ArraySequence): the training data: an ``ArraySequence`` (anything with
             ``get_state()``, ``set_state(state)`` and ``len()``).
-        **kwargs: Keras' ``save_freq``, ``double_checkpoint``,
+        **kwargs (Any): Keras' ``save_freq``, ``double_checkpoint``,
             ``delete_checkpoint``.
 
     Raises:

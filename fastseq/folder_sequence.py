@@ -22,13 +22,13 @@ class FolderSequence(ArraySequence):
     """An ``ArraySequence`` over a photo folder, as ``image_dataset_from_directory`` returns it.
 
     Attributes:
-        class_names: Keras' class names (None without labels).
-        file_paths: the files of this sequence's samples, in Keras' order:
+        class_names (list[str] | None): Keras' class names (None without labels).
+        file_paths (list[str]): the files of this sequence's samples, in Keras' order:
             sample ``i`` is ``file_paths[i]`` (with ``shuffle=False`` the
             batches come in this order).
-        store: the decoded store the pixels come from (``.path``,
+        store (fastseq.datasets.Store): the decoded store the pixels come from (``.path``,
             ``.decoded``, ``.skipped``).
-        unbatched: ``batch_size=None`` was asked for: each item is one
+        unbatched (bool): ``batch_size=None`` was asked for: each item is one
             sample (image, label) without a batch axis, as Keras' unbatched
             dataset yields them; ``len`` is the number of samples.
     """
@@ -94,7 +94,7 @@ def image_dataset_from_directory(
     Takes every argument of ``keras.utils.image_dataset_from_directory``
     (Keras 3.15) with the same meaning, defaults and errors, and serves the
     same files, labels, class names and split. It returns a
-    :class:`FolderSequence` (a ``keras.utils.PyDataset`` that ``model.fit``
+    ``FolderSequence`` (a ``keras.utils.PyDataset`` that ``model.fit``
     takes on every backend) with ``class_names`` and ``file_paths``, or a
     tuple ``(training, validation)`` for ``subset="both"``; the validation
     one is deterministic (no shuffle, no augmentation: the evaluation form
@@ -116,34 +116,65 @@ def image_dataset_from_directory(
     raw pixels).
 
     Args:
-        directory, labels, label_mode, class_names, color_mode, batch_size,
-        image_size, shuffle, seed, validation_split, subset, interpolation,
-        follow_links, crop_to_aspect_ratio, pad_to_aspect_ratio,
-        data_format, verbose: Keras' arguments. ``interpolation``: any of Keras'
-            eight (``fastseq.augment.INTERPOLATIONS``). ``batch_size=None``
-            serves single samples (no batch axis) as Keras does: for
-            iterating, not for ``fit``.
-        format: Keras' choice of "tf" or "grain"; accepted and ignored
-            (fastseq serves its own ``PyDataset``).
-        crop: None (resize the whole photo, as Keras),
-            ``fastseq.RandomResizedCrop(*image_size, scale=..., ratio=...)``
-            (a random box of each original photo, resampled once to
-            ``image_size``) or ``fastseq.Resize(h, w, crop=image_size)``
-            (resize then a centre crop). Its output size must be ``image_size``.
-        flip, normalize, cutout, mix, dtype, drop_remainder, shard,
-        shard_remainder, workers, use_multiprocessing, max_queue_size:
-            as ``fastseq.ArraySequence``. ``mix`` needs
-            ``label_mode="categorical"`` (or "binary").
-        antialias: low-pass filter when shrinking (not Keras' default).
-        exif_transpose: turn photos upright by their EXIF orientation tag.
-        max_side: cap the stored long side (None keeps the originals).
-        cache_dir: where the store goes (default: see
-            ``fastseq.datasets.store``; also ``FASTSEQ_CACHE_DIR``).
-        strict: an undecodable file is an error (default: a warning naming
-            it, and the file is left out).
+        directory (str | os.PathLike): the folder; with ``labels="inferred"``
+            one subfolder per class.
+        labels (str | list | None): ``"inferred"`` (from the subfolders),
+            None (images only) or one integer label per file, in the sorted
+            order of the file paths (Keras').
+        label_mode (str | None): ``"int"`` (int32), ``"categorical"``
+            (float32 one-hot), ``"binary"`` (float32 ``(n, 1)``, two classes)
+            or None (images only).
+        class_names (list[str] | None): with inferred labels, the subfolders
+            to use, in this order.
+        color_mode (str): ``"grayscale"``, ``"rgb"`` or ``"rgba"`` (1, 3, 4 channels).
+        batch_size (int | None): samples per batch; None serves single
+            samples without a batch axis, as Keras does (for iterating, not
+            for ``fit``).
+        image_size (tuple[int, int] | int): ``(height, width)`` of the output.
+        shuffle (bool): shuffle the listing as Keras does, and each epoch.
+        seed (int | None): the shuffle and augmentation seed; None draws one.
+        validation_split (float | None): fraction of the files kept for validation.
+        subset (str | None): ``"training"``, ``"validation"`` or ``"both"``.
+        interpolation (str): one of Keras' eight (``fastseq.augment.INTERPOLATIONS``).
+        follow_links (bool): walk into linked folders.
+        crop_to_aspect_ratio (bool): resize the largest centred box of the
+            output's aspect ratio (Keras' ``smart_resize``).
+        pad_to_aspect_ratio (bool): resize the whole photo into a zero
+            image of ``image_size``, keeping its aspect ratio.
+        data_format (str | None): ``"channels_last"``, ``"channels_first"``
+            or None (``keras.config.image_data_format()``).
+        format (str | None): Keras' ``"tf"`` or ``"grain"``; accepted and
+            ignored (fastseq serves its own ``PyDataset``).
+        verbose (bool): print what was found, the split and the store build.
+        crop (RandomResizedCrop | Resize | None): None resizes the whole
+            photo (Keras); ``fastseq.RandomResizedCrop(*image_size, ...)``
+            draws a random box of each original photo, resampled once;
+            ``fastseq.Resize(h, w, crop=image_size)`` resizes then keeps the
+            centre. Its output size must be ``image_size``.
+        flip (RandomFlip | str | None): as ``fastseq.ArraySequence``.
+        normalize (Normalize | Rescale | None): as ``fastseq.ArraySequence``.
+        cutout (Cutout | RandomErasing | None): as ``fastseq.ArraySequence``.
+        mix (MixUp | CutMix | None): as ``fastseq.ArraySequence``; needs
+            ``label_mode="categorical"`` (or ``"binary"``).
+        dtype (str): ``"float32"`` (Keras'), ``"float16"``, ``"bfloat16"`` or ``"uint8"``.
+        antialias (bool): low-pass filter when shrinking (not Keras' default).
+        drop_remainder (bool): drop the short last training batch.
+        shard (tuple[int, int] | str | None): as ``fastseq.ArraySequence``.
+        shard_remainder (str): as ``fastseq.ArraySequence``.
+        exif_transpose (bool): turn photos upright by their EXIF orientation
+            tag (False: Keras' raw pixels).
+        max_side (int | None): cap the stored long side (None keeps the originals).
+        cache_dir (str | os.PathLike | None): where the store goes (default
+            ``$FASTSEQ_CACHE_DIR``, ``$XDG_CACHE_HOME/fastseq`` or ``~/.cache/fastseq``).
+        strict (bool): a file that cannot be decoded is an error naming it
+            (default: a warning naming it, and the file is left out).
+        workers (int): ``PyDataset`` worker threads or processes.
+        use_multiprocessing (bool): ``PyDataset``'s own.
+        max_queue_size (int): ``PyDataset``'s own.
 
     Returns:
-        A :class:`FolderSequence`, or ``(training, validation)`` for ``subset="both"``.
+        FolderSequence | tuple[FolderSequence, FolderSequence]: the sequence,
+        or ``(training, validation)`` for ``subset="both"``.
 
     Raises:
         ValueError, TypeError, FileNotFoundError: Keras' errors for Keras'

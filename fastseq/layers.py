@@ -32,10 +32,10 @@ class DeviceNormalize(keras.layers.Layer):
     rounding (bit for bit where the backend does not fuse the multiply-add).
 
     Args:
-        normalize: a :class:`fastseq.Normalize` or :class:`fastseq.Rescale`.
-        data_format: where the channel axis is: ``"channels_last"`` (the last
+        normalize (Normalize | Rescale): a ``fastseq.Normalize`` or ``fastseq.Rescale``.
+        data_format (str): where the channel axis is: ``"channels_last"`` (the last
             axis) or ``"channels_first"`` (axis 1), as the sequence's batches.
-        **kwargs: Keras ``Layer`` arguments (``name``, ``dtype`` for the
+        **kwargs (Any): Keras ``Layer`` arguments (``name``, ``dtype`` for the
             output's compute dtype, e.g. ``"mixed_float16"``).
     """
 

@@ -214,6 +214,15 @@ def int_arg(name, value, minimum):
     return int(value)
 
 
+def batch_index(i, n):
+    """A batch index ``i`` of a sequence of ``n`` batches as ``0..n-1``; negative ones count from the end."""
+    if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+        raise TypeError(f"batch index must be an integer, got {describe(i)}.")
+    if not -n <= i < n:
+        raise IndexError(f"batch index {i} out of range for a sequence of {n} batches.")
+    return int(i) % n
+
+
 def shard_arg(shard, remainder, n_items, shard_from=None):
     """``(index, count)`` with ``0 <= index < count <= n_items`` and a known remainder rule.
 
@@ -348,7 +357,7 @@ def evaluation_crop(crop, image_size):
     A ``RandomCrop`` whose window differs from the image becomes a
     ``CenterCrop`` of that size; one as large as the image (pad-and-crop
     augmentation) becomes no crop. A ``RandomResizedCrop`` becomes a resize
-    to crop / 0.875 and a centre crop (:meth:`fastseq.Resize.for_crop`; for
+    to crop / 0.875 and a centre crop (``fastseq.Resize.for_crop``; for
     images of different sizes, ``image_size`` None, the same on each
     image's centre box of the crop's aspect ratio); a ``Resize`` is
     deterministic already and stays.

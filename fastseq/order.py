@@ -91,3 +91,48 @@ def shard_order(epoch_order, index, count, remainder):
     n = len(epoch_order)
     positions = index + count * np.arange(shard_size(n, count, remainder), dtype=np.int64)
     return epoch_order[positions % n]
+
+
+class BatchOrder:
+    """The samples of every batch of one shard, per epoch: :func:`epoch_order`, :func:`shard_order` and
+    :func:`batch_bounds` together, with the latest epoch's order cached.
+
+    ``batch_order(j, epoch)`` is a pure function of its arguments and of the
+    ones given here; ``len(batch_order)`` is the number of batches per epoch.
+    Safe to call from several threads: the cache is replaced whole.
+
+    Args:
+        num_items: dataset length.
+        seed, shuffle: as for :func:`epoch_order`.
+        shard: ``(index, count)``; ``(0, 1)`` for the whole dataset.
+        remainder: one of :data:`REMAINDERS`.
+        batch_size, drop_remainder: as for :func:`num_batches`.
+    """
+
+    def __init__(self, num_items, *, seed, shuffle, shard, remainder, batch_size, drop_remainder):
+        self.num_items, self.seed, self.shuffle = num_items, seed, shuffle
+        self.shard, self.remainder = tuple(shard), remainder
+        self.batch_size, self.drop_remainder = batch_size, drop_remainder
+        self.shard_items = shard_size(num_items, self.shard[1], remainder)
+        self._cache = (None, None)  # (epoch, that epoch's shard order)
+
+    def __len__(self):
+        return num_batches(self.shard_items, self.batch_size, self.drop_remainder)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_cache": (None, None)}
+
+    def epoch(self, epoch):
+        """This shard's samples of ``epoch`` in serving order (int64; shared, do not modify)."""
+        cached_epoch, cached = self._cache
+        if cached_epoch == epoch:
+            return cached
+        result = epoch_order(self.num_items, seed=self.seed, epoch=epoch, shuffle=self.shuffle)
+        result = shard_order(result, *self.shard, self.remainder)
+        self._cache = (epoch, result)
+        return result
+
+    def __call__(self, j, epoch):
+        """The sample indices of batch ``j`` (``0..len-1``) of ``epoch`` (an int64 view; do not modify)."""
+        start, stop = batch_bounds(j, self.shard_items, self.batch_size)
+        return self.epoch(epoch)[start:stop]

@@ -182,3 +182,16 @@ def test_importing_fastseq_leaves_logging_settings_alone():
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_bench_markdown_writes_the_page_with_the_machine(tmp_path):
+    page = tmp_path / "numbers.md"
+    status, text = run_bench("--quick", "--batch-size", "32", "--repeat", "2", "--rows", "ceiling,fastseq",
+                             "--no-e2e", "--data", "synthetic", "--markdown", str(page))
+    assert status == 0, text
+    md = page.read_text()
+    assert md.startswith("# Measured numbers\n")
+    assert "- CPU: " in md and f"{os.cpu_count()} logical cores" in md
+    assert "numpy " + np.__version__ in md and "- date: " in md
+    # The printed tables, verbatim, inside one fenced block.
+    assert "```text\n" + text.rstrip("\n") + "\n```" in md

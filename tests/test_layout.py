@@ -22,10 +22,11 @@ PACKAGE = ROOT / "fastseq"
 # Lowest first. A module's layer is that of its longest matching prefix.
 LAYERS = [
     ("kernels", ["fastseq.kernels"]),
-    ("numpy-only product", ["fastseq.order", "fastseq.ragged", "fastseq.ragged_plans", "fastseq.augment", "fastseq._pool", "fastseq._memmap", "fastseq.options",
-                            "fastseq.warmup"]),
+    ("numpy-only product", ["fastseq.order", "fastseq.ragged", "fastseq.augment", "fastseq._pool", "fastseq._memmap", "fastseq.options",
+                            "fastseq.warmup", "fastseq.position", "fastseq.plans", "fastseq.targets"]),
     ("datasets", ["fastseq.datasets"]),
-    ("Keras-facing product", ["fastseq.sequence", "fastseq.callbacks", "fastseq.layers", "fastseq.folder_sequence"]),
+    ("Keras-facing product", ["fastseq.sequence", "fastseq.sharding", "fastseq.callbacks", "fastseq.layers",
+                              "fastseq.folder_sequence"]),
     ("bench", ["fastseq.bench"]),
     ("profiler", ["fastseq.profiling"]),
     ("facade", ["fastseq.__main__", "fastseq"]),
@@ -34,7 +35,7 @@ LAYERS = [
 # Layers that must not load Keras or TensorFlow, checked in a fresh interpreter.
 KERAS_FREE = ["fastseq", "fastseq.kernels", "fastseq.order", "fastseq.ragged", "fastseq.augment", "fastseq.options", "fastseq.warmup",
               "fastseq._pool", "fastseq.datasets", "fastseq.datasets.store", "fastseq.bench", "fastseq.bench.photos",
-              "fastseq.profiling"]
+              "fastseq.profiling", "fastseq.position", "fastseq.plans", "fastseq.targets"]
 
 
 def module_name(path):

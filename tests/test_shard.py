@@ -5,6 +5,7 @@ The 2-process ``keras.distribution`` run is ``tests/test_distributed.py``.
 
 import math
 import os
+import pickle
 import warnings
 
 import numpy as np
@@ -76,6 +77,33 @@ def test_unsharded_order_is_unchanged():
 
 
 # ---- options.py: clear errors at construction ----------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 120), count=st.integers(1, 5), batch_size=st.integers(1, 17), seed=st.integers(0, 2**31),
+       epoch=st.integers(0, 20), shuffle=st.booleans(), remainder=st.sampled_from(order.REMAINDERS),
+       drop_remainder=st.booleans())
+def test_batch_order_cuts_the_shard_order_into_batches(n, count, batch_size, seed, epoch, shuffle, remainder,
+                                                       drop_remainder):
+    count = min(count, n)
+    for index in range(count):
+        b = order.BatchOrder(n, seed=seed, shuffle=shuffle, shard=(index, count), remainder=remainder,
+                             batch_size=batch_size, drop_remainder=drop_remainder)
+        expected = order.shard_order(order.epoch_order(n, seed=seed, epoch=epoch, shuffle=shuffle), index, count,
+                                     remainder)
+        assert len(b) == order.num_batches(len(expected), batch_size, drop_remainder)
+        if len(b) == 0:  # refused by ArraySequence (options.check); nothing to cut
+            assert drop_remainder and batch_size > len(expected)
+            continue
+        got = [b(j, epoch) for j in range(len(b))]
+        assert all(g.size == batch_size for g in got[:-1]) and 0 < got[-1].size <= batch_size
+        kept = len(b) * batch_size if drop_remainder else len(expected)
+        np.testing.assert_array_equal(np.concatenate(got), expected[:kept])
+        # Another epoch replaces the cache; a pickled copy (without it) still gives the same batches.
+        nxt = order.shard_order(order.epoch_order(n, seed=seed, epoch=epoch + 1, shuffle=shuffle), index, count,
+                                remainder)
+        np.testing.assert_array_equal(b(0, epoch + 1), nxt[:batch_size])
+        np.testing.assert_array_equal(pickle.loads(pickle.dumps(b))(len(b) - 1, epoch), got[-1])
 
 
 @pytest.mark.parametrize(

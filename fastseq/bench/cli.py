@@ -47,7 +47,81 @@ def configure_parser(parser):
                         help="also run the photo-folder rows (Keras' image_dataset_from_directory against fastseq's: "
                         "first call, second image_size, epoch) on DIR, or on a generated folder of 2,000 JPEGs "
                         "(200 with --quick) when DIR is left out")
+    parser.add_argument("--markdown", metavar="PATH", default=None,
+                        help="also write the tables as a Markdown page to PATH, headed by the date, the command and "
+                        "the machine (CPU model, cores, load, versions): the docs' numbers page is made this way")
     return parser
+
+
+class _Tee:
+    """A text stream that writes to ``out`` and keeps a copy."""
+
+    def __init__(self, out):
+        self.out, self.parts = out, []
+
+    def write(self, text):
+        self.parts.append(text)
+        return self.out.write(text)
+
+    def flush(self):
+        self.out.flush()
+
+    def getvalue(self):
+        return "".join(self.parts)
+
+
+def machine_lines():
+    """Describe this machine for a results page: CPU model, cores, load, OS and package versions."""
+    import datetime
+    import importlib.metadata
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    except (AttributeError, OSError):
+        load = "unknown"
+    versions = []
+    for dist in ("fastseq", "numpy", "numba", "keras", "tensorflow", "jax", "grain"):
+        try:
+            versions.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return [
+        f"- date: {now}",
+        f"- CPU: {cpu}; {os.cpu_count()} logical cores; load average (1, 5, 15 min) at the start: {load}",
+        f"- OS: {platform.platform()}; Python {platform.python_version()}",
+        f"- versions: {', '.join(versions)}",
+    ]
+
+
+def write_markdown(path, text, argv, machine):
+    """Write ``bench``'s printed ``text`` as a Markdown page with the ``machine`` lines and the command."""
+    command = " ".join(["python -m fastseq bench", *argv])
+    page = [
+        "# Measured numbers",
+        "",
+        f"Written by `{command}`. Rerun it to measure your own machine; "
+        "[Benchmarks](guides/benchmarks.md) explains every row and target.",
+        "",
+        *machine,
+        "",
+        "```text",
+        text.rstrip("\n"),
+        "```",
+        "",
+    ]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(page))
 
 
 def load_data(choice, *, quick=False, seed=0):
@@ -128,6 +202,10 @@ def run(args, out=None):
     import sys
 
     out = out or sys.stdout
+    markdown = getattr(args, "markdown", None)
+    if markdown:
+        machine = machine_lines()  # the load before the run, not the bench's own
+        out = _Tee(out)
     names = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [n for n in names if n not in BUILDERS]
     if unknown:
@@ -188,11 +266,17 @@ def run(args, out=None):
             steps=8 if args.quick else 20, seed=args.seed,
         )
         bench_feed.render(feed, out)
-    if args.photos is not None:
+    if getattr(args, "photos", None) is not None:
         from fastseq.bench import photo_rows
 
         what, rows = photo_rows.photo_rows(args.photos or None, n_images=200 if args.quick else 2000, seed=args.seed)
         photo_rows.render(what, rows, out)
+    if markdown:
+        if sys.argv[1:2] == ["bench"]:
+            argv = sys.argv[2:]
+        else:  # called as a function: name the parsed options instead
+            argv = [f"--{k.replace('_', '-')}={v}" for k, v in sorted(vars(args).items()) if not k.startswith("_")]
+        write_markdown(markdown, out.getvalue(), argv, machine)
     return 0
 
 

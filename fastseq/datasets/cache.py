@@ -206,16 +206,16 @@ def save(dir, x, y=None, *, class_names=None, name=None, overwrite=False):
     ``save(root / "test", ...)``.
 
     Args:
-        dir: the cache folder to create.
-        x: uint8 array ``(N, ...)``, e.g. ``(N, H, W, C)``.
-        y: labels with ``len(y) == N`` (any numeric dtype and shape ``(N, ...)``),
+        dir (str | os.PathLike): the cache folder to create.
+        x (np.ndarray): uint8 array ``(N, ...)``, e.g. ``(N, H, W, C)``.
+        y (np.ndarray | None): labels with ``len(y) == N`` (any numeric dtype and shape ``(N, ...)``),
             or None.
-        class_names: names for labels ``0..len(class_names)-1``, or None.
-        name: a dataset name recorded in the manifest, or None.
-        overwrite: replace ``dir`` if it already holds a fastseq cache.
+        class_names (Sequence[str] | None): names for labels ``0..len(class_names)-1``, or None.
+        name (str | None): a dataset name recorded in the manifest, or None.
+        overwrite (bool): replace ``dir`` if it already holds a fastseq cache.
 
     Returns:
-        ``pathlib.Path`` of the written folder.
+        pathlib.Path: the written folder.
 
     Raises:
         TypeError: ``x`` not uint8, ``y`` not numeric.
@@ -272,11 +272,11 @@ def open(dir, *, verify=False):
     byte.
 
     Args:
-        dir: a cache folder (for convert's output, one split: ``OUT_DIR/train``).
-        verify: also check the sha256 of every file.
+        dir (str | os.PathLike): a cache folder (for convert's output, one split: ``OUT_DIR/train``).
+        verify (bool): also check the sha256 of every file.
 
     Returns:
-        A ``CachedDataset``; ``.x`` and ``.y`` are read-only memmaps.
+        CachedDataset: ``.x`` and ``.y`` are read-only memmaps.
 
     Raises:
         FileNotFoundError: no such folder, no manifest, or a missing ``.npy``.

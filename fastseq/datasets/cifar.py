@@ -154,7 +154,7 @@ def load_cifar10(path=None):
     Reads the archive in one pass without extracting it; never downloads.
 
     Args:
-        path: ``cifar-10-python.tar.gz``, its extracted ``cifar-10-batches-py/``
+        path (str | os.PathLike | None): ``cifar-10-python.tar.gz``, its extracted ``cifar-10-batches-py/``
             folder, or a directory holding either. None looks in Keras' cache,
             ``$KERAS_HOME/datasets`` (default ``~/.keras/datasets``), under every
             name Keras has used: ``cifar-10-batches-py/``,
@@ -163,7 +163,7 @@ def load_cifar10(path=None):
             ``cifar-10-batches-py-target_archive``.
 
     Returns:
-        Exactly Keras' values and shapes with ``channels_last``: images uint8
+        tuple: Exactly Keras' values and shapes with ``channels_last``: images uint8
         ``(N, 32, 32, 3)`` (C-contiguous, where Keras returns a transposed
         view), labels uint8 ``(N, 1)``. ``y.ravel()`` gives ``(N,)``. N is
         50,000 and 10,000 for the real files (any batch size is accepted).

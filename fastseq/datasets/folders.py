@@ -81,12 +81,12 @@ class Split:
 
 @dataclasses.dataclass(frozen=True)
 class Listing:
-    """What :func:`list_folder` found.
+    """What ``list_folder`` found.
 
     Attributes:
         files: every listed file, in Keras' unshuffled (sorted walk) order:
             the files a store must hold, whatever the seed or split.
-        splits: one :class:`Split` (``subset`` None, ``"training"`` or
+        splits: one ``Split`` (``subset`` None, ``"training"`` or
             ``"validation"``) or two (training, validation) for ``subset="both"``.
         class_names: Keras' class names, or None when there are no labels.
         label_mode: ``"int"``, ``"categorical"``, ``"binary"`` or None.
@@ -431,7 +431,7 @@ def list_folder(
     the caller.
 
     Returns:
-        A :class:`Listing`.
+        A ``Listing``.
 
     Raises:
         ValueError, FileNotFoundError: Keras' errors, worded to say what to do.

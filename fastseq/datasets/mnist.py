@@ -87,12 +87,12 @@ def read_idx(path, *, ndim=None):
     """Read one IDX file of unsigned bytes, gzipped or not (detected from its content).
 
     Args:
-        path: the file.
-        ndim: the number of dimensions the file must declare (3 for images,
+        path (str | os.PathLike): the file.
+        ndim (int | None): the number of dimensions the file must declare (3 for images,
             1 for labels), or None to accept any.
 
     Returns:
-        A writable, C-contiguous uint8 array of the shape in the header.
+        np.ndarray: A writable, C-contiguous uint8 array of the shape in the header.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -290,7 +290,7 @@ def load_mnist(path=None):
     Never downloads.
 
     Args:
-        path: Keras' ``mnist.npz`` file, or a folder holding ``mnist.npz`` or
+        path (str | os.PathLike | None): Keras' ``mnist.npz`` file, or a folder holding ``mnist.npz`` or
             the four IDX files (``train-images-idx3-ubyte``,
             ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``,
             ``t10k-labels-idx1-ubyte``, each optionally ``.gz``; the
@@ -299,7 +299,7 @@ def load_mnist(path=None):
             ``~/.keras``), then IDX files in ``$KERAS_HOME/datasets/mnist/``.
 
     Returns:
-        uint8 images ``(N, 28, 28)`` and uint8 labels ``(N,)`` in 0..9, for the
+        tuple: uint8 images ``(N, 28, 28)`` and uint8 labels ``(N,)`` in 0..9, for the
         60,000 training and 10,000 test images (whatever the files hold).
 
     Raises:
@@ -319,14 +319,14 @@ def load_fashion_mnist(path=None):
     ``FASHION_MNIST_CLASSES``.
 
     Args:
-        path: a ``.npz`` file or a folder with the four IDX files (or a
+        path (str | os.PathLike | None): a ``.npz`` file or a folder with the four IDX files (or a
             ``fashion-mnist.npz``). None looks in Keras' cache
             (``$KERAS_HOME/datasets/fashion-mnist/``), then in
             ``/usr/share/datasets/fashion-mnist/`` where Debian's
             ``dataset-fashion-mnist`` package installs it.
 
     Returns:
-        uint8 images ``(N, 28, 28)`` and uint8 labels ``(N,)`` in 0..9.
+        tuple: uint8 images ``(N, 28, 28)`` and uint8 labels ``(N,)`` in 0..9.
 
     Raises:
         FileNotFoundError: nothing found; the message lists every place looked

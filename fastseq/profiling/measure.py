@@ -12,8 +12,8 @@
 per step after warm-up, is the share of a real step's wall time that an
 infinitely fast loader would remove; ``1 / (1 - starvation)`` is the speed-up
 that would buy. The report also carries the wait measured directly (the time
-each step blocked on ``next(iterator)``, see :mod:`fastseq.profiling.monitor`)
-as a cross-check, and a verdict that names the next action (:func:`fastseq.profiling.report.decide`).
+each step blocked on ``next(iterator)``, see ``fastseq.profiling.monitor``)
+as a cross-check, and a verdict that names the next action (``fastseq.profiling.report.decide``).
 
 ``StarvationMonitor`` is the same measurement as a Keras callback for a normal
 ``fit``. ``python -m fastseq profile`` runs it all on a built-in model and
@@ -199,25 +199,25 @@ def profile(model, data, *, steps=50, warmup=5, name=None, restore_weights=True)
     and optimizer state are put back afterwards (when the model was built
     before the call). The data is left as it was found too: a sequence with
     ``get_state()``/``set_state()`` (or ``epoch``/``set_epoch()``), such as
-    :class:`fastseq.ArraySequence`, gets its position back, so the epoch
+    ``fastseq.ArraySequence``, gets its position back, so the epoch
     that training goes on with is the one it would have had.
 
     Args:
-        model: a compiled Keras model. An uncompiled one raises: profiling
+        model (keras.Model): a compiled Keras model. An uncompiled one raises: profiling
             must time your optimizer and loss, not a guess at them.
-        data: a ``keras.utils.PyDataset`` (its workers settings are honoured)
+        data (keras.utils.PyDataset | tf.data.Dataset): a ``keras.utils.PyDataset`` (its workers settings are honoured)
             yielding ``(x, y)`` batches, or a ``tf.data.Dataset`` of batches
             (repeated if it is shorter than needed).
-        steps: timed steps per measurement. For a ``PyDataset`` shorter than
+        steps (int): timed steps per measurement. For a ``PyDataset`` shorter than
             ``warmup + steps`` batches, ``steps`` is cut to fit (noted in the
             report).
-        warmup: untimed steps at the start of each measurement (>= 1; the
+        warmup (int): untimed steps at the start of each measurement (>= 1; the
             first step of a fit traces the train function).
-        name: label for tables and plots; defaults to the data's class name.
-        restore_weights: put weights and optimizer state back afterwards.
+        name (str | None): label for tables and plots; defaults to the data's class name.
+        restore_weights (bool): put weights and optimizer state back afterwards.
 
     Returns:
-        A :class:`ProfileReport`.
+        ProfileReport: the measurements, the starvation figure and the verdict.
 
     Raises:
         ValueError: the model is not compiled, or steps/warmup/data too short.

@@ -1,6 +1,6 @@
-"""Keras-side timing for :mod:`fastseq.profiling`: the step recorder and ``StarvationMonitor``.
+"""Keras-side timing for ``fastseq.profiling``: the step recorder and ``StarvationMonitor``.
 
-This module imports Keras at import time; :mod:`fastseq.profiling` imports it
+This module imports Keras at import time; ``fastseq.profiling`` imports it
 only on first use so that ``python -m fastseq --help`` stays instant.
 
 Where the wait happens. On the TensorFlow (and JAX) backend of Keras 3, ``fit``
@@ -45,7 +45,7 @@ def install_fetch_timer(model, listener):
     """Time each ``next(iterator)`` of ``model.train_function``; call ``listener(wait_s, images)``.
 
     Several listeners share one wrapper (a ``StarvationMonitor`` inside
-    :func:`fastseq.profile`'s own ``fit`` both see every fetch).
+    ``fastseq.profile``'s own ``fit`` both see every fetch).
 
     Returns:
         True when fetches will be timed, False when this backend or this
@@ -99,7 +99,7 @@ def install_fetch_timer(model, listener):
 
 
 def uninstall_fetch_timer(model, listener):
-    """Undo :func:`install_fetch_timer` for ``listener``; restore Keras' function when none is left."""
+    """Undo ``install_fetch_timer`` for ``listener``; restore Keras' function when none is left."""
     fn = getattr(model, "train_function", None)
     listeners = getattr(fn, _LISTENERS, None)
     if listeners is None:
@@ -171,7 +171,7 @@ class StarvationMonitor(StepRecorder):
     - ``images_per_sec``: images trained on per second of that wall time.
 
     and, when ``sequence`` has fastseq's instrumentation (``stats()``,
-    duck-typed, e.g. :class:`fastseq.ArraySequence`):
+    duck-typed, e.g. ``fastseq.ArraySequence``):
 
     - ``kernel_seconds`` / ``getitem_seconds``: time spent this epoch inside
       the fused kernel / inside ``__getitem__``;
@@ -180,14 +180,14 @@ class StarvationMonitor(StepRecorder):
       nothing ready).
 
     The wait of a step is measured directly on the TensorFlow backend (the
-    batch fetch is timed; see :mod:`fastseq.profiling.monitor`); on other
+    batch fetch is timed; see ``fastseq.profiling.monitor``); on other
     backends it is the gap from the end of one train batch to the begin of
     the next. The sequence's counters are read as deltas, never reset.
 
     Args:
-        sequence: the training data, optional; used for ``stats()`` and as a
+        sequence (ArraySequence | keras.utils.PyDataset | None): the training data, optional; used for ``stats()`` and as a
             source of ``batch_size``.
-        batch_size: images per batch, when it cannot be read from the
+        batch_size (int | None): images per batch, when it cannot be read from the
             fetched batches (other backends). Otherwise inferred.
     """
 

@@ -1,8 +1,8 @@
-"""The starvation report: the verdict rules, :class:`ProfileReport` and the summary table. NumPy only.
+"""The starvation report: the verdict rules, ``ProfileReport`` and the summary table. NumPy only.
 
-:func:`decide` is a pure function of the measurements, tested on its own;
-:class:`ProfileReport` is what :func:`fastseq.profile` returns and what
-:class:`fastseq.StarvationMonitor`'s figures mean.
+``decide`` is a pure function of the measurements, tested on its own;
+``ProfileReport`` is what ``fastseq.profile`` returns and what
+``fastseq.StarvationMonitor``'s figures mean.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ WINDOWS = 5
 # --------------------------------------------------------------------------
 
 
-#: What each verdict action means (the keys are :attr:`Verdict.action`'s values).
+#: What each verdict action means (the keys are ``Verdict.action``'s values).
 ACTIONS = {
     "none": "compute-bound: the input side is not worth touching; speed up the model step",
     "more_workers": "the loader is too slow and has spare cores: raise the PyDataset's workers",
@@ -83,7 +83,7 @@ def decide(
 ):
     """Name the next action from the measurements. First matching rule wins.
 
-    ``loader`` is ``"fastseq"`` for a :class:`fastseq.ArraySequence` (its
+    ``loader`` is ``"fastseq"`` for a ``fastseq.ArraySequence`` (its
     advice then names the levers fastseq has: workers, ``dtype="uint8"``,
     Numba threads) and anything else for other loaders (which are pointed at
     fastseq).
@@ -114,7 +114,7 @@ def decide(
     Every later rule that also matches is returned in ``hints``.
 
     Returns:
-        A :class:`Verdict`.
+        A ``Verdict``.
     """
     s = float(starvation)
     pct = f"{100 * s:.0f}%"
@@ -202,7 +202,7 @@ def _is_dtype(x):
 
 @dataclasses.dataclass
 class ProfileReport:
-    """What :func:`profile` measured. Times are seconds, rates images per second.
+    """What ``profile`` measured. Times are seconds, rates images per second.
 
     Attributes:
         name: what was profiled (for tables and plots).
@@ -220,13 +220,13 @@ class ProfileReport:
         measured_wait_fraction: the direct measurement: time the ``fit``
             steps blocked on their batch over the window's wall time, or
             ``None`` where the backend does not allow it.
-        verdict: the next action (:func:`decide`).
+        verdict: the next action (``decide``).
         input_dtype: dtype of the images the loader yields.
         workers: the ``PyDataset``'s ``workers``, ``None`` for ``tf.data``.
         backend: the Keras backend.
         fit_step_timeline: per timed ``fit`` step, ``[wait, compute]``
             seconds (compute = step wall time - wait); see
-            :meth:`step_breakdown` and :meth:`window_starvation`.
+            ``step_breakdown`` and ``window_starvation``.
         loader_batch_timeline: per timed loader batch, seconds.
         notes: anything the reader should know (steps capped, data set used).
     """
@@ -273,7 +273,7 @@ class ProfileReport:
 
     @property
     def starvation_spread(self):
-        """``(lowest, highest)`` of :meth:`window_starvation`, or ``None`` without a timeline."""
+        """``(lowest, highest)`` of ``window_starvation``, or ``None`` without a timeline."""
         parts = self.window_starvation()
         return (min(parts), max(parts)) if parts else None
 

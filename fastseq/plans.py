@@ -1,0 +1,223 @@
+"""How a batch is made from its sample indices: the kernel plan and the per-sample draws. NumPy only.
+
+``fastseq.ArraySequence`` asks this module, once at construction, for
+
+* ``make_plan``: the compiled pass that turns sample indices (and their
+  crop origins or boxes and flip bits) into a batch: a
+  ``fastseq.kernels.ResizePlan`` for the resampling crops, else a
+  ``fastseq.kernels.FusedPlan``; for a ``RaggedImages`` (photos of
+  different sizes, a photo folder's store) a ``RaggedPlan``;
+* ``CropFlipDraws``: each sample's crop origin (or box) and flip bits,
+  a pure function of ``(seed, epoch, sample index)``, in the form the plan
+  takes them;
+* ``cutout_draws`` and ``mix_draws``: the Cutout/RandomErasing boxes
+  and the MixUp/CutMix partners and weights, also keyed by ``(seed, epoch,
+  sample index)``.
+
+A new kind of source (images of different sizes, say) or a new crop adds a
+branch here, where plans and draws are chosen, and the sequence that calls
+them stays as it is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastseq import kernels
+from fastseq.augment import CenterCrop, Cutout, RandomCrop, RandomErasing, RandomResizedCrop, Resize
+from fastseq.kernels import ragged as ragged_kernels
+from fastseq.ragged import RaggedImages
+
+
+def make_plan(x, *, crop, normalize, dtype, data_format):
+    """The batch pass over ``x`` for these specs.
+
+    Args:
+        x: the sequence's images (checked by ``fastseq.options.check``).
+        crop: a checked crop spec or None.
+        normalize: a ``Normalize``/``Rescale`` or None.
+        dtype: the output dtype name.
+        data_format: "channels_last" or "channels_first".
+
+    Returns:
+        A ``fastseq.kernels.ResizePlan`` for ``RandomResizedCrop`` and
+        ``Resize`` (called like a ``FusedPlan``, with boxes for origins), else
+        a ``fastseq.kernels.FusedPlan``. Either is called as
+        ``plan(indices, origins, flips, out=None)`` and has
+        ``output_shape(batch_size)``.
+    """
+    if isinstance(x, RaggedImages):
+        return RaggedPlan(x, crop=crop, normalize=normalize, dtype=dtype, data_format=data_format)
+    normalize = {} if normalize is None else normalize.kernel_kwargs()
+    if isinstance(crop, (RandomResizedCrop, Resize)):
+        resize = isinstance(crop, Resize)
+        return kernels.ResizePlan(
+            x,
+            size=crop.output_size if resize else (crop.height, crop.width),
+            scaled_size=(crop.height, crop.width) if resize else None,
+            dtype=dtype,
+            data_format=data_format,
+            **normalize,
+        )
+    return kernels.FusedPlan(
+        x,
+        crop=None if crop is None else (crop.height, crop.width),
+        padding=0 if crop is None else crop.padding,
+        pad_mode="constant" if crop is None else crop.pad_mode,
+        fill=0 if crop is None else crop.fill,
+        dtype=dtype,
+        data_format=data_format,
+        **normalize,
+    )
+
+
+class RaggedPlan:
+    """The batch pass over a ``RaggedImages``: called like a ``FusedPlan``, ``plan(indices, boxes, flips, out=None)``.
+
+    Every sample is resampled once from its original image to the crop's
+    output size (``fastseq.kernels.ragged.RaggedResizePlan``):
+
+    * ``Resize(h, w)``: the whole image (``tf.image.resize``); with
+      ``crop_to_aspect_ratio`` Keras' ``smart_resize`` box
+      (``keras_boxes``); with ``pad_to_aspect_ratio`` the image resized into
+      ``tf.image.resize_with_pad``'s window of a zero output
+      (``keras_pad_windows``); ``crop=(ch, cw)`` keeps the centre of that.
+      ``boxes`` None means these deterministic boxes and windows.
+    * ``RandomResizedCrop(h, w)``: the boxes its draws pass in.
+    """
+
+    def __init__(self, x, *, crop, normalize, dtype, data_format):
+        if not isinstance(crop, (Resize, RandomResizedCrop)):
+            raise TypeError(f"a RaggedImages x needs crop=Resize(...) or RandomResizedCrop(...), got {crop!r}.")
+        normalize = {} if normalize is None else normalize.kernel_kwargs()
+        resize = isinstance(crop, Resize)
+        self.crop = crop
+        self._boxes = self._windows = None
+        if resize:
+            scaled = (crop.height, crop.width)
+            self._boxes = ragged_kernels.keras_boxes(x.shapes, scaled, crop_to_aspect_ratio=crop.crop_to_aspect_ratio)
+            if crop.pad_to_aspect_ratio:
+                windows = ragged_kernels.keras_pad_windows(x.shapes, scaled)
+                oh, ow = crop.output_size
+                windows[:, 0] -= (crop.height - oh) // 2  # into the coordinates of the centre crop
+                windows[:, 1] -= (crop.width - ow) // 2
+                self._windows = windows
+        self._plan = ragged_kernels.RaggedResizePlan(
+            x.pixels,
+            x.offsets,
+            x.shapes,
+            size=crop.output_size if resize else (crop.height, crop.width),
+            scaled_size=(crop.height, crop.width) if resize else None,
+            interpolation=crop.interpolation,
+            antialias=crop.antialias,
+            dtype=dtype,
+            data_format=data_format,
+            **normalize,
+        )
+        self.dtype, self.data_format = dtype, data_format
+
+    def output_shape(self, n):
+        return self._plan.output_shape(n)
+
+    def compile(self, *, serial=False):
+        self._plan.compile(serial=serial)
+
+    def __call__(self, indices, boxes=None, flips=None, out=None):
+        indices = np.asarray(indices, np.int64)
+        if boxes is None and self._boxes is not None:
+            boxes = self._boxes[indices]
+        windows = None if self._windows is None else self._windows[indices]
+        return self._plan(indices, boxes, flips, out=out, windows=windows)
+
+
+def output_size(plan, data_format):
+    """``(height, width)`` of the images ``plan`` makes."""
+    shape = plan.output_shape(1)
+    return tuple(shape[2:4]) if data_format == "channels_first" else tuple(shape[1:3])
+
+
+class CropFlipDraws:
+    """Each sample's crop origin (or box) and flip bits for a crop and a flip spec.
+
+    ``draws(seed, epoch, indices)`` returns ``(origins, flips)`` as the plan
+    of ``make_plan`` takes them: None for what the specs leave out, the
+    centre corner for a ``CenterCrop``, int64 corners for a ``RandomCrop``,
+    boxes for a ``RandomResizedCrop`` (with all-zero flips when there is no
+    flip: the plan's fast path), uint8 flip bits for a ``RandomFlip``.
+    A ``RandomResizedCrop``'s flip bits equal those a ``RandomCrop`` would
+    draw for the same sample.
+
+    Args:
+        crop: a checked crop spec or None.
+        flip: a ``RandomFlip`` or None.
+        image_size: ``(H, W)`` of the source images (ignored with ``shapes``).
+        shapes: for images of different sizes (a ``RaggedImages``), their
+            int ``(N, 3)`` shapes; the crop is then a ``Resize`` or a
+            ``RandomResizedCrop``.
+    """
+
+    def __init__(self, crop, flip, image_size, shapes=None):
+        H, W = image_size
+        self.crop, self.flip = crop, flip
+        self._center = None
+        #: The kernel's counter-based draw object (``RandomParams``,
+        #: ``ResizedCropParams`` or ``RaggedResizedCropParams``), or None when nothing is random.
+        self.random = None
+        horizontal = 0.0 if flip is None else flip.horizontal
+        vertical = 0.0 if flip is None else flip.vertical
+        if shapes is not None:
+            # Images of different sizes: boxes drawn with each image's own size; a Resize takes only
+            # the flip bits (the ones every crop draws for the sample), its boxes are the plan's.
+            if isinstance(crop, RandomResizedCrop):
+                self.random = ragged_kernels.RaggedResizedCropParams(
+                    shapes, scale=crop.scale, ratio=crop.ratio, horizontal=horizontal, vertical=vertical
+                )
+            elif flip is not None:
+                self.random = kernels.RandomParams(
+                    image_size=(1, 1), crop_size=(1, 1), horizontal=horizontal, vertical=vertical
+                )
+        elif isinstance(crop, CenterCrop):
+            self._center = ((H - crop.height) // 2, (W - crop.width) // 2)
+        elif isinstance(crop, RandomResizedCrop):
+            # Boxes and flips in one compiled call.
+            self.random = kernels.ResizedCropParams(
+                image_size=(H, W), scale=crop.scale, ratio=crop.ratio, horizontal=horizontal, vertical=vertical
+            )
+        elif isinstance(crop, RandomCrop) or flip is not None:
+            random_crop = isinstance(crop, RandomCrop)
+            self.random = kernels.RandomParams(
+                image_size=(H, W),
+                crop_size=(crop.height, crop.width) if random_crop else (H, W),
+                padding=crop.padding if random_crop else 0,
+                horizontal=horizontal,
+                vertical=vertical,
+            )
+
+    def __call__(self, seed, epoch, idx):
+        """``(origins, flips)`` for the samples ``idx`` (int64) in ``epoch``."""
+        if self._center is not None:
+            return np.broadcast_to(np.array(self._center, np.int64), (idx.size, 2)), None
+        if self.random is None:
+            return None, None
+        origins, flips = self.random(seed, epoch, idx)  # boxes, for a RandomResizedCrop
+        if isinstance(self.crop, RandomResizedCrop):
+            return origins, flips  # all zero without a flip: then the plan takes its fast path
+        return (origins if isinstance(self.crop, RandomCrop) else None), (None if self.flip is None else flips)
+
+
+def cutout_draws(cutout, out_size):
+    """The boxes of a ``Cutout``/``RandomErasing`` on made images of ``out_size``, or None for no cutout."""
+    if isinstance(cutout, Cutout):
+        return kernels.CutoutParams(image_size=out_size, size=cutout.size, count=cutout.count)
+    if isinstance(cutout, RandomErasing):
+        return kernels.ErasingParams(
+            image_size=out_size, probability=cutout.probability, scale=cutout.scale, ratio=cutout.ratio
+        )
+    return None
+
+
+def mix_draws(mix, num_items, out_size):
+    """The partners, weights and boxes of a ``MixUp``/``CutMix`` over ``num_items`` samples, or None."""
+    if mix is None:
+        return None
+    return kernels.MixParams(num_items=num_items, image_size=out_size, alpha=mix.alpha, mode=mix.mode)
