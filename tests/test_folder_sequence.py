@@ -439,3 +439,15 @@ def test_exif_orientation_upright_by_default_and_keras_raw_on_request(tmp_path):
     turned = np.rot90(raw[0], k=-1)
     assert upright.shape == (1, 64, 40, 3)
     assert np.abs(upright[0] - turned).mean() <= MEAN_BOUND
+
+
+def test_folder_sequence_pickles_for_worker_processes(photos, cache):
+    import pickle
+
+    seq = ours(photos, cache, image_size=(16, 16), seed=3, batch_size=None, crop=fastseq.RandomResizedCrop(16, 16))
+    again = pickle.loads(pickle.dumps(seq))
+    assert again.file_paths == seq.file_paths and again.class_names == seq.class_names and again.unbatched
+    assert len(pickle.dumps(seq)) < 200_000, "the store's pixels must travel by reference, not by value"
+    for i in (0, 5):
+        np.testing.assert_array_equal(again[i][0], seq[i][0])
+        assert again[i][1] == seq[i][1]
