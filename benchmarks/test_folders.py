@@ -111,7 +111,7 @@ def test_keras_first_epoch(benchmark, folder):
 @pytest.mark.slow
 def test_fastseq_first_call(benchmark, folder, warm, tmp_path):
     root, n = folder
-    caches = iter(tmp_path / f"cache{k}" for k in range(100))
+    caches = _fresh_caches(tmp_path)
 
     def fresh_cache():
         return (next(caches),), {}
@@ -128,9 +128,45 @@ def test_fastseq_first_call(benchmark, folder, warm, tmp_path):
     keras_row = summary.RESULTS.get(FIRST_GROUP, {}).get("keras", {})
     if "seconds" in info and "seconds" in keras_row:
         ratio = info["seconds"] / keras_row["seconds"]
-        benchmark.extra_info.update(ratio_to_keras=round(ratio, 2), target=f"<= {FIRST_TARGET}x")
-        info["note"] = f"{ratio:.2f}x Keras' first epoch (target <= {FIRST_TARGET}x)"
+        # The rows above ran one after the other; on a shared machine the load moves between them.
+        # Timed alternately (Keras, fastseq, Keras, ...), each pair sees the same stretch of load.
+        paired = _alternating_ratios(root, caches, pairs=3)
+        benchmark.extra_info.update(ratio_to_keras=round(ratio, 2), paired_ratios=[round(r, 2) for r in paired],
+                                    target=f"<= {FIRST_TARGET}x")
+        info["note"] = (f"{ratio:.2f}x Keras' first epoch, rows one after the other; alternating pairs "
+                        f"{', '.join(f'{r:.2f}x' for r in paired)} (target <= {FIRST_TARGET}x)")
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _fresh_caches(parent):
+    """Empty cache folders, the previous one deleted first: a user has one store, not one per round (a
+    pile of 733 MB stores still being written back to disk would slow every later round)."""
+    previous = None
+    for k in range(1000):
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
+        previous = parent / f"cache{k}"
+        yield previous
+
+
+def _alternating_ratios(root, caches, pairs):
+    """fastseq's first call / Keras' epoch, each pair timed back to back."""
+    import time
+
+    import keras
+
+    ratios = []
+    for _ in range(pairs):
+        t0 = time.perf_counter()
+        _one_epoch(keras.utils.image_dataset_from_directory(str(root), image_size=SIZE, batch_size=BATCH, seed=SEED,
+                                                            verbose=False))
+        t1 = time.perf_counter()
+        seq = fastseq.image_dataset_from_directory(str(root), image_size=SIZE, batch_size=BATCH, seed=SEED,
+                                                   verbose=False, cache_dir=str(next(caches)))
+        _one_epoch(seq[i] for i in range(len(seq)))
+        t2 = time.perf_counter()
+        ratios.append((t2 - t1) / (t1 - t0))
+    return ratios
 
 
 def test_second_image_size_setup(benchmark, folder, warm, tmp_path):
