@@ -199,6 +199,9 @@ def test_gif_transparent_pixels_are_black_as_tf(rgb):
 def test_bmp_equals_keras(rgb, color_mode):
     same_as_keras(encode(Image.fromarray(rgb), "BMP"), color_mode)
     same_as_keras(encode(Image.fromarray(rgb).convert("L"), "BMP"), color_mode)
+    out = same_as_keras(encode(rgba_of(rgb), "BMP"), color_mode)  # 32-bit: TF keeps the fourth byte as alpha
+    if color_mode == "rgba":
+        assert_array_equal(out[..., 3], rgb[..., 0] // 2 + 7)
 
 
 def test_palette_bmp_gets_its_colours(rgb):

@@ -28,9 +28,9 @@ JPEG libjpeg's luma. Where TF is wrong fastseq is right: a 1, 2 or 4-bit
 grey PNG under "rgba" gets alpha 255 (TF gives 1, 3 or 15), an 8-bit palette
 BMP its palette colours (TF reads the indices). Known small differences: a
 16-bit RGB(A) PNG under "grayscale" (fastseq converts the 8-bit samples, libpng
-the 16-bit ones: off by at most 1), a JPEG libjpeg-turbo refuses but Pillow
-reads (decoded by Pillow, whose accurate DCT differs by about 1 level), and
-a 32-bit BMP's alpha under "rgba" (as Pillow reads it).
+the 16-bit ones: off by at most 1) and a JPEG libjpeg-turbo refuses but
+Pillow reads (decoded by Pillow, whose accurate DCT differs by about 1 level).
+A 32-bit BMP under "rgba" keeps its fourth byte as alpha, as TF does.
 
 EXIF orientation: with ``exif_transpose=True`` (fastseq's default) a photo
 is turned upright as viewers show it; Keras ignores the tag
@@ -228,6 +228,22 @@ def _gif_first_frame(im, data):
     return rgb, shown
 
 
+def _bmp32_alpha(data, size):
+    """The fourth byte of each pixel of an uncompressed 32-bit BMP, as TF reads it for alpha; None otherwise."""
+    if len(data) < 34 or data[:2] != b"BM":
+        return None
+    start, header = struct.unpack("<II", data[10:18])
+    width, height = struct.unpack("<ii", data[18:26])
+    bits, compression = struct.unpack("<HI", data[28:34])
+    if bits != 32 or compression not in (0, 3) or header < 40 or (abs(height), width) != size[::-1]:
+        return None
+    count = width * abs(height) * 4
+    if start + count > len(data):
+        return None
+    alpha = np.frombuffer(data, np.uint8, count, start).reshape(abs(height), width, 4)[..., 3]
+    return alpha[::-1] if height > 0 else alpha  # positive height: rows stored bottom-up
+
+
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
@@ -262,6 +278,9 @@ def _decode_pillow(data, channels):
         if channels == 3:
             return np.asarray(im.convert("RGB")), orientation
         if channels == 4:
+            alpha = _bmp32_alpha(data, im.size) if im.format == "BMP" and im.mode == "RGB" else None
+            if alpha is not None:  # TF keeps a 32-bit BMP's fourth byte as alpha; Pillow drops it
+                return _with_alpha(np.asarray(im), alpha), orientation
             return np.asarray(im.convert("RGBA")), orientation
         if im.mode in ("L", "LA", "La", "1"):
             return np.asarray(im.convert("L"))[..., None], orientation
