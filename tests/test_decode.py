@@ -199,6 +199,9 @@ def test_gif_transparent_pixels_are_black_as_tf(rgb):
 def test_bmp_equals_keras(rgb, color_mode):
     same_as_keras(encode(Image.fromarray(rgb), "BMP"), color_mode)
     same_as_keras(encode(Image.fromarray(rgb).convert("L"), "BMP"), color_mode)
+    out = same_as_keras(encode(rgba_of(rgb), "BMP"), color_mode)  # 32-bit: TF keeps the fourth byte as alpha
+    if color_mode == "rgba":
+        assert_array_equal(out[..., 3], rgb[..., 0] // 2 + 7)
 
 
 def test_palette_bmp_gets_its_colours(rgb):
@@ -292,3 +295,19 @@ def test_shipped_photos_equal_keras(color_mode):
         if color_mode == "rgba" and path.suffix == ".jpg":
             continue  # TF refuses 4 channels for JPEG: checked in test_jpeg_under_rgba_is_opaque
         same_as_keras(data, color_mode)
+
+
+@pytest.mark.parametrize("offset", [(0, 0), (5, 4)], ids=["at-origin", "offset"])
+def test_gif_whose_screen_is_larger_than_its_frame_as_tf(rgb, offset):
+    """TF's canvas is the largest frame, not the GIF's logical screen: a 20x15 frame on a 30x25 screen gives 15x20."""
+    frame = Image.fromarray(rgb[:15, :20]).convert("P", palette=Image.ADAPTIVE)
+    for extra in ({}, {"save_all": True, "append_images": [frame.copy()], "duration": 50}):
+        data = bytearray(encode(frame, "GIF", **extra))
+        data[6:10] = struct.pack("<HH", 30, 25)  # the logical screen
+        i = data.index(b"\x2c\x00\x00\x00\x00" + struct.pack("<HH", 20, 15))  # the first image descriptor
+        data[i + 1 : i + 5] = struct.pack("<HH", *offset)
+        out = same_as_keras(bytes(data), "rgb")
+        assert out.shape == (15, 20, 3)
+        left, top = offset
+        assert_array_equal(out[top:, left:], np.asarray(frame.convert("RGB"))[: 15 - top, : 20 - left])
+        assert (out[:top].sum() == 0) and (out[:, :left].sum() == 0)

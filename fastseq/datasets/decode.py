@@ -17,8 +17,9 @@ same pixels without TensorFlow (each case is tested against TF):
   conversions: palette, grey+alpha and RGBA to RGB drop alpha (equal);
   RGB to grey with libpng's weights ``(9797 R + 19234 G + 3737 B) >> 15``
   (equal); 16-bit samples keep their high byte (libpng's ``strip_16``, as TF:
-  equal, never clipped); a GIF's first frame, its transparent pixels black
-  (equal).
+  equal, never clipped); a GIF's first frame, its transparent pixels black,
+  on TF's canvas (the largest frame's size, not the GIF's logical screen:
+  equal).
 
 Where TensorFlow refuses (so Keras stops with an error) fastseq decodes:
 ``color_mode="rgba"`` on a JPEG or GIF gives alpha 255 (0 where a GIF is
@@ -27,9 +28,9 @@ JPEG libjpeg's luma. Where TF is wrong fastseq is right: a 1, 2 or 4-bit
 grey PNG under "rgba" gets alpha 255 (TF gives 1, 3 or 15), an 8-bit palette
 BMP its palette colours (TF reads the indices). Known small differences: a
 16-bit RGB(A) PNG under "grayscale" (fastseq converts the 8-bit samples, libpng
-the 16-bit ones: off by at most 1), a JPEG libjpeg-turbo refuses but Pillow
-reads (decoded by Pillow, whose accurate DCT differs by about 1 level), and
-a 32-bit BMP's alpha under "rgba" (as Pillow reads it).
+the 16-bit ones: off by at most 1) and a JPEG libjpeg-turbo refuses but
+Pillow reads (decoded by Pillow, whose accurate DCT differs by about 1 level).
+A 32-bit BMP under "rgba" keeps its fourth byte as alpha, as TF does.
 
 EXIF orientation: with ``exif_transpose=True`` (fastseq's default) a photo
 is turned upright as viewers show it; Keras ignores the tag
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 
 import numpy as np
 
@@ -173,6 +175,75 @@ def _decode_jpeg(data, channels):
     return image.reshape(image.shape[0], image.shape[1], channels)
 
 
+def _gif_frame_boxes(data):
+    """``(left, top, width, height)`` of every frame of GIF bytes, read from its image descriptors."""
+    if data[:6] not in (b"GIF87a", b"GIF89a") or len(data) < 13:
+        return []
+    pos, n, boxes = 13, len(data), []
+    if data[10] & 0x80:  # global colour table
+        pos += 3 * (2 << (data[10] & 7))
+    while pos < n:
+        block = data[pos]
+        if block == 0x21:  # extension: label, then data sub-blocks
+            pos += 2
+        elif block == 0x2C:  # image descriptor, optional local colour table, LZW code size, data sub-blocks
+            if pos + 10 > n:
+                break
+            boxes.append(struct.unpack("<HHHH", data[pos + 1 : pos + 9]))
+            flags = data[pos + 9]
+            pos += 10 + (3 * (2 << (flags & 7)) if flags & 0x80 else 0) + 1
+        else:  # trailer (0x3B) or garbage
+            break
+        while pos < n and data[pos]:
+            pos += data[pos] + 1
+        pos += 1
+    return boxes
+
+
+def _gif_first_frame(im, data):
+    """TF's first frame of a GIF: RGB and where it is opaque.
+
+    TF's canvas is the largest frame's width and height (not the GIF's
+    logical screen); the first frame sits at its offset in it, and what it
+    leaves uncovered, as its transparent pixels, is black.
+    """
+    canvas = np.array(im.convert("RGB"))
+    transparent = im.info.get("transparency")
+    if im.mode == "P" and isinstance(transparent, int):
+        opaque = np.asarray(im) != transparent
+    else:
+        opaque = np.ones(canvas.shape[:2], bool)
+    boxes = _gif_frame_boxes(data)
+    if not boxes:
+        return np.where(opaque[..., None], canvas, 0).astype(np.uint8), opaque
+    left, top, width, height = boxes[0]
+    out_h, out_w = max(b[3] for b in boxes), max(b[2] for b in boxes)
+    rgb = np.zeros((out_h, out_w, 3), np.uint8)
+    shown = np.zeros((out_h, out_w), bool)
+    bottom, right = min(top + height, out_h, canvas.shape[0]), min(left + width, out_w, canvas.shape[1])
+    if bottom > top and right > left:
+        shown[top:bottom, left:right] = opaque[top:bottom, left:right]
+        rgb[top:bottom, left:right] = canvas[top:bottom, left:right]
+    rgb[~shown] = 0
+    return rgb, shown
+
+
+def _bmp32_alpha(data, size):
+    """The fourth byte of each pixel of an uncompressed 32-bit BMP, as TF reads it for alpha; None otherwise."""
+    if len(data) < 34 or data[:2] != b"BM":
+        return None
+    start, header = struct.unpack("<II", data[10:18])
+    width, height = struct.unpack("<ii", data[18:26])
+    bits, compression = struct.unpack("<HI", data[28:34])
+    if bits != 32 or compression not in (0, 3) or header < 40 or (abs(height), width) != size[::-1]:
+        return None
+    count = width * abs(height) * 4
+    if start + count > len(data):
+        return None
+    alpha = np.frombuffer(data, np.uint8, count, start).reshape(abs(height), width, 4)[..., 3]
+    return alpha[::-1] if height > 0 else alpha  # positive height: rows stored bottom-up
+
+
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
@@ -193,13 +264,9 @@ def _decode_pillow(data, channels):
             orientation = 1
         gray = _jpeg_gray if im.format == "JPEG" else _png_gray
         if im.format == "GIF":
-            rgb = np.array(im.convert("RGB"))
-            transparent = im.info.get("transparency")
-            mask = np.asarray(im) == transparent if im.mode == "P" and isinstance(transparent, int) else None
-            if mask is not None:
-                rgb[mask] = 0  # TF's GIF decoder leaves transparent pixels black
+            rgb, opaque = _gif_first_frame(im, data)
             if channels == 4:
-                return _with_alpha(rgb, None if mask is None else np.where(mask, 0, 255)), orientation
+                return _with_alpha(rgb, np.where(opaque, 255, 0)), orientation
             return _from_rgb(rgb, channels, gray), orientation
         if im.mode in _SIXTEEN_BIT:
             # 16-bit grey: keep the high byte as libpng's strip_16 does (Pillow's convert("L") would clip).
@@ -211,6 +278,9 @@ def _decode_pillow(data, channels):
         if channels == 3:
             return np.asarray(im.convert("RGB")), orientation
         if channels == 4:
+            alpha = _bmp32_alpha(data, im.size) if im.format == "BMP" and im.mode == "RGB" else None
+            if alpha is not None:  # TF keeps a 32-bit BMP's fourth byte as alpha; Pillow drops it
+                return _with_alpha(np.asarray(im), alpha), orientation
             return np.asarray(im.convert("RGBA")), orientation
         if im.mode in ("L", "LA", "La", "1"):
             return np.asarray(im.convert("L"))[..., None], orientation
