@@ -90,8 +90,7 @@ def _keras_dataset(root, size, fmt):
                                                     format=fmt, verbose=False)
 
 
-def _record(benchmark, group, row, n, cpu, **extra):
-    benchmark.group = group
+def _record(benchmark, row, n, cpu, **extra):
     info = dict(row=row, images=n, batch=BATCH, **extra)
     if summary.timed(benchmark):
         best = benchmark.stats.stats.min
@@ -127,10 +126,11 @@ def test_keras(benchmark, folder, size, fmt):
             count += len(yb)
         return count
 
+    benchmark.group = f"ragged-epoch-{size[0]}"
     timed = _CpuTimed(epoch)
     count = benchmark.pedantic(timed, rounds=1 if benchmark.disabled else 3, iterations=1)
     assert count == len(shapes)
-    info = _record(benchmark, f"ragged-epoch-{size[0]}", f"keras-{fmt}", len(shapes), timed)
+    info = _record(benchmark, f"keras-{fmt}", len(shapes), timed)
     if "epoch_s" in info:
         KERAS[(size, fmt)] = (info["epoch_s"], info["epoch_cpu_s"])
     first = state["first"]
@@ -156,11 +156,12 @@ def test_fastseq(benchmark, folder, size, dtype):
             last = plan(idx, out=buffers[b % 2] if idx.size == BATCH else None)
         return last
 
+    benchmark.group = f"ragged-epoch-{size[0]}"
     timed = _CpuTimed(epoch)
     benchmark.pedantic(timed, rounds=1 if benchmark.disabled else 7, iterations=1,
                        warmup_rounds=0 if benchmark.disabled else 1)
     extra = {"dtype": dtype, "threads": numba.config.NUMBA_NUM_THREADS, "cpus": os.cpu_count()}
-    info = _record(benchmark, f"ragged-epoch-{size[0]}", f"fastseq-{dtype}", n, timed, **extra)
+    info = _record(benchmark, f"fastseq-{dtype}", n, timed, **extra)
     for fmt in ("tf", "grain"):
         if "epoch_s" in info and (size, fmt) in KERAS:
             wall, cpu = KERAS[(size, fmt)]

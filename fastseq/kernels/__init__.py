@@ -11,7 +11,13 @@ from fastseq.kernels.gather import gather
 from fastseq.kernels.halfprec import to_half_bits
 from fastseq.kernels.images import FusedPlan, crop_flip, fused, normalize
 from fastseq.kernels.mix import CutoutParams, ErasingParams, MixDraw, MixParams, cutout, mix
-from fastseq.kernels.ragged import RaggedResizedCropParams, RaggedResizePlan, keras_boxes, keras_pad_windows
+from fastseq.kernels.ragged import (
+    RaggedResizedCropParams,
+    RaggedResizePlan,
+    centre_crop_windows,
+    keras_boxes,
+    keras_pad_windows,
+)
 from fastseq.kernels.random import RandomParams, random_params
 from fastseq.kernels.resize import ResizedCropParams, ResizePlan, resized_crop, resized_crop_params
 
@@ -26,6 +32,7 @@ __all__ = [
     "RandomParams",
     "ResizePlan",
     "ResizedCropParams",
+    "centre_crop_windows",
     "crop_flip",
     "cutout",
     "fused",
