@@ -375,3 +375,60 @@ def test_bad_arrays_windows_and_indices(small):
         plan_for(pixels, offsets, shapes, size=(4, 4), dtype="uint8", scale=1 / 255)
     with pytest.raises(ValueError, match=r"indices must lie in \[0, 3\)"):
         RK.RaggedResizedCropParams(shapes)(0, 0, [0, 3])
+
+
+def test_centre_crop_windows_are_resize_for_crop_per_image():
+    from fastseq import Resize
+
+    shapes = np.array([[64, 64, 3], [96, 96, 3], [300, 400, 3], [500, 213, 3], [57, 1000, 3]])
+    windows = RK.centre_crop_windows(shapes, (56, 56))
+    for (H, W, _), (top, left, rh, rw) in zip(shapes, windows):
+        spec = Resize.for_crop(56, 56, (int(H), int(W)))
+        assert (rh, rw) == (spec.height, spec.width)
+        assert (top, left) == (-((rh - 56) // 2), -((rw - 56) // 2))
+    # the pixels: the centre of each image resized once
+    images, pixels, offsets, shapes = ragged_images(4, sides=(40, 120), seed=12)
+    windows = RK.centre_crop_windows(shapes, (32, 32))
+    actual = plan_for(pixels, offsets, shapes, size=(32, 32))(np.arange(4), windows=windows)
+    for k, (top, left, rh, rw) in enumerate(windows):
+        whole = RK.RaggedResizePlan(pixels, offsets, shapes, size=(int(rh), int(rw)))([k])[0]
+        np.testing.assert_array_equal(actual[k], whole[-top : -top + 32, -left : -left + 32])
+
+
+@pytest.mark.slow
+def test_no_read_or_write_out_of_bounds(tmp_path):
+    """Every pass under Numba's bounds checks (a fresh cache, so the checks are compiled in).
+
+    Found this way: output columns outside a window read the right
+    neighbour C values past the end of the widened row (garbage, NaN once
+    seen against Keras' resize_with_pad).
+    """
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+from fastseq.kernels import ragged as RK
+from tests.textured import ragged_images
+_, pixels, offsets, shapes = ragged_images(12, sides=(3, 60), seed=1)
+rng = np.random.default_rng(0)
+idx = np.arange(12)
+H, W = shapes[:, 0], shapes[:, 1]
+for interpolation in RK.INTERPOLATIONS:
+    for data_format in ("channels_last", "channels_first"):
+        plan = RK.RaggedResizePlan(pixels, offsets, shapes, size=(23, 17), interpolation=interpolation,
+                                   allow_padding=True, data_format=data_format, antialias=interpolation == "bicubic")
+        boxes = np.stack([rng.integers(-H, H), rng.integers(-W, W), rng.integers(1, 2 * H + 1),
+                          rng.integers(1, 2 * W + 1)], axis=1)
+        windows = np.stack([rng.integers(-5, 20, 12), rng.integers(-5, 15, 12), rng.integers(1, 40, 12),
+                            rng.integers(1, 30, 12)], axis=1)
+        for b, w in ((None, None), (boxes, None), (None, windows), (boxes, windows)):
+            out = plan(idx, b, rng.integers(0, 4, 12), windows=w)
+            assert np.isfinite(out).all()
+print("ok")
+"""
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=1200)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]

@@ -11,6 +11,13 @@ from fastseq.kernels.gather import gather
 from fastseq.kernels.halfprec import to_half_bits
 from fastseq.kernels.images import FusedPlan, crop_flip, fused, normalize
 from fastseq.kernels.mix import CutoutParams, ErasingParams, MixDraw, MixParams, cutout, mix
+from fastseq.kernels.ragged import (
+    RaggedResizedCropParams,
+    RaggedResizePlan,
+    centre_crop_windows,
+    keras_boxes,
+    keras_pad_windows,
+)
 from fastseq.kernels.random import RandomParams, random_params
 from fastseq.kernels.resize import ResizedCropParams, ResizePlan, resized_crop, resized_crop_params
 
@@ -20,13 +27,18 @@ __all__ = [
     "FusedPlan",
     "MixDraw",
     "MixParams",
+    "RaggedResizePlan",
+    "RaggedResizedCropParams",
     "RandomParams",
     "ResizePlan",
     "ResizedCropParams",
+    "centre_crop_windows",
     "crop_flip",
     "cutout",
     "fused",
     "gather",
+    "keras_boxes",
+    "keras_pad_windows",
     "mix",
     "normalize",
     "random_params",

@@ -310,7 +310,7 @@ def _span_axis(n, pos0, flip, resized, box, filt, antialias, table, index, weigh
 # ---- the passes ------------------------------------------------------------
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def _widen(pixels, base, H, W, C, top, left, r, bw, srow):
     """Box row ``r`` as float32 into ``srow[:bw * C]``; pixels outside the image are 0."""
     ir = top + r
@@ -318,6 +318,11 @@ def _widen(pixels, base, H, W, C, top, left, r, bw, srow):
     if ir < 0 or ir >= H:
         for u in range(bwc):
             srow[u] = np.float32(0.0)
+        return
+    if left >= 0 and left + bw <= W:  # the common case: one contiguous, vectorised loop
+        src = _u(base + (ir * W + left) * C)
+        for u in range(bwc):
+            srow[u] = np.float32(pixels[src + _u(u)])
         return
     c0 = max(left, 0)
     c1 = min(left + bw, W)
@@ -335,7 +340,7 @@ def _widen(pixels, base, H, W, C, top, left, r, bw, srow):
         srow[u] = np.float32(0.0)
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def _emit(out, k, i, vals, h, w, C, kind, channels_first, a, b, arow, brow):
     """Row ``i`` of sample ``k`` from float32 ``vals`` (w * C): normalise, round to the output type, lay out."""
     wc = w * C
@@ -367,6 +372,96 @@ def _emit(out, k, i, vals, h, w, C, kind, channels_first, a, b, arow, brow):
 
 
 @njit(**JIT)
+def _lerp_sample(pixels, base, H, W, C, top, left, bh, bw, oy, ox, rh, rw, hflip, vflip, jx0, jx1, iy0, iy1, h, w,
+                 kind, channels_first, a, b, arow, brow, out, k, srow, rows, vals, xoff, xfrac, ylo, yhi, yf):
+    """One sample of the bilinear pass, TensorFlow's ``compute_lerp`` order (horizontal, then vertical).
+
+    Horizontal taps per output pixel: ``xoff[j]`` the offset of the left
+    neighbour in the widened box row, the right one ``C`` further,
+    ``xfrac[j]`` its weight. Where TensorFlow's two neighbours coincide (an
+    edge, or an integer coordinate) the weight is 0, so ``p + (q - p) * 0``
+    is ``p`` exactly for any finite ``q`` (``srow`` ends with ``2 * C``
+    spare zeros, so ``q`` is always a pixel or one of them): one table, no
+    per-pixel branch. Columns outside the window read two spare zeros.
+
+    Speed (400 images 351x351x3 -> 224x224 float32, one thread, shared
+    2-core VM, CPU time per image): 333 us with the taps laid out per
+    output value (one straight loop; Numba's LLVM emits no gathers for
+    AMD CPUs, so it stays scalar); 213 us per pixel with the literal 3.
+    The box row is widened to float32 once per source row (a contiguous,
+    vectorised loop) before the taps read it.
+    """
+    wc = w * C
+    scale = np.float32(bw) / np.float32(rw)
+    for j in range(w):
+        p = _position(j, w, ox, hflip)
+        x = (np.float32(p) + np.float32(0.5)) * scale - np.float32(0.5)
+        fl = np.float32(math.floor(x))
+        lo = min(max(np.int64(fl), 0), bw - 1)
+        hi = min(max(np.int64(math.ceil(x)), 0), bw - 1)
+        f = x - fl if hi == lo + 1 else np.float32(0.0)
+        if j < jx0 or j >= jx1:
+            lo = bw  # both neighbours in the spare zeros (0 * garbage could be NaN)
+            f = np.float32(0.0)
+        xoff[j] = lo * C
+        xfrac[j] = f
+    for u in range(bw * C, (bw + 2) * C):
+        srow[u] = np.float32(0.0)
+    _lerp_axis(h, oy, vflip, rh, bh, ylo, yhi, yf)
+    tag0 = -(1 << 62)
+    tag1 = -(1 << 62)
+    for i in range(iy0, iy1):
+        r0 = ylo[i]
+        r1 = yhi[i]
+        fy = yf[i]
+        for need in range(2):
+            r = r0 if need == 0 else r1
+            if tag0 == r or tag1 == r:
+                continue
+            slot = 1 if tag0 == (r1 if need == 0 else r0) else 0
+            _widen(pixels, base, H, W, C, top, left, r, bw, srow)
+            if C == 3:  # the literal 3 lets the compiler keep offsets in registers (measured 1.5x)
+                for j in range(w):
+                    o = _u(xoff[j])
+                    f = xfrac[j]
+                    d = _u(3) * _u(j)
+                    p = srow[o]
+                    rows[slot, d] = p + (srow[o + _u(3)] - p) * f
+                    p = srow[o + _u(1)]
+                    rows[slot, d + _u(1)] = p + (srow[o + _u(4)] - p) * f
+                    p = srow[o + _u(2)]
+                    rows[slot, d + _u(2)] = p + (srow[o + _u(5)] - p) * f
+            else:
+                for j in range(w):
+                    o = _u(xoff[j])
+                    f = xfrac[j]
+                    d = _u(C) * _u(j)
+                    for c in range(C):
+                        p = srow[o + _u(c)]
+                        rows[slot, d + _u(c)] = p + (srow[o + _u(C + c)] - p) * f
+            if slot == 0:
+                tag0 = r
+            else:
+                tag1 = r
+        s0 = 0 if tag0 == r0 else 1
+        s1 = 0 if tag0 == r1 else 1
+        if kind == _AFFINE and not channels_first:
+            for u in range(wc):
+                p = rows[s0, u]
+                out[k, _u(i), _u(u)] = (p + (rows[s1, u] - p) * fy) * arow[u] + brow[u]
+        elif kind == _RAW and not channels_first:
+            for u in range(wc):
+                p = rows[s0, u]
+                v = np.rint(p + (rows[s1, u] - p) * fy)
+                out[k, _u(i), _u(u)] = np.uint8(min(max(v, np.float32(0.0)), np.float32(255.0)))
+        else:
+            for u in range(wc):
+                p = rows[s0, u]
+                vals[u] = p + (rows[s1, u] - p) * fy
+            _emit(out, k, i, vals, h, w, C, kind, channels_first, a, b, arow, brow)
+
+
+@njit(**JIT)
 def _block(pixels, offsets, shapes, C, indices, order, boxes, windows, flips, h, w, filt, antialias, table, kind,
            channels_first, a, b, out, t0, t1):
     """Samples ``order[t0:t1]``, serially: see :class:`RaggedResizePlan`."""
@@ -379,9 +474,8 @@ def _block(pixels, offsets, shapes, C, indices, order, boxes, windows, flips, h,
         arow[u] = a[u % C]
         brow[u] = b[u % C]
     # bilinear tables
-    xlo = np.empty(w, np.int64)
-    xhi = np.empty(w, np.int64)
-    xf = np.empty(w, np.float32)
+    xoff = np.empty(w, np.int64)
+    xfrac = np.empty(w, np.float32)
     ylo = np.empty(h, np.int64)
     yhi = np.empty(h, np.int64)
     yf = np.empty(h, np.float32)
@@ -423,65 +517,11 @@ def _block(pixels, offsets, shapes, C, indices, order, boxes, windows, flips, h,
         for i in range(iy1, h):
             _emit(out, k, i, zeros, h, w, C, kind, channels_first, a, b, arow, brow)
         if filt == _LERP:
-            _lerp_axis(w, ox, hflip, rw, bw, xlo, xhi, xf)
-            _lerp_axis(h, oy, vflip, rh, bh, ylo, yhi, yf)
-            tag0 = -(1 << 62)
-            tag1 = -(1 << 62)
-            for i in range(iy0, iy1):
-                r0 = ylo[i]
-                r1 = yhi[i]
-                fy = yf[i]
-                for need in range(2):
-                    r = r0 if need == 0 else r1
-                    if tag0 == r or tag1 == r:
-                        continue
-                    slot = 1 if tag0 == (r1 if need == 0 else r0) else 0
-                    _widen(pixels, base, H, W, C, top, left, r, bw, srow)
-                    if C == 3:
-                        for j in range(jx0, jx1):
-                            o0 = _u(xlo[j] * 3)
-                            o1 = _u(xhi[j] * 3)
-                            f = xf[j]
-                            d = _u(3) * _u(j)
-                            p = srow[o0]
-                            rows[slot, d] = p + (srow[o1] - p) * f
-                            p = srow[o0 + _u(1)]
-                            rows[slot, d + _u(1)] = p + (srow[o1 + _u(1)] - p) * f
-                            p = srow[o0 + _u(2)]
-                            rows[slot, d + _u(2)] = p + (srow[o1 + _u(2)] - p) * f
-                    else:
-                        for j in range(jx0, jx1):
-                            o0 = _u(xlo[j] * C)
-                            o1 = _u(xhi[j] * C)
-                            f = xf[j]
-                            d = _u(C) * _u(j)
-                            for c in range(C):
-                                p = srow[o0 + _u(c)]
-                                rows[slot, d + _u(c)] = p + (srow[o1 + _u(c)] - p) * f
-                    for u in range(jx0 * C):
-                        rows[slot, u] = np.float32(0.0)
-                    for u in range(jx1 * C, wc):
-                        rows[slot, u] = np.float32(0.0)
-                    if slot == 0:
-                        tag0 = r
-                    else:
-                        tag1 = r
-                s0 = 0 if tag0 == r0 else 1
-                s1 = 0 if tag0 == r1 else 1
-                if kind == _AFFINE and not channels_first:
-                    for u in range(wc):
-                        p = rows[s0, u]
-                        out[k, _u(i), _u(u)] = (p + (rows[s1, u] - p) * fy) * arow[u] + brow[u]
-                elif kind == _RAW and not channels_first:
-                    for u in range(wc):
-                        p = rows[s0, u]
-                        v = np.rint(p + (rows[s1, u] - p) * fy)
-                        out[k, _u(i), _u(u)] = np.uint8(min(max(v, np.float32(0.0)), np.float32(255.0)))
-                else:
-                    for u in range(wc):
-                        p = rows[s0, u]
-                        vals[u] = p + (rows[s1, u] - p) * fy
-                    _emit(out, k, i, vals, h, w, C, kind, channels_first, a, b, arow, brow)
+            if srow.shape[0] < (bw + 2) * C:
+                srow = np.zeros((bw + 2) * C, np.float32)
+            _lerp_sample(pixels, base, H, W, C, top, left, bh, bw, oy, ox, rh, rw, hflip, vflip, jx0, jx1, iy0, iy1,
+                         h, w, kind, channels_first, a, b, arow, brow, out, k, srow, rows, vals, xoff, xfrac, ylo,
+                         yhi, yf)
             continue
         # ---- the span pass ----
         need_x = _span_capacity(filt, antialias, bw, rw)
@@ -899,6 +939,39 @@ def keras_pad_windows(shapes, image_size):
     windows[:, 1] = np.maximum(0, np.floor((f32(tw) - rw_f) / f32(2)).astype(np.int64))
     windows[:, 2] = np.maximum(1, np.floor(rh_f).astype(np.int64))
     windows[:, 3] = np.maximum(1, np.floor(rw_f).astype(np.int64))
+    return windows
+
+
+def centre_crop_windows(shapes, size, fraction=0.875):
+    """Per image, ``Resize.for_crop``'s evaluation resize: keep the aspect ratio, then the centre ``size``.
+
+    Image ``i`` (``H x W``) is scaled by ``s = max(h / H, w / W) / fraction``
+    (exact rational arithmetic, as :meth:`fastseq.Resize.for_crop` with
+    ``image_size=(H, W)``) to ``max(h, floor(H * s)) x max(w, floor(W * s))``,
+    and its centred ``size`` window is kept (corner ``((R - h) // 2, (S - w) // 2)``),
+    so each photo is resized once from the original. Use with whole-image
+    boxes (``boxes=None``).
+
+    Args:
+        shapes: int (N, 3) or (N, 2): each image's height and width first.
+        size: ``(height, width)`` of the output (the crop).
+        fraction: the crop's share of the resized image along the tighter axis (7/8).
+
+    Returns:
+        int64 (N, 4) ``(top, left, height, width)`` output windows.
+    """
+    from fractions import Fraction
+
+    h, w = _pair("size", size)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, Fraction)) or not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}.")
+    frac = Fraction(fraction)
+    H, W = _shapes_hw(shapes)
+    windows = np.empty((len(H), 4), np.int64)
+    for i, (hi, wi) in enumerate(zip(H.tolist(), W.tolist())):
+        s = max(Fraction(h, hi), Fraction(w, wi)) / frac
+        R, S = max(h, int(hi * s)), max(w, int(wi * s))
+        windows[i] = (-((R - h) // 2), -((S - w) // 2), R, S)
     return windows
 
 
