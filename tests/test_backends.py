@@ -48,3 +48,18 @@ def test_suite_passes_on_backend(backend, suite):
     tail = (proc.stdout + proc.stderr)[-4000:]
     assert proc.returncode == 0, tail
     assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], tail
+
+
+def test_a_missing_backend_skips_unless_required(monkeypatch):
+    """CI names every backend in FASTSEQ_REQUIRE_BACKENDS: there a missing one fails its tests, never skips them."""
+    monkeypatch.setattr(keras_runs, "backend_available", lambda backend: backend != "torch")
+    monkeypatch.delenv(keras_runs.REQUIRE_ENV, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="torch is not installed"):
+        keras_runs.require("torch")
+    monkeypatch.setenv(keras_runs.REQUIRE_ENV, "tensorflow,jax")
+    with pytest.raises(pytest.skip.Exception):
+        keras_runs.require("torch")
+    monkeypatch.setenv(keras_runs.REQUIRE_ENV, "tensorflow jax torch")
+    with pytest.raises(pytest.fail.Exception, match="FASTSEQ_REQUIRE_BACKENDS='tensorflow jax torch' requires"):
+        keras_runs.require("torch")
+    keras_runs.require("jax")  # installed: neither skips nor fails
