@@ -41,7 +41,7 @@ class ArraySequence(PyDataset):
       or at the next ``on_epoch_end``/``on_epoch_begin``. Hooks called
       mid-pass change nothing, so Keras' probes before training, its hook
       calls at every ``steps_per_epoch`` boundary and around validation,
-      and the JAX backend's ``begin/[0]/end`` probe cannot skip or split an
+      and the JAX and torch backends' ``begin/[0]/end`` probe cannot skip or split an
       epoch, and a hand-written loop that calls only ``on_epoch_end`` (or
       nothing) still gets a new epoch each pass. Two identical ``fit`` runs
       over fresh sequences see identical batches; ``set_epoch(e)`` jumps to
