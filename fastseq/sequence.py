@@ -40,7 +40,7 @@ class ArraySequence(PositionAPI, PyDataset):
       or at the next ``on_epoch_end``/``on_epoch_begin``. Hooks called
       mid-pass change nothing, so Keras' probes before training, its hook
       calls at every ``steps_per_epoch`` boundary and around validation,
-      and the JAX backend's ``begin/[0]/end`` probe cannot skip or split an
+      and the JAX and torch backends' ``begin/[0]/end`` probe cannot skip or split an
       epoch, and a hand-written loop that calls only ``on_epoch_end`` (or
       nothing) still gets a new epoch each pass. Two identical ``fit`` runs
       over fresh sequences see identical batches; ``set_epoch(e)`` jumps to
@@ -310,13 +310,25 @@ class ArraySequence(PositionAPI, PyDataset):
             from keras import backend
         except ImportError:  # pragma: no cover - keras is a dependency
             return
-        if backend.backend() == "jax":
+        name = {"jax": "JAX", "torch": "torch"}.get(backend.backend())
+        if name is not None:
+            # Both build the model with a first batch pulled through Keras' enqueuer (the TensorFlow
+            # backend probes with seq[i] instead); the batches prefetched for that probe stay in its
+            # queue and are trained in the next epoch (the pattern is logged in tests/test_epochs.py).
             self._warn_once(
-                "jax",
-                f"ArraySequence: on the JAX backend with workers={self.workers}, Keras' pre-training probe "
-                "starts its prefetching workers and then trains the first epoch partly on the batches they "
-                "prefetched, and each later epoch partly on the previous one's leftovers: epochs are not "
-                "exactly-once passes. Use workers=1 on JAX (the batch itself is already parallel).",
+                "prefetch",
+                f"ArraySequence: on the {name} backend with workers={self.workers}"
+                + (", use_multiprocessing=True" if self.use_multiprocessing else "")
+                + ", Keras' pre-training probe starts its prefetching workers and then trains the first epoch "
+                "partly on the batches they prefetched, and each later epoch partly on the previous one's "
+                f"leftovers: epochs are not exactly-once passes. Use workers=1 on {name} (the batch itself is "
+                "already parallel)"
+                + (
+                    ", or let torch prefetch: model.fit(torch.utils.data.DataLoader(seq, batch_size=None, "
+                    "num_workers=2)) keeps every epoch exactly-once."
+                    if name == "torch"
+                    else "."
+                ),
             )
 
     def _warn_once(self, key, message):

@@ -30,6 +30,23 @@ def backend_available(backend):
     return importlib.util.find_spec(_MODULE_OF[backend]) is not None
 
 
+#: Backends whose tests must run, not skip: CI sets it (.ci/run), so that a backend that failed to
+#: install fails the run instead of turning its tests into skips. Space or comma separated.
+REQUIRE_ENV = "FASTSEQ_REQUIRE_BACKENDS"
+
+
+def require(backend):
+    """Skip the calling test when ``backend`` is not installed, or fail it where ``REQUIRE_ENV`` names it."""
+    import pytest
+
+    if backend_available(backend):
+        return
+    required = os.environ.get(REQUIRE_ENV, "").replace(",", " ").split()
+    if backend in required:
+        pytest.fail(f"{backend} is not installed but {REQUIRE_ENV}={os.environ[REQUIRE_ENV]!r} requires its tests")
+    pytest.skip(f"{backend} is not installed")
+
+
 def run(scenario, backend, timeout=300, **kwargs):
     """Run ``scenario(**kwargs)`` under ``backend`` in a fresh interpreter; return its result dict.
 
@@ -276,6 +293,193 @@ def scenario_monitor(epochs=2):
         seq, epochs=epochs, verbose=0, callbacks=[fastseq.StarvationMonitor(sequence=seq)]
     )
     return {k: v for k, v in history.history.items() if k != "loss"}
+
+
+def scenario_dataloader(epochs=3):
+    """The pure-PyTorch door: ``torch.utils.data.DataLoader(seq, batch_size=None)`` in a hand-written loop.
+
+    Each mode gives, per epoch, the samples and a pixel md5 as the loop saw them (as torch tensors),
+    the sequence's epoch, and the batch's torch dtype. Modes: ``num_workers`` 0 and 2 (forked
+    worker processes, which mark the parent's position), the loop calling ``seq.on_epoch_end()``
+    or ``seq.set_epoch(e)``, and a shuffling sampler (batch order permuted, batches unchanged).
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    out = {}
+    for name, num_workers, hook, shuffle in [
+        ("w0_end", 0, "on_epoch_end", False),
+        ("w0_set", 0, "set_epoch", False),
+        ("w2_end", 2, "on_epoch_end", False),
+        ("w2_set", 2, "set_epoch", False),
+        ("w2_shuffle", 2, "on_epoch_end", True),
+    ]:
+        seq = _sequence()
+        loader = DataLoader(seq, batch_size=None, num_workers=num_workers, shuffle=shuffle)
+        passes = []
+        for epoch in range(epochs):
+            if hook == "set_epoch":
+                seq.set_epoch(epoch)
+            batches = []
+            for x, y in loader:
+                assert isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
+                batches.append((decode(x.numpy()), hashlib.md5(x.numpy().tobytes()).hexdigest(), str(x.dtype)))
+            batches.sort()  # a shuffling sampler permutes the batches: compare them as a set
+            passes.append(
+                {
+                    "samples": sum((b[0] for b in batches), []),
+                    "md5": hashlib.md5("".join(b[1] for b in batches).encode()).hexdigest(),
+                    "dtypes": sorted({b[2] for b in batches}),
+                    "epoch": seq.epoch,
+                }
+            )
+            if hook == "on_epoch_end":
+                seq.on_epoch_end()
+        out[name] = passes
+    # bfloat16 batches: torch's default conversion refuses ml_dtypes' bfloat16; the collate_fn of
+    # docs/guides/backends.md reinterprets the bits (the same 16 bits in both libraries).
+    def to_torch(batch):
+        return tuple(
+            torch.from_numpy(a.view(np.int16)).view(torch.bfloat16) if a.dtype.name == "bfloat16" else torch.from_numpy(a)
+            for a in batch
+        )
+
+    seq, twin = _sequence(dtype="bfloat16"), _sequence(dtype="bfloat16")
+    got = [(str(x.dtype), x.float().numpy()) for x, _y in DataLoader(seq, batch_size=None, collate_fn=to_torch)]
+    want = [twin[i][0].astype(np.float32) for i in range(len(twin))]
+    out["bf16_collate"] = {
+        "dtypes": sorted({d for d, _ in got}),
+        "equal": len(got) == len(want) and all(np.array_equal(g, w) for (_, g), w in zip(got, want)),
+    }
+    # The hand loop over seq[i] that the DataLoader must match, batch for batch.
+    seq, passes = _sequence(), []
+    for _ in range(epochs):
+        batches = sorted(
+            (decode(x), hashlib.md5(np.ascontiguousarray(x).tobytes()).hexdigest())
+            for x, _y in (seq[i] for i in range(len(seq)))
+        )
+        passes.append(
+            {"samples": sum((b[0] for b in batches), []), "md5": hashlib.md5("".join(b[1] for b in batches).encode()).hexdigest()}
+        )
+        seq.on_epoch_end()
+    out["hand_loop"] = passes
+    return out
+
+
+def scenario_fit_dataloader(epochs=3, num_workers=2):
+    """``model.fit(DataLoader(seq, batch_size=None, num_workers=...))``: torch's worker processes prefetch
+    instead of Keras' enqueuer. Which samples each Keras epoch trained on, logged inside the train step."""
+    import keras
+    from torch.utils.data import DataLoader
+
+    seq = _sequence()
+    log, marks = [], []
+
+    class Epochs(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            marks.append(len(log))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loader = DataLoader(seq, batch_size=None, num_workers=num_workers)
+        _model(keras, (4, 4, 3), log=log).fit(loader, epochs=epochs, verbose=0, callbacks=[Epochs()])
+    marks.append(len(log))
+    return {
+        "batches": [samples for samples, _ in log],
+        "epoch_starts": marks,
+        "len": len(seq),
+        "epoch_after": seq.get_state()["epoch"],
+        "warnings": [str(w.message) for w in caught if "ArraySequence" in str(w.message)],
+    }
+
+
+def scenario_dtypes(dtypes=("float32", "float16", "bfloat16", "uint8")):
+    """The type and dtype of the image batch as the train step, ``evaluate`` and ``predict`` receive it, per sequence dtype."""
+    import keras
+
+    out = {}
+    for dtype in dtypes:
+        seen = []
+
+        class Seen(keras.Model):
+            def train_step(self, *args):
+                seen.append(("train", type(args[-1][0]).__module__.split(".")[0], str(args[-1][0].dtype)))
+                return super().train_step(*args)
+
+            def test_step(self, *args):
+                seen.append(("test", type(args[-1][0]).__module__.split(".")[0], str(args[-1][0].dtype)))
+                return super().test_step(*args)
+
+            def predict_step(self, *args):
+                data = args[-1]
+                x = data[0] if isinstance(data, (tuple, list)) else data
+                seen.append(("predict", type(x).__module__.split(".")[0], str(x.dtype)))
+                return super().predict_step(*args)
+
+        seq = _sequence(n=40, dtype=dtype)
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4, 4, 3), dtype=dtype)
+        model = Seen(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))))
+        model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True), run_eagerly=True)
+        history = model.fit(seq, epochs=1, verbose=0)
+        model.evaluate(seq.for_evaluation(indexed_images(40), np.arange(40) % 4), verbose=0)
+        model.predict(seq.for_evaluation(indexed_images(40)), verbose=0)
+        out[dtype] = {"seen": sorted(set(map(tuple, seen))), "loss": history.history["loss"]}
+    return out
+
+
+def scenario_device_normalize():
+    """``DeviceNormalize`` on the sequence's uint8 batches against its float32 batches (host path), per spec and
+    layout: the two as arrays, and the same through ``model.predict``."""
+    import keras
+
+    import fastseq
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (24, 6, 5, 3), dtype=np.uint8)
+    out = {}
+    for name, spec in [
+        ("normalize", fastseq.Normalize(mean=(125.3, 123.0, 113.9), std=(63.0, 62.1, 66.7))),
+        ("rescale", fastseq.Rescale(1 / 255)),
+    ]:
+        for data_format in ("channels_last", "channels_first"):
+            kw = dict(batch_size=8, shuffle=False, flip="horizontal", data_format=data_format, seed=3)
+            host = fastseq.ArraySequence(x, normalize=spec, **kw)
+            raw = fastseq.ArraySequence(x, dtype="uint8", **kw)
+            layer = fastseq.DeviceNormalize(spec, data_format=data_format)
+            pairs = [(host[i][0], keras.ops.convert_to_numpy(layer(raw[i][0]))) for i in range(len(host))]
+            shape = raw[0][0].shape[1:]
+            model = keras.Sequential([keras.Input(shape, dtype="uint8"), fastseq.DeviceNormalize(spec, data_format=data_format)])
+            predicted = model.predict(fastseq.ArraySequence(x, dtype="uint8", **kw), verbose=0)
+            expected = np.concatenate([h for h, _ in pairs])
+            out[f"{name}_{data_format}"] = {
+                "dtype": str(pairs[0][1].dtype),
+                "bitwise": all(np.array_equal(h, d) for h, d in pairs),
+                "predict_bitwise": bool(np.array_equal(predicted, expected)),
+                "max_abs_diff": float(max(np.max(np.abs(h - d)) for h, d in pairs)),
+            }
+    return out
+
+
+def scenario_profile_cli(json_path):
+    """``python -m fastseq profile`` (its ``main``) on synthetic data, a few steps; the JSON report."""
+    import contextlib
+    import io
+
+    from fastseq.__main__ import main
+
+    printed = io.StringIO()
+    argv = ["profile", "--loader", "fastseq", "--model", "cnn", "--dtype", "uint8", "--data", "synthetic",
+            "--steps", "3", "--warmup", "1", "--batch-size", "16", "--json", json_path]  # fmt: skip
+    with contextlib.redirect_stdout(printed):
+        rc = main(argv)
+    with open(json_path) as f:
+        return {"rc": rc, "stdout": printed.getvalue(), "json": json.load(f)}
+
+
+# The photo-folder sequences (fastseq.image_dataset_from_directory) in fit with a validation split
+# get their per-backend scenario here, as scenario_photo_folders, and a row in the RUNS of
+# tests/test_torch.py and tests/test_epochs.py.
 
 
 def serve(seq, indices):

@@ -1,8 +1,10 @@
 """Rerun the model.fit/evaluate/predict tests under every other installed backend.
 
 Keras reads KERAS_BACKEND once, at import, so each backend gets a pytest
-subprocess of its own. torch is skipped where it is not installed (its
-wheel is too large for CI here); jax (CPU) comes with the test extra.
+subprocess of its own. jax (CPU) comes with the test extra; torch is not a
+dependency (users of the other backends need not carry it), so its reruns
+skip where it is not installed, except where FASTSEQ_REQUIRE_BACKENDS names
+it: CI installs a CPU build of torch and sets it (.ci/run), so there they fail.
 """
 
 import os
@@ -33,8 +35,7 @@ def this_backend():
 def test_suite_passes_on_backend(backend, suite):
     if backend == this_backend():
         pytest.skip(f"{backend} is this process's backend: the suite runs here directly")
-    if not keras_runs.backend_available(backend):
-        pytest.skip(f"{backend} is not installed")
+    keras_runs.require(backend)
     path, expr = SUITES[suite]
     if not os.path.exists(os.path.join(ROOT, path)):
         pytest.skip(f"{path} has moved")
@@ -47,3 +48,18 @@ def test_suite_passes_on_backend(backend, suite):
     tail = (proc.stdout + proc.stderr)[-4000:]
     assert proc.returncode == 0, tail
     assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], tail
+
+
+def test_a_missing_backend_skips_unless_required(monkeypatch):
+    """CI names every backend in FASTSEQ_REQUIRE_BACKENDS: there a missing one fails its tests, never skips them."""
+    monkeypatch.setattr(keras_runs, "backend_available", lambda backend: backend != "torch")
+    monkeypatch.delenv(keras_runs.REQUIRE_ENV, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="torch is not installed"):
+        keras_runs.require("torch")
+    monkeypatch.setenv(keras_runs.REQUIRE_ENV, "tensorflow,jax")
+    with pytest.raises(pytest.skip.Exception):
+        keras_runs.require("torch")
+    monkeypatch.setenv(keras_runs.REQUIRE_ENV, "tensorflow jax torch")
+    with pytest.raises(pytest.fail.Exception, match="FASTSEQ_REQUIRE_BACKENDS='tensorflow jax torch' requires"):
+        keras_runs.require("torch")
+    keras_runs.require("jax")  # installed: neither skips nor fails

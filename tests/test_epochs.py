@@ -27,8 +27,7 @@ RUNS = [
 @pytest.fixture(scope="module", params=keras_runs.BACKENDS)
 def backend_runs(request):
     backend = request.param
-    if not keras_runs.backend_available(backend):
-        pytest.skip(f"{backend} is not installed")
+    keras_runs.require(backend)
     out = keras_runs.run("many", backend, timeout=600, runs=RUNS)
     assert out["rc"] == 0 and out["result"] is not None, out["stderr"]
     patterns, hand_loop, steps_w1, steps_w2, processes, monitor, long_pass = out["result"]
@@ -53,8 +52,13 @@ PLAIN = {
     "tensorflow": "[0] [1] end" + " | begin [0] [1] [2] [3] [4] end" * 3,
     # the symbolic build iterates once inside on_epoch_begin/on_epoch_end
     "jax": "begin [0] end" + " | begin [0] [1] [2] [3] [4] end" * 3,
-    "torch": None,  # not pinned: checked by the epoch rule below only
+    # the same as JAX: the symbolic build pulls one batch through the adapter's iterator
+    "torch": "begin [0] end" + " | begin [0] [1] [2] [3] [4] end" * 3,
 }
+# The backends whose symbolic build pulls its batch through Keras' enqueuer when workers > 1: the
+# batches prefetched for that probe stay in the enqueuer's queue and are trained in the next epoch.
+PROBE_THROUGH_ENQUEUER = ("jax", "torch")
+BACKEND_NAME = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "torch"}
 
 
 def test_keras_call_pattern_plain_fit(backend_runs):
@@ -81,9 +85,10 @@ def test_keras_calls_the_hooks_mid_pass_with_steps_per_epoch(backend_runs):
     # can come after the begin, and the pass completes in Keras epoch 2 instead (seen in CI-like runs).
     # JAX serves [4] inside Keras epoch 2.
     at_begin = [s for _, s in steps["epochs_at_begin"]]
-    allowed = {"tensorflow": ([0, 0, 1], [0, 0, 0]), "jax": ([0, 0, 0],)}.get(backend)
-    if allowed is not None:
-        assert at_begin in [list(a) for a in allowed], steps["log"]
+    allowed = {"tensorflow": ([0, 0, 1], [0, 0, 0]), "jax": ([0, 0, 0],), "torch": ([0, 0, 0],)}[backend]
+    assert at_begin in [list(a) for a in allowed], steps["log"]
+    if backend == "torch":  # torch calls the hooks as JAX does and serves [4] inside Keras epoch 2
+        assert steps["log"] == "begin [0] end | begin [0] [1] end | begin [2] [3] end | begin [4] end"
     assert steps["epoch_after"] == 1
 
 
@@ -91,23 +96,39 @@ def test_keras_calls_with_prefetching_workers(backend_runs):
     backend, r = backend_runs
     threads, processes = r["patterns"]["threads2"], r["patterns"]["processes2"]
     # processes: batches are made in forked workers, so the main object sees only probes made in-process
-    probe = {"tensorflow": [0, 1], "jax": []}.get(backend)
-    if probe is not None:
-        assert requests(processes["log"]) == probe
+    probe = {"tensorflow": [0, 1], "jax": [], "torch": []}[backend]
+    assert requests(processes["log"]) == probe
+    if backend == "torch":
+        # The probe (the symbolic build) runs between a begin and an end of its own, after which the
+        # enqueuer's stop() waits for every batch it had asked for: those stay queued for Keras epoch 0.
+        assert processes["log"] == "begin end" + " | begin end" * 3
+        # Threads: the probe's requests (a worker may log its first one before "begin" is logged, as
+        # the adapter starts the enqueuer before it calls on_epoch_begin) are the first k batches.
+        probe = threads["log"].split("|")[0]
+        served = sorted(requests(probe))
+        assert "begin" in probe and probe.split()[-1] == "end", threads["log"]
+        assert served and served == list(range(len(served))), threads["log"]
     for mode in (threads, processes):
-        if backend == "jax":
-            # Keras-JAX's probe starts the enqueuer, which prefetches the whole pass: a complete pass before
-            # training. The epochs are then not exactly-once (see test_multiprocessing below): warned about.
-            assert len(mode["warnings"]) == 1 and "workers=1" in mode["warnings"][0]
+        if backend in PROBE_THROUGH_ENQUEUER:
+            # Keras-JAX's and Keras-torch's probe starts the enqueuer, which prefetches the whole pass: a
+            # complete pass before training. The epochs are then not exactly-once (see test_multiprocessing
+            # below): warned about, naming the backend and workers=1.
+            assert len(mode["warnings"]) == 1, mode
+            assert f"on the {BACKEND_NAME[backend]} backend" in mode["warnings"][0] and "workers=1" in mode["warnings"][0]
         else:
             assert mode["epochs_at_begin"] == [[0, 0], [1, 1], [2, 2]], mode
             assert mode["epoch_after"] == 3 and mode["warnings"] == []
 
 
 def test_evaluate_and_predict_serve_one_pass_each(backend_runs):
-    _, r = backend_runs
+    backend, r = backend_runs
     ep = r["patterns"]["evaluate_predict"]
     evaluate, predict = ep["log"].split("/")
+    if backend == "torch":
+        # Keras-torch wraps the adapter's generator in a DataLoader(IterableDataset, batch_size=None);
+        # evaluate builds the compiled metrics with a probe of its own, predict does not
+        assert evaluate.strip() == "begin [0] end begin [0] [1] [2] [3] [4] end", ep["log"]
+        assert predict.strip() == "begin [0] [1] [2] [3] [4] end", ep["log"]
     assert sorted(set(requests(evaluate))) == sorted(set(requests(predict))) == [0, 1, 2, 3, 4]
     assert ep["epoch_after"] == 2 and ep["state"]["served"] == []
 
@@ -137,7 +158,7 @@ def test_steps_per_epoch_below_len_keeps_every_pass_exactly_once(backend_runs, w
     # Keras 3.15 ends the epoch that reaches its own count of len(seq) batches early: 4 + 4 + 2 + 4 + 4
     assert result["epoch_starts"] == [0, 4, 8, 10, 14, 18]
     passes = passes_of(result)
-    if backend == "jax" and workers > 1:
+    if backend in PROBE_THROUGH_ENQUEUER and workers > 1:
         assert any("workers=1" in w for w in result["warnings"])
         return
     assert sorted(passes[0]) == list(range(100))
@@ -153,7 +174,7 @@ def test_prefetching_workers_that_drop_batches_are_warned_about(backend_runs):
     first_pass = passes_of(result)[0]  # the first len(seq) = 30 batches trained
     assert len(first_pass) == 300 and len(set(first_pass)) < 300  # what Keras does: not exactly-once
     assert any("steps_per_epoch" in w and "workers=1" in w for w in result["warnings"]) or any(
-        "JAX" in w for w in result["warnings"]
+        "backend" in w and "workers=1" in w for w in result["warnings"]
     )
 
 
@@ -163,7 +184,7 @@ def test_multiprocessing_gives_a_fresh_exactly_once_epoch_each_fit_epoch(backend
     starts = result["epoch_starts"]
     epochs = [sum(result["batches"][a:b], []) for a, b in zip(starts, starts[1:])]
     assert len(epochs) == 3
-    if backend == "jax":
+    if backend in PROBE_THROUGH_ENQUEUER:
         assert any("workers=1" in w for w in result["warnings"])
         return
     for e in epochs:

@@ -61,17 +61,19 @@ def test_fit_trains_and_loss_falls(workers, multiprocessing):
         workers=workers,
         use_multiprocessing=multiprocessing,
     )
-    jax_prefetch = keras.backend.backend() == "jax" and workers > 1
+    # JAX and torch build the model with a batch pulled through Keras' enqueuer (tests/test_epochs.py)
+    backend = {"jax": "JAX", "torch": "torch"}.get(keras.backend.backend())
+    probe_prefetch = backend is not None and workers > 1
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         history = small_model().fit(seq, epochs=4, verbose=0)
     loss = history.history["loss"]
     assert np.all(np.isfinite(loss))
     assert loss[-1] < 0.8 * loss[0], loss
-    if jax_prefetch:
-        # Keras-JAX's probe starts the prefetching workers, which serve most or all of a pass before
-        # training (see tests/test_epochs.py): the sequence says so, naming workers=1
-        assert any("JAX" in str(w.message) and "workers=1" in str(w.message) for w in caught)
+    if probe_prefetch:
+        # Keras-JAX's and Keras-torch's probe starts the prefetching workers, which serve most or all of a
+        # pass before training (see tests/test_epochs.py): the sequence says so, naming workers=1
+        assert any(f"on the {backend} backend" in str(w.message) and "workers=1" in str(w.message) for w in caught)
         return
     # one pass per Keras epoch, despite Keras' extra hook calls; the fourth pass is complete, so the
     # on_epoch_end that follows it has moved the sequence to epoch 4, where its next batch comes from

@@ -34,8 +34,7 @@ def by_epoch(lines):
 @pytest.fixture(scope="module", params=[b for b in keras_runs.BACKENDS])
 def resumed_runs(request, tmp_path_factory):
     backend = request.param
-    if not keras_runs.backend_available(backend):
-        pytest.skip(f"{backend} is not installed")
+    keras_runs.require(backend)
     tmp = tmp_path_factory.mktemp(f"resume_{backend}")
     paths = {
         name: {k: str(tmp / f"{name}_{k}") for k in ("full_dir", "full_log", "full_w", "cut_dir", "cut_log", "cut_w")}
