@@ -292,7 +292,7 @@ def test_exported_lazily_without_keras():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 def test_fit_with_validation_data_from_subset_both(photos, tmp_path, backend):
     from tests import keras_runs
 
