@@ -451,3 +451,16 @@ def test_folder_sequence_pickles_for_worker_processes(photos, cache):
     for i in (0, 5):
         np.testing.assert_array_equal(again[i][0], seq[i][0])
         assert again[i][1] == seq[i][1]
+
+
+@pytest.mark.parametrize("label_mode", ["int", "categorical", "binary"])
+def test_labels_as_a_list_give_keras_targets(jpeg_png, cache, label_mode):
+    n = len(ours(jpeg_png, cache, shuffle=False, label_mode=None, image_size=8).file_paths)
+    given = [(i * 5) % 2 for i in range(n)]
+    kw = dict(labels=given, label_mode=label_mode, shuffle=False, image_size=(12, 12), batch_size=5)
+    kds, kb = keras_batches(jpeg_png, **kw)
+    seq = ours(jpeg_png, cache, **kw)
+    assert seq.class_names == kds.class_names == ["0", "1"]
+    for f, k in zip(served(seq), kb, strict=True):
+        assert f[1].dtype == k[1].dtype and f[1].shape == k[1].shape
+        np.testing.assert_array_equal(f[1], k[1])
