@@ -70,8 +70,10 @@ class ArraySequence(PositionAPI, PyDataset):
     serves it. A memory-mapped ``x`` is read only for this shard's samples.
 
     Args:
-        x (np.ndarray | np.memmap): uint8 images, (N, H, W, C) or (N, H, W) (grayscale; batches get a
-            channel axis of 1).
+        x (np.ndarray | np.memmap | fastseq.ragged.RaggedImages): uint8 images, (N, H, W, C) or (N, H, W)
+            (grayscale; batches get a channel axis of 1); or a ``RaggedImages`` (images of different sizes,
+            a photo folder's store), whose crop must be a ``Resize`` or a ``RandomResizedCrop``: each sample
+            is resampled once from its original image.
         y (array-like | None): optional targets of length N, any dtype and trailing shape;
             gathered with the same indices.
         batch_size (int): samples per batch (>= 1).
