@@ -199,8 +199,10 @@ def public_callables():
         obj = getattr(fastseq, name)
         if isinstance(obj, type(fastseq)):
             for sub in [*obj.__all__, "open"]:
-                if callable(getattr(obj, sub)):
-                    yield f"{name}.{sub}", getattr(obj, sub)
+                value = getattr(obj, sub)
+                # exceptions and warnings take a message, not documented arguments
+                if callable(value) and not (isinstance(value, type) and issubclass(value, BaseException)):
+                    yield f"{name}.{sub}", value
         else:
             yield name, obj
 

@@ -329,15 +329,15 @@ def decode_image(source, color_mode="rgb", *, exif_transpose=True, max_side=None
     """Decode one image file as Keras' ``image_dataset_from_directory`` does.
 
     Args:
-        source: a path, or the file's bytes.
-        color_mode: "grayscale", "rgb" or "rgba" (1, 3 or 4 channels).
-        exif_transpose: turn a photo upright per its EXIF orientation tag
+        source (str | os.PathLike | bytes): a path, or the file's bytes.
+        color_mode (str): "grayscale", "rgb" or "rgba" (1, 3 or 4 channels).
+        exif_transpose (bool): turn a photo upright per its EXIF orientation tag
             (Keras ignores the tag: False gives its raw pixels).
-        max_side: if given, shrink (Lanczos) so that the longer side is at most
+        max_side (int | None): if given, shrink (Lanczos) so that the longer side is at most
             this many pixels; None keeps the original size.
 
     Returns:
-        C-contiguous uint8 ``(H, W, C)``.
+        np.ndarray: C-contiguous uint8 ``(H, W, C)``.
 
     Raises:
         ValueError: a bad ``color_mode`` or ``max_side``.

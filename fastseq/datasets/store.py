@@ -11,7 +11,7 @@ Layout: a store is one folder holding four files that NumPy alone reads.
   relative to ``root`` with its size and ``mtime_ns``, and the files that
   could not be decoded (with the reason).
 
-:func:`build_or_open` keeps such stores in a cache folder:
+``build_or_open`` keeps such stores in a cache folder:
 ``$FASTSEQ_CACHE_DIR``, else ``$XDG_CACHE_HOME/fastseq``, else
 ``~/.cache/fastseq`` (or the ``cache_dir`` argument), under
 ``images/<folder name>-<hash>/`` where the hash is of the absolute source
@@ -230,12 +230,12 @@ def open_store(path):
     """Open a store folder (one ``python -m fastseq convert`` wrote, or a cache entry).
 
     Args:
-        path: a folder holding ``manifest.json``, ``pixels.u8``, ``offsets.npy``
+        path (str | os.PathLike): a folder holding ``manifest.json``, ``pixels.u8``, ``offsets.npy``
             and ``shapes.npy``; or a cache entry folder (its ``current``
             generation is opened).
 
     Returns:
-        A :class:`Store` with every image the store holds, ``decoded=0``;
+        Store: a ``Store`` with every image the store holds, ``decoded=0``;
         ``labels`` and ``class_names`` when the store carries them.
 
     Raises:
@@ -480,24 +480,24 @@ def build_or_open(root, files, *, color_mode="rgb", exif_transpose=True, max_sid
     docstring for where stores live and their layout.
 
     Args:
-        root: the source folder; every file lies under it.
-        files: image paths (absolute, or relative to the working directory)
+        root (str | os.PathLike): the source folder; every file lies under it.
+        files (list[str | os.PathLike]): image paths (absolute, or relative to the working directory)
             in the order the images should come out (Keras' listing order).
-        color_mode: "grayscale", "rgb" or "rgba": 1, 3 or 4 channels, decoded
+        color_mode (str): "grayscale", "rgb" or "rgba": 1, 3 or 4 channels, decoded
             as ``tf.io.decode_image`` does.
-        exif_transpose: turn photos upright per their EXIF orientation (Keras
+        exif_transpose (bool): turn photos upright per their EXIF orientation (Keras
             does not: False gives Keras' pixels).
-        max_side: shrink larger images (Pillow's Lanczos) so their longer side
+        max_side (int | None): shrink larger images (Pillow's Lanczos) so their longer side
             is at most this; None (the default) keeps the originals.
-        cache_dir: where stores live; default ``$FASTSEQ_CACHE_DIR``, else
+        cache_dir (str | os.PathLike | None): where stores live; default ``$FASTSEQ_CACHE_DIR``, else
             ``$XDG_CACHE_HOME/fastseq``, else ``~/.cache/fastseq``.
-        strict: a file that cannot be decoded is an error instead of a warning.
-        verbose: print the store's size and location before building, and
+        strict (bool): a file that cannot be decoded is an error instead of a warning.
+        verbose (bool): print the store's size and location before building, and
             show a progress bar (when stderr is a terminal).
-        workers: decode threads; None means ``min(8, os.cpu_count())``.
+        workers (int | None): decode threads; None means ``min(8, os.cpu_count())``.
 
     Returns:
-        A :class:`Store`: ``.images`` (``RaggedImages``; image ``i`` is
+        Store: a ``Store``: ``.images`` (``RaggedImages``; image ``i`` is
         ``.files[i]``), ``.files``, ``.skipped``, ``.reasons``, ``.path``,
         ``.decoded``.
 
@@ -612,10 +612,10 @@ def write_store(dest, root, files, *, color_mode="rgb", exif_transpose=True, max
     name and renames).
 
     Returns:
-        The opened :class:`Store` (``labels`` those of the stored images).
+        The opened ``Store`` (``labels`` those of the stored images).
 
     Raises:
-        ValueError: as :func:`build_or_open`, and when no file could be decoded.
+        ValueError: as ``build_or_open``, and when no file could be decoded.
     """
     options = _options(color_mode, exif_transpose, max_side)
     workers = _workers(workers)
