@@ -243,7 +243,7 @@ class ArraySequence(PyDataset):
             self._cutout = kernels.ErasingParams(
                 image_size=out_size, probability=c.probability, scale=c.scale, ratio=c.ratio
             )
-        self._mix = self._pairs = self._mix_plan = None
+        self._mix = self._pairs = self._mix_plan = self._fused_mix = None
         if self.mix is None:
             return
         self._mix = kernels.MixParams(
@@ -254,6 +254,10 @@ class ArraySequence(PyDataset):
         # and rounded once, so half-precision outputs are not rounded twice.
         pair_dtype = "uint8" if self.dtype == "uint8" else "float32"
         self._mix_plan = self._plan if pair_dtype == self.dtype else self._make_plan(pair_dtype)
+        if isinstance(self._mix_plan, kernels.FusedPlan):
+            # The blend inside the fused pass; the resampling pass still makes the pair batches.
+            self._fused_mix = kernels.FusedMix(self._mix_plan, self.dtype)
+            return
         threaded = self.workers > 1 and not self.use_multiprocessing
         self._pairs = BufferPool(
             self._mix_plan.output_shape(2 * self.batch_size),
@@ -313,7 +317,8 @@ class ArraySequence(PyDataset):
     def __getstate__(self):
         state = self.__dict__.copy()
         for key in (
-            "_plan", "_buffers", "_lock", "_order", "_stats", "_center", "_random", "_cutout", "_mix", "_mix_plan", "_pairs"
+            "_plan", "_buffers", "_lock", "_order", "_stats", "_center", "_random", "_cutout", "_mix", "_mix_plan", "_pairs",
+            "_fused_mix",
         ):
             state.pop(key, None)
         for key in ("_pos_lock", "_pos_block", "_pos", "_served"):
@@ -370,22 +375,36 @@ class ArraySequence(PyDataset):
             epoch, j = self._locate(i)  # read once: the whole batch belongs to one epoch
         idx = self._batch_indices(j, epoch)
         out = self._buffers.take() if idx.size == self.batch_size else None
+        erased = False
         if self._mix is None:
             draw = None
             origins, flips = self._params(idx, epoch)
-            t1 = time.perf_counter()
-            batch_x = self._plan(idx, origins, flips, out=out)
+            if self._cutout is not None and isinstance(self._plan, kernels.FusedPlan):
+                # Cutout / erasing inside the fused pass: no second pass over the batch.
+                boxes, erased = self._cutout(self.seed, epoch, idx), True
+                t1 = time.perf_counter()
+                batch_x = self._plan(idx, origins, flips, out=out, erase=boxes, erase_fill=self.cutout.fill)
+            else:
+                t1 = time.perf_counter()
+                batch_x = self._plan(idx, origins, flips, out=out)
         else:
             draw = self._mix(self.seed, epoch, idx)
             both = np.concatenate([idx, draw.partners])
             origins, flips = self._params(both, epoch)
+        if draw is not None and self._fused_mix is not None:
+            # Sample, partner, blend (and Cutout) in one pass, each output sample written once.
+            boxes, erased = (None, False) if self._cutout is None else (self._cutout(self.seed, epoch, idx), True)
+            t1 = time.perf_counter()
+            batch_x = self._fused_mix(both, origins, flips, draw.weights, draw.boxes, out=out, erase=boxes,
+                                      erase_fill=0 if boxes is None else self.cutout.fill)
+        elif draw is not None:
             t1 = time.perf_counter()
             pairs = self._mix_plan(both, origins, flips, out=self._pairs.take() if idx.size == self.batch_size else None)
             n = idx.size
             batch_x = kernels.mix(
                 pairs[:n], pairs[n:], draw.weights, draw.boxes, dtype=self.dtype, data_format=self.data_format, out=out
             )
-        if self._cutout is not None:
+        if self._cutout is not None and not erased:
             kernels.cutout(batch_x, self._cutout(self.seed, epoch, idx), fill=self.cutout.fill, data_format=self.data_format)
         t2 = time.perf_counter()
         result = (batch_x,)

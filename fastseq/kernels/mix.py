@@ -29,9 +29,9 @@ from numba import njit, prange, uint64
 
 from fastseq.kernels import _validate as check
 from fastseq.kernels._intrinsics import fetch_add
-from fastseq.kernels.config import JIT, PARALLEL_JIT, announced, launch
+from fastseq.kernels.config import JIT, PARALLEL_JIT, announced, launch, mark_warm
 from fastseq.kernels.halfprec import bf16_bits_from_f32_bits, f16_bits_from_f32_bits
-from fastseq.kernels.images import _MAX_BLOCKS
+from fastseq.kernels.images import _MAX_BLOCKS, _NO_BOXES, _boxes_inside, _fused_block, _in_range
 from fastseq.kernels.random import (
     CUTMIX_LEFT,
     CUTMIX_TOP,
@@ -500,39 +500,6 @@ def _check_boxes(boxes, shape, image_size, name="boxes"):
     return arr
 
 
-_FILL_CACHE = {}  # (fill, dtype) -> storage value: a batch pays for the conversion once
-
-
-def _fill_value(fill, dtype):
-    """``fill`` in the batch's storage type (uint16 bits for the half types)."""
-    key = (type(fill), fill, dtype)
-    try:
-        return _FILL_CACHE[key]
-    except (KeyError, TypeError):
-        pass
-    value = _convert_fill(fill, dtype)
-    if len(_FILL_CACHE) < 1024:
-        _FILL_CACHE[key] = value
-    return value
-
-
-def _convert_fill(fill, dtype):
-    if isinstance(fill, bool) or not isinstance(fill, (int, float, np.integer, np.floating)) or not np.isfinite(fill):
-        raise ValueError(f"fill must be a finite number, got {check._describe(fill)}.")
-    if dtype == "uint8":
-        if float(fill) != int(fill) or not 0 <= fill <= 255:
-            raise ValueError(f"fill must be an integer 0..255 for a uint8 batch, got {fill!r}.")
-        return np.uint8(fill)
-    value = np.float32(fill)
-    if dtype == "float32":
-        return value
-    if dtype == "float16" and abs(float(fill)) > 65504:
-        raise ValueError(f"fill must lie within float16's range (|fill| <= 65504) for a float16 batch, got {fill!r}.")
-    from fastseq.kernels.halfprec import to_half_bits
-
-    return np.uint16(to_half_bits(np.array([value]), dtype)[0])
-
-
 def cutout(batch, boxes, *, fill=0, data_format="channels_last"):
     """Write ``fill`` over boxes of each sample of a finished batch, in place.
 
@@ -556,7 +523,7 @@ def cutout(batch, boxes, *, fill=0, data_format="channels_last"):
     if not batch.flags.writeable:
         raise ValueError("batch must be writeable; cutout erases in place.")
     P, h, wq, Q = _layout(batch, check.data_format(data_format))
-    value = _fill_value(fill, dtype)
+    value = check.fill_value(fill, dtype)
     flat = batch.reshape(-1)
     if dtype in ("float16", "bfloat16"):
         flat = flat.view(np.uint16)
@@ -639,8 +606,291 @@ def mix(a, b, weights, boxes, *, dtype="float32", data_format="channels_last", o
         what = f"the MixUp/CutMix kernel for {dtype} batches"
         if dtype == "float32":
             announced(mix_variant(dtype), what, launch, _mix_f32, *args, flat, min(n, _MAX_BLOCKS),
-                      serial=_mix_f32_serial)
+                      serial=_mix_f32_serial, work=flat.nbytes)
         else:
             announced(mix_variant(dtype), what, launch, _mix_rounded, *args, _KINDS[dtype], flat,
-                      min(n, _MAX_BLOCKS), serial=_mix_rounded_serial)
+                      min(n, _MAX_BLOCKS), serial=_mix_rounded_serial, work=flat.nbytes)
     return out
+
+
+# ---- MixUp / CutMix inside the fused pass ---------------------------------------
+
+# The sample and its partner of each output sample are made side by side, a
+# group of a few at a time, into a per-thread scratch of at most this many
+# bytes (or one pair, if a pair is larger), and blended from there: the
+# scratch stays in the core's cache, so the batch is written once and no
+# sample/partner batches are made (three whole batches before).
+_MIX_SCRATCH_BYTES = 1 << 17
+
+
+@njit(inline="always", **JIT)
+def _blend_into(s, sa, sb, wa, y0, y1, x0, x1, P, h, wq, okind, out, ob, row):
+    """out[ob:] <- sample ``sa`` (of flat scratch ``s``) blended with ``sb``, as :func:`mix` does for one sample.
+
+    ``wa * a + (1 - wa) * b`` in float32 (the sample alone when ``wa`` is 1),
+    ``b`` inside the box (columns ``x0..x1`` already in values), then rounded
+    to ``okind``. The same expressions as :func:`_mix_sample_f32` and
+    :func:`_mix_sample_rounded`, so the same bits.
+    """
+    wb = np.float32(1.0) - wa
+    bits = row.view(np.uint32)
+    for p in range(P):
+        for i in range(h):
+            off = _u((p * h + i) * wq)
+            pa = _u(sa) + off
+            pb = _u(sb) + off
+            po = _u(ob) + off
+            inside = i >= y0 and i < y1
+            if okind == _F32:
+                if wa == np.float32(1.0):
+                    for u in range(wq):
+                        out[po + _u(u)] = s[pa + _u(u)]
+                else:
+                    for u in range(wq):
+                        out[po + _u(u)] = wa * s[pa + _u(u)] + wb * s[pb + _u(u)]
+                if inside:
+                    for u in range(x1 - x0):
+                        out[po + _u(x0) + _u(u)] = s[pb + _u(x0) + _u(u)]
+            else:
+                for u in range(wq):
+                    row[_u(u)] = wa * np.float32(s[pa + _u(u)]) + wb * np.float32(s[pb + _u(u)])
+                if inside:
+                    for u in range(x1 - x0):
+                        row[_u(x0) + _u(u)] = np.float32(s[pb + _u(x0) + _u(u)])
+                if okind == _F16:
+                    for u in range(wq):
+                        out[po + _u(u)] = f16_bits_from_f32_bits(bits[_u(u)])
+                elif okind == _BF16:
+                    for u in range(wq):
+                        out[po + _u(u)] = bf16_bits_from_f32_bits(bits[_u(u)])
+                else:
+                    for u in range(wq):
+                        out[po + _u(u)] = np.uint8(min(np.floor(row[_u(u)] + np.float32(0.5)), np.float32(255.0)))
+
+
+@njit(**JIT)
+def _fused_mix_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b,
+                     table, weights, mboxes, eboxes, efill, P, wq, Q, okind, out, group, scratch, bidx, bord, borig,
+                     bflip, nobox, nofill, row, t0, t1):
+    """Output samples ``order[t0:t1]`` (``n`` of them; ``indices[n + k]`` is sample k's partner), serially."""
+    n = weights.shape[0]
+    R = scratch.shape[1]
+    S = scratch.shape[2]
+    sflat = scratch.reshape(scratch.shape[0] * R * S)
+    size = R * S
+    for g0 in range(t0, t1, group):
+        m = min(group, t1 - g0)
+        for j in range(m):
+            k = order[g0 + j]
+            for half in range(2):
+                q = k + half * n
+                bidx[2 * j + half] = indices[q]
+                borig[2 * j + half, 0] = origins[q, 0]
+                borig[2 * j + half, 1] = origins[q, 1]
+                bflip[2 * j + half] = flips[q]
+        # The pairs, made by the fused pass's own block code into the scratch.
+        _fused_block(xf, H, W, bidx, bord, borig, bflip, pad, mode, fill, h, w, kind, channels_first, a, b, table,
+                     nobox, nofill, scratch, 0, 2 * m)
+        for j in range(m):
+            k = order[g0 + j]
+            _blend_into(sflat, 2 * j * size, (2 * j + 1) * size, weights[k], mboxes[k, 0], mboxes[k, 1],
+                        mboxes[k, 2] * Q, mboxes[k, 3] * Q, P, h, wq, okind, out, k * size, row)
+            if eboxes.shape[0] > 0:  # Cutout / erasing after the mix, as the separate passes did
+                ev = efill[0]
+                for e in range(eboxes.shape[1]):
+                    y0, y1 = eboxes[k, e, 0], eboxes[k, e, 1]
+                    x0, x1 = eboxes[k, e, 2] * Q, eboxes[k, e, 3] * Q
+                    for p in range(P):
+                        for i in range(y0, y1):
+                            start = _u(k * size + (p * h + i) * wq + x0)
+                            for u in range(x1 - x0):
+                                out[start + _u(u)] = ev
+
+
+@njit(**JIT)
+def _mix_scratch(n, group, R, S, proto):
+    scratch = np.empty((2 * group, R, S), proto.dtype)
+    bidx = np.empty(2 * group, np.int64)
+    bord = np.arange(2 * group)
+    borig = np.empty((2 * group, 2), np.int64)
+    bflip = np.empty(2 * group, np.uint8)
+    nobox = np.zeros((0, 0, 4), np.int64)
+    nofill = np.zeros(1, proto.dtype)
+    return scratch, bidx, bord, borig, bflip, nobox, nofill
+
+
+@njit(inline="always", **JIT)
+def _mix_in_range(indices, origins, flips, size, max_top, max_left, weights, mboxes, eboxes, h, w):
+    ok = _in_range(indices, origins, flips, size, max_top, max_left) & _boxes_inside(eboxes, h, w)
+    for k in range(weights.shape[0]):
+        ok &= (weights[k] >= 0) & (weights[k] <= 1)
+        y0, y1, x0, x1 = mboxes[k, 0], mboxes[k, 1], mboxes[k, 2], mboxes[k, 3]
+        ok &= (y0 >= 0) & (y0 <= y1) & (y1 <= h) & (x0 >= 0) & (x0 <= x1) & (x1 <= w)
+    return ok
+
+
+@njit(**PARALLEL_JIT)
+def _fused_mix_parallel(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b,
+                        table, weights, mboxes, eboxes, efill, P, wq, Q, okind, out, proto, R, S, group, blocks):
+    """Blocks of output samples to the threads, as :func:`fastseq.kernels.images._fused` hands them out."""
+    n = weights.shape[0]
+    taken = np.zeros(1, np.int64)
+    for _ in prange(blocks):
+        scratch, bidx, bord, borig, bflip, nobox, nofill = _mix_scratch(n, group, R, S, proto)
+        row = np.empty(wq, np.float32)
+        while True:
+            blk = fetch_add(taken, 0, 1)
+            if blk >= blocks:
+                break
+            _fused_mix_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first,
+                             a, b, table, weights, mboxes, eboxes, efill, P, wq, Q, okind, out, group, scratch, bidx,
+                             bord, borig, bflip, nobox, nofill, row, blk * n // blocks, (blk + 1) * n // blocks)
+
+
+@njit(**JIT)
+def _fused_mix(xf, H, W, indices, order, origins, flips, size, max_top, max_left, pad, mode, fill, h, w, kind,
+               channels_first, a, b, table, weights, mboxes, eboxes, efill, P, wq, Q, okind, out, proto, R, S, group,
+               blocks):
+    """MixUp/CutMix (and Cutout after it) in the fused pass: each output sample written once.
+
+    ``indices``, ``origins``, ``flips``: (2n,) samples then partners; ``out``
+    flat, in the output's storage type; ``proto``: an empty array of the
+    pairs' type (float32, or uint8 for uint8 output); ``(R, S)``: a sample's
+    shape in the fused block's output, ``(h, w * C)`` or ``(C, h * w)``.
+    Proves every value in range first and returns False (nothing run) if
+    one is not. (A parallel function with an early return wrote nothing:
+    the check is out here, as in :func:`fastseq.kernels.images._checked`.)
+    Numba-compiled; parallel over the batch.
+    """
+    if not _mix_in_range(indices, origins, flips, size, max_top, max_left, weights, mboxes, eboxes, h, w):
+        return False
+    _fused_mix_parallel(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b,
+                        table, weights, mboxes, eboxes, efill, P, wq, Q, okind, out, proto, R, S, group, blocks)
+    return True
+
+
+@njit(**JIT)
+def _fused_mix_serial(xf, H, W, indices, order, origins, flips, size, max_top, max_left, pad, mode, fill, h, w, kind,
+                      channels_first, a, b, table, weights, mboxes, eboxes, efill, P, wq, Q, okind, out, proto, R, S,
+                      group, blocks):
+    """The serial twin of :func:`_fused_mix`, for processes forked after parallel use."""
+    if not _mix_in_range(indices, origins, flips, size, max_top, max_left, weights, mboxes, eboxes, h, w):
+        return False
+    n = weights.shape[0]
+    scratch, bidx, bord, borig, bflip, nobox, nofill = _mix_scratch(n, group, R, S, proto)
+    row = np.empty(wq, np.float32)
+    _fused_mix_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b,
+                     table, weights, mboxes, eboxes, efill, P, wq, Q, okind, out, group, scratch, bidx, bord, borig,
+                     bflip, nobox, nofill, row, 0, n)
+    return True
+
+
+class FusedMix:
+    """MixUp/CutMix (and Cutout or erasing after them) inside the fused pass of a :class:`FusedPlan`.
+
+    ``FusedMix(plan, dtype)`` with ``plan`` a :class:`fastseq.kernels.FusedPlan`
+    making float32 (for a float ``dtype``) or uint8 (for ``dtype="uint8"``)
+    batches. Each call makes, for every output sample, its own and its
+    partner's pixels (each with its own crop and flip) into a small
+    per-thread scratch and writes the blend once: the same bits as
+    ``mix(plan(both)[:n], plan(both)[n:], ...)`` then :func:`cutout`, with no
+    intermediate batch. Immutable; safe to share between threads.
+    """
+
+    def __init__(self, plan, dtype):
+        if dtype not in _KINDS:
+            raise ValueError(f"dtype must be one of {tuple(_KINDS)}, got {dtype!r}.")
+        need = "uint8" if dtype == "uint8" else "float32"
+        if plan.dtype != need:
+            raise ValueError(f"plan must make {need} batches for a {dtype} output, got a {plan.dtype} plan.")
+        self.plan = plan
+        self.dtype = dtype
+        self.data_format = plan.data_format
+        self._okind = _KINDS[dtype]
+        storage = np.uint16 if dtype in ("float16", "bfloat16") else check.numpy_dtype(dtype)
+        self._no_fill = np.zeros(1, storage)
+        self._proto = np.zeros(0, check.numpy_dtype(need))
+        h, w = plan.crop
+        C = plan.image_shape[2]
+        self._layout = (C, h, w, 1) if plan.channels_first else (1, h, w * C, C)  # P, h, wq, Q
+        self._shape = (C, h * w) if plan.channels_first else (h, w * C)
+        pair = 2 * h * w * C * self._proto.itemsize
+        self._group = max(1, _MIX_SCRATCH_BYTES // pair)
+        self._variant_key = ("fused-mix", plan._kind, plan.channels_first, self._okind)
+
+    def output_shape(self, n):
+        """Shape of the output for a batch of ``n`` samples."""
+        return self.plan.output_shape(n)
+
+    def compile(self, *, serial=False):
+        """Compile (or load from the on-disk cache) this variant on one sample; with ``serial``, its serial twin too."""
+        both = np.zeros(2, np.int64)
+        args = self._kernel_args(both, np.zeros((2, 2), np.int64), np.zeros(2, np.uint8), np.ones(1, np.float32),
+                                 np.zeros((1, 4), np.int64), _NO_BOXES, self._no_fill,
+                                 np.empty(int(np.prod(self.output_shape(1))), self._no_fill.dtype))
+        launch(_fused_mix, *args, serial=_fused_mix_serial, work=0)
+        mark_warm(self._variant_key)
+        if serial:
+            _fused_mix_serial(*args)
+
+    def __call__(self, indices, origins, flips, weights, boxes, out=None, *, erase=None, erase_fill=0):
+        """One mixed batch.
+
+        Args:
+            indices: int (2n,): the n samples, then their n partners.
+            origins, flips: (2n, 2) and (2n,), the crops and flips of both.
+            weights: float (n,) in [0, 1]; boxes: int (n, 4) (top, bottom,
+                left, right) within the crop: as :func:`mix` (a
+                :data:`MixDraw`'s ``weights`` and ``boxes``).
+            out: optional output of ``output_shape(n)`` and ``dtype``.
+            erase, erase_fill: Cutout/erasing boxes (n, count, 4) and value,
+                applied after the blend (see ``FusedPlan.__call__``).
+
+        Returns:
+            ``out``. Numba-compiled; parallel over the batch.
+        """
+        plan = self.plan
+        indices = check.index_array(indices, len(plan))
+        if indices.shape[0] % 2:
+            raise ValueError(f"indices must hold the samples then their partners (an even count), got {indices.shape[0]}.")
+        n = indices.shape[0] // 2
+        origins = check.origins(origins, 2 * n, *plan.max_origin)
+        flips = check.flip_bits(flips, 2 * n)
+        w = np.asarray(weights)
+        if w.shape != (n,) or not (np.issubdtype(w.dtype, np.floating) or w.size == 0):
+            raise ValueError(f"weights must be a float array of shape ({n},), got {check._describe(weights)}.")
+        w = np.ascontiguousarray(w, dtype=np.float32)
+        if n and not (np.all(w >= 0) and np.all(w <= 1)):
+            raise ValueError(f"weights must lie in [0, 1], got values in [{w.min()}, {w.max()}].")
+        mboxes = _check_boxes(boxes, (n, 4), plan.crop)
+        if erase is None:
+            eboxes, efill = _NO_BOXES, self._no_fill
+        else:
+            eboxes = check.erase_boxes(erase, n, plan.crop)
+            value = check.fill_value(erase_fill, self.dtype)
+            efill = np.full(1, value, value.dtype)
+        out = check.out_array(out, self.output_shape(n), self.dtype, plan._x)
+        if n == 0:
+            return out
+        flat = out.reshape(-1)
+        if self.dtype in ("float16", "bfloat16"):
+            flat = flat.view(np.uint16)
+        args = self._kernel_args(indices, origins, flips, w, mboxes, eboxes, efill, flat)
+        what = f"the fused MixUp/CutMix kernel for {self.dtype} {self.data_format} batches"
+        ok = announced(self._variant_key, what, launch, _fused_mix, *args, serial=_fused_mix_serial, work=out.nbytes)
+        if not ok:
+            raise AssertionError("fused mix kernel refused arguments that passed every check")  # pragma: no cover
+        return out
+
+    def _kernel_args(self, indices, origins, flips, weights, mboxes, eboxes, efill, flat):
+        plan = self.plan
+        n = weights.shape[0]
+        h, w = plan.crop
+        P, _, wq, Q = self._layout
+        return (
+            plan._xf, plan.image_shape[0], plan.image_shape[1], indices, plan._read_order(indices[:n]), origins,
+            flips, len(plan), plan.max_origin[0], plan.max_origin[1], plan.padding, plan._mode, plan.fill, h, w,
+            plan._kind, True if plan.channels_first else None, plan._a, plan._b, plan._table, weights, mboxes,
+            eboxes, efill, P, wq, Q, self._okind, flat, self._proto, self._shape[0], self._shape[1], self._group,
+            min(n, _MAX_BLOCKS),
+        )
