@@ -31,7 +31,7 @@ from fastseq.kernels import _validate as check
 from fastseq.kernels._intrinsics import fetch_add
 from fastseq.kernels.config import JIT, PARALLEL_JIT, announced, launch, mark_warm
 from fastseq.kernels.halfprec import bf16_bits_from_f32_bits, f16_bits_from_f32_bits
-from fastseq.kernels.images import _MAX_BLOCKS, _NO_BOXES, _boxes_inside, _fused_block, _in_range
+from fastseq.kernels.images import _MAX_BLOCKS, _NO_BOXES, _NO_TABLE, _RAW, _boxes_inside, _fused_block, _in_range
 from fastseq.kernels.random import (
     CUTMIX_LEFT,
     CUTMIX_TOP,
@@ -615,69 +615,60 @@ def mix(a, b, weights, boxes, *, dtype="float32", data_format="channels_last", o
 
 # ---- MixUp / CutMix inside the fused pass ---------------------------------------
 
-# The sample and its partner of each output sample are made side by side, a
-# group of a few at a time, into a per-thread scratch of at most this many
-# bytes (or one pair, if a pair is larger), and blended from there: the
-# scratch stays in the core's cache, so the batch is written once and no
-# sample/partner batches are made (three whole batches before).
+
+# The sample and its partner of each output sample are made as raw uint8
+# pixels (by the fused pass's own block code, with all its fast paths), a
+# group of a few pairs at a time, into a per-thread scratch of at most this
+# many bytes (or one pair, if a pair is larger); then one loop per output
+# row normalises both, blends them and writes the row once. Measured on
+# CIFAR (one thread): making each pair's rows afresh per output row, or
+# blending made float32 samples, ran at 2.5-5x the plain pass (the loop
+# overheads of short rows); raw pairs keep the scratch small and the fast
+# paths whole-sample.
 _MIX_SCRATCH_BYTES = 1 << 17
 
 
-@njit(inline="always", **JIT)
-def _blend_into(s, sa, sb, wa, y0, y1, x0, x1, P, h, wq, okind, out, ob, row):
-    """out[ob:] <- sample ``sa`` (of flat scratch ``s``) blended with ``sb``, as :func:`mix` does for one sample.
-
-    ``wa * a + (1 - wa) * b`` in float32 (the sample alone when ``wa`` is 1),
-    ``b`` inside the box (columns ``x0..x1`` already in values), then rounded
-    to ``okind``. The same expressions as :func:`_mix_sample_f32` and
-    :func:`_mix_sample_rounded`, so the same bits.
-    """
-    wb = np.float32(1.0) - wa
-    bits = row.view(np.uint32)
-    for p in range(P):
-        for i in range(h):
-            off = _u((p * h + i) * wq)
-            pa = _u(sa) + off
-            pb = _u(sb) + off
-            po = _u(ob) + off
-            inside = i >= y0 and i < y1
-            if okind == _F32:
-                if wa == np.float32(1.0):
-                    for u in range(wq):
-                        out[po + _u(u)] = s[pa + _u(u)]
-                else:
-                    for u in range(wq):
-                        out[po + _u(u)] = wa * s[pa + _u(u)] + wb * s[pb + _u(u)]
-                if inside:
-                    for u in range(x1 - x0):
-                        out[po + _u(x0) + _u(u)] = s[pb + _u(x0) + _u(u)]
-            else:
-                for u in range(wq):
-                    row[_u(u)] = wa * np.float32(s[pa + _u(u)]) + wb * np.float32(s[pb + _u(u)])
-                if inside:
-                    for u in range(x1 - x0):
-                        row[_u(x0) + _u(u)] = np.float32(s[pb + _u(x0) + _u(u)])
-                if okind == _F16:
-                    for u in range(wq):
-                        out[po + _u(u)] = f16_bits_from_f32_bits(bits[_u(u)])
-                elif okind == _BF16:
-                    for u in range(wq):
-                        out[po + _u(u)] = bf16_bits_from_f32_bits(bits[_u(u)])
-                else:
-                    for u in range(wq):
-                        out[po + _u(u)] = np.uint8(min(np.floor(row[_u(u)] + np.float32(0.5)), np.float32(255.0)))
-
-
 @njit(**JIT)
-def _fused_mix_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b,
-                     table, weights, mboxes, eboxes, efill, P, wq, Q, okind, out, group, scratch, bidx, bord, borig,
-                     bflip, nobox, nofill, row, t0, t1):
-    """Output samples ``order[t0:t1]`` (``n`` of them; ``indices[n + k]`` is sample k's partner), serially."""
+def _mix_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, channels_first, a, b, weights,
+               mboxes, eboxes, efill, okind, out, group, t0, t1):
+    """Output samples ``order[t0:t1]`` of :func:`_fused_mix_parallel`, serially.
+
+    Per output row: ``x = float32(v) * a[c] + b[c]`` for the sample and ``y``
+    likewise for the partner (the fused pass's own expression; exact for
+    raw pixels, a = 1 and b = 0), then ``wa * x + (1 - wa) * y`` in float32
+    (``x`` alone when ``wa`` is 1, ``y`` inside the CutMix box), rounded to
+    the output's type as :func:`mix` does and written once.
+    """
     n = weights.shape[0]
-    R = scratch.shape[1]
-    S = scratch.shape[2]
-    sflat = scratch.reshape(scratch.shape[0] * R * S)
+    C = a.shape[0]
+    R = out.shape[1]
+    S = out.shape[2]
     size = R * S
+    # The per-value coefficients of a row of the block layout: (h, w*C) rows
+    # repeat the channels; (C, h*w) planes take one channel each.
+    P = C if channels_first else 1
+    wq = w if channels_first else w * C
+    Q = 1 if channels_first else C
+    ca = np.empty((P, wq), np.float32)
+    cb = np.empty((P, wq), np.float32)
+    for p in range(P):
+        for u in range(wq):
+            c = p if channels_first else u % C
+            ca[p, u] = a[c]
+            cb[p, u] = b[c]
+    ones = np.ones(C, np.float32)
+    zeros = np.zeros(C, np.float32)
+    scratch = np.empty((2 * group, R, S), np.uint8)
+    sflat = scratch.reshape(2 * group * size)
+    bidx = np.empty(2 * group, np.int64)
+    bord = np.arange(2 * group)
+    borig = np.empty((2 * group, 2), np.int64)
+    bflip = np.empty(2 * group, np.uint8)
+    nobox = np.zeros((0, 0, 4), np.int64)
+    nofill = np.zeros(1, np.uint8)
+    row = np.empty(wq, np.float32)
+    bits = row.view(np.uint32)
+    oflat = out.reshape(out.shape[0] * size)
     for g0 in range(t0, t1, group):
         m = min(group, t1 - g0)
         for j in range(m):
@@ -688,35 +679,63 @@ def _fused_mix_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, 
                 borig[2 * j + half, 0] = origins[q, 0]
                 borig[2 * j + half, 1] = origins[q, 1]
                 bflip[2 * j + half] = flips[q]
-        # The pairs, made by the fused pass's own block code into the scratch.
-        _fused_block(xf, H, W, bidx, bord, borig, bflip, pad, mode, fill, h, w, kind, channels_first, a, b, table,
-                     nobox, nofill, scratch, 0, 2 * m)
+        _fused_block(xf, H, W, bidx, bord, borig, bflip, pad, mode, fill, h, w, _RAW, channels_first, ones, zeros,
+                     _NO_TABLE, nobox, nofill, scratch, 0, 2 * m)
         for j in range(m):
-            k = order[g0 + j]
-            _blend_into(sflat, 2 * j * size, (2 * j + 1) * size, weights[k], mboxes[k, 0], mboxes[k, 1],
-                        mboxes[k, 2] * Q, mboxes[k, 3] * Q, P, h, wq, okind, out, k * size, row)
+            ks = order[g0 + j]
+            wa = weights[ks]
+            wb = np.float32(1.0) - wa
+            alone = wa == np.float32(1.0)
+            y0, y1 = mboxes[ks, 0], mboxes[ks, 1]
+            x0, x1 = mboxes[ks, 2] * Q, mboxes[ks, 3] * Q
+            for p in range(P):
+                for i in range(h):
+                    off = _u((p * h + i) * wq)
+                    pa = _u(2 * j * size) + off
+                    pb = _u((2 * j + 1) * size) + off
+                    po = _u(ks * size) + off
+                    inside = i >= y0 and i < y1
+                    if okind == _F32:
+                        if alone:
+                            for u in range(wq):
+                                oflat[po + _u(u)] = np.float32(sflat[pa + _u(u)]) * ca[p, u] + cb[p, u]
+                        else:
+                            for u in range(wq):
+                                x = np.float32(sflat[pa + _u(u)]) * ca[p, u] + cb[p, u]
+                                y = np.float32(sflat[pb + _u(u)]) * ca[p, u] + cb[p, u]
+                                oflat[po + _u(u)] = wa * x + wb * y
+                        if inside:  # unsigned offsets from 0: with range(x0, x1) this loop took 0.6x the pass
+                            for v in range(x1 - x0):
+                                u = _u(x0) + _u(v)
+                                oflat[po + u] = np.float32(sflat[pb + u]) * ca[p, u] + cb[p, u]
+                        continue
+                    for u in range(wq):
+                        x = np.float32(sflat[pa + _u(u)]) * ca[p, u] + cb[p, u]
+                        y = np.float32(sflat[pb + _u(u)]) * ca[p, u] + cb[p, u]
+                        row[u] = wa * x + wb * y
+                    if inside:
+                        for v in range(x1 - x0):
+                            u = _u(x0) + _u(v)
+                            row[u] = np.float32(sflat[pb + u]) * ca[p, u] + cb[p, u]
+                    if okind == _F16:
+                        for u in range(wq):
+                            oflat[po + _u(u)] = f16_bits_from_f32_bits(bits[u])
+                    elif okind == _BF16:
+                        for u in range(wq):
+                            oflat[po + _u(u)] = bf16_bits_from_f32_bits(bits[u])
+                    else:
+                        for u in range(wq):
+                            oflat[po + _u(u)] = np.uint8(min(np.floor(row[u] + np.float32(0.5)), np.float32(255.0)))
             if eboxes.shape[0] > 0:  # Cutout / erasing after the mix, as the separate passes did
                 ev = efill[0]
                 for e in range(eboxes.shape[1]):
-                    y0, y1 = eboxes[k, e, 0], eboxes[k, e, 1]
-                    x0, x1 = eboxes[k, e, 2] * Q, eboxes[k, e, 3] * Q
+                    ey0, ey1 = eboxes[ks, e, 0], eboxes[ks, e, 1]
+                    ex0, ex1 = eboxes[ks, e, 2] * Q, eboxes[ks, e, 3] * Q
                     for p in range(P):
-                        for i in range(y0, y1):
-                            start = _u(k * size + (p * h + i) * wq + x0)
-                            for u in range(x1 - x0):
-                                out[start + _u(u)] = ev
-
-
-@njit(**JIT)
-def _mix_scratch(n, group, R, S, proto):
-    scratch = np.empty((2 * group, R, S), proto.dtype)
-    bidx = np.empty(2 * group, np.int64)
-    bord = np.arange(2 * group)
-    borig = np.empty((2 * group, 2), np.int64)
-    bflip = np.empty(2 * group, np.uint8)
-    nobox = np.zeros((0, 0, 4), np.int64)
-    nofill = np.zeros(1, proto.dtype)
-    return scratch, bidx, bord, borig, bflip, nobox, nofill
+                        for i in range(ey0, ey1):
+                            start = _u(ks * size + (p * h + i) * wq + ex0)
+                            for v in range(ex1 - ex0):
+                                oflat[start + _u(v)] = ev
 
 
 @njit(inline="always", **JIT)
@@ -730,58 +749,47 @@ def _mix_in_range(indices, origins, flips, size, max_top, max_left, weights, mbo
 
 
 @njit(**PARALLEL_JIT)
-def _fused_mix_parallel(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b,
-                        table, weights, mboxes, eboxes, efill, P, wq, Q, okind, out, proto, R, S, group, blocks):
+def _fused_mix_parallel(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, channels_first, a, b,
+                        weights, mboxes, eboxes, efill, okind, out, group, blocks):
     """Blocks of output samples to the threads, as :func:`fastseq.kernels.images._fused` hands them out."""
     n = weights.shape[0]
     taken = np.zeros(1, np.int64)
     for _ in prange(blocks):
-        scratch, bidx, bord, borig, bflip, nobox, nofill = _mix_scratch(n, group, R, S, proto)
-        row = np.empty(wq, np.float32)
         while True:
             blk = fetch_add(taken, 0, 1)
             if blk >= blocks:
                 break
-            _fused_mix_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first,
-                             a, b, table, weights, mboxes, eboxes, efill, P, wq, Q, okind, out, group, scratch, bidx,
-                             bord, borig, bflip, nobox, nofill, row, blk * n // blocks, (blk + 1) * n // blocks)
+            _mix_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, channels_first, a, b, weights,
+                       mboxes, eboxes, efill, okind, out, group, blk * n // blocks, (blk + 1) * n // blocks)
 
 
 @njit(**JIT)
-def _fused_mix(xf, H, W, indices, order, origins, flips, size, max_top, max_left, pad, mode, fill, h, w, kind,
-               channels_first, a, b, table, weights, mboxes, eboxes, efill, P, wq, Q, okind, out, proto, R, S, group,
-               blocks):
-    """MixUp/CutMix (and Cutout after it) in the fused pass: each output sample written once.
+def _fused_mix(xf, H, W, indices, order, origins, flips, size, max_top, max_left, pad, mode, fill, h, w,
+               channels_first, a, b, weights, mboxes, eboxes, efill, okind, out, group, blocks):
+    """MixUp/CutMix (and Cutout after it) in the fused pass: each output value written once.
 
     ``indices``, ``origins``, ``flips``: (2n,) samples then partners; ``out``
-    flat, in the output's storage type; ``proto``: an empty array of the
-    pairs' type (float32, or uint8 for uint8 output); ``(R, S)``: a sample's
-    shape in the fused block's output, ``(h, w * C)`` or ``(C, h * w)``.
-    Proves every value in range first and returns False (nothing run) if
-    one is not. (A parallel function with an early return wrote nothing:
-    the check is out here, as in :func:`fastseq.kernels.images._checked`.)
+    (n, h, w * C) or (n, C, h * w) in the output's storage type. Proves every
+    value in range first and returns False (nothing run) if one is not. (A
+    parallel function with an early return wrote nothing: the check is out
+    here, as in :func:`fastseq.kernels.images._checked`.)
     Numba-compiled; parallel over the batch.
     """
     if not _mix_in_range(indices, origins, flips, size, max_top, max_left, weights, mboxes, eboxes, h, w):
         return False
-    _fused_mix_parallel(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b,
-                        table, weights, mboxes, eboxes, efill, P, wq, Q, okind, out, proto, R, S, group, blocks)
+    _fused_mix_parallel(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, channels_first, a, b,
+                        weights, mboxes, eboxes, efill, okind, out, group, blocks)
     return True
 
 
 @njit(**JIT)
-def _fused_mix_serial(xf, H, W, indices, order, origins, flips, size, max_top, max_left, pad, mode, fill, h, w, kind,
-                      channels_first, a, b, table, weights, mboxes, eboxes, efill, P, wq, Q, okind, out, proto, R, S,
-                      group, blocks):
+def _fused_mix_serial(xf, H, W, indices, order, origins, flips, size, max_top, max_left, pad, mode, fill, h, w,
+                      channels_first, a, b, weights, mboxes, eboxes, efill, okind, out, group, blocks):
     """The serial twin of :func:`_fused_mix`, for processes forked after parallel use."""
     if not _mix_in_range(indices, origins, flips, size, max_top, max_left, weights, mboxes, eboxes, h, w):
         return False
-    n = weights.shape[0]
-    scratch, bidx, bord, borig, bflip, nobox, nofill = _mix_scratch(n, group, R, S, proto)
-    row = np.empty(wq, np.float32)
-    _fused_mix_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b,
-                     table, weights, mboxes, eboxes, efill, P, wq, Q, okind, out, group, scratch, bidx, bord, borig,
-                     bflip, nobox, nofill, row, 0, n)
+    _mix_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, channels_first, a, b, weights,
+               mboxes, eboxes, efill, okind, out, group, 0, weights.shape[0])
     return True
 
 
@@ -791,8 +799,8 @@ class FusedMix:
     ``FusedMix(plan, dtype)`` with ``plan`` a :class:`fastseq.kernels.FusedPlan`
     making float32 (for a float ``dtype``) or uint8 (for ``dtype="uint8"``)
     batches. Each call makes, for every output sample, its own and its
-    partner's pixels (each with its own crop and flip) into a small
-    per-thread scratch and writes the blend once: the same bits as
+    partner's raw pixels (each with its own crop and flip) into a small
+    per-thread uint8 scratch and writes the blend once: the same bits as
     ``mix(plan(both)[:n], plan(both)[n:], ...)`` then :func:`cutout`, with no
     intermediate batch. Immutable; safe to share between threads.
     """
@@ -809,13 +817,10 @@ class FusedMix:
         self._okind = _KINDS[dtype]
         storage = np.uint16 if dtype in ("float16", "bfloat16") else check.numpy_dtype(dtype)
         self._no_fill = np.zeros(1, storage)
-        self._proto = np.zeros(0, check.numpy_dtype(need))
         h, w = plan.crop
         C = plan.image_shape[2]
-        self._layout = (C, h, w, 1) if plan.channels_first else (1, h, w * C, C)  # P, h, wq, Q
-        self._shape = (C, h * w) if plan.channels_first else (h, w * C)
-        pair = 2 * h * w * C * self._proto.itemsize
-        self._group = max(1, _MIX_SCRATCH_BYTES // pair)
+        self._shape = (C, h * w) if plan.channels_first else (h, w * C)  # a sample, as the kernel sees it
+        self._group = max(1, _MIX_SCRATCH_BYTES // (2 * h * w * C))  # pairs made at a time (raw uint8)
         self._variant_key = ("fused-mix", plan._kind, plan.channels_first, self._okind)
 
     def output_shape(self, n):
@@ -827,7 +832,7 @@ class FusedMix:
         both = np.zeros(2, np.int64)
         args = self._kernel_args(both, np.zeros((2, 2), np.int64), np.zeros(2, np.uint8), np.ones(1, np.float32),
                                  np.zeros((1, 4), np.int64), _NO_BOXES, self._no_fill,
-                                 np.empty(int(np.prod(self.output_shape(1))), self._no_fill.dtype))
+                                 np.empty((1, *self._shape), self._no_fill.dtype))
         launch(_fused_mix, *args, serial=_fused_mix_serial, work=0)
         mark_warm(self._variant_key)
         if serial:
@@ -850,6 +855,30 @@ class FusedMix:
             ``out``. Numba-compiled; parallel over the batch.
         """
         plan = self.plan
+        if erase is None:
+            eboxes, efill = _NO_BOXES, self._no_fill
+        else:
+            value = check.fill_value(erase_fill, self.dtype)
+            eboxes, efill = erase, np.full(1, value, value.dtype)
+        n = indices.shape[0] // 2 if type(indices) is np.ndarray and indices.ndim == 1 else -1
+        if (
+            n > 0
+            and indices.shape[0] == 2 * n
+            and type(origins) is np.ndarray and type(flips) is np.ndarray and type(weights) is np.ndarray
+            and type(boxes) is np.ndarray and type(eboxes) is np.ndarray
+            and indices.dtype == np.int64 and origins.dtype == np.int64 and flips.dtype == np.uint8
+            and weights.dtype == np.float32 and boxes.dtype == np.int64 and eboxes.dtype == np.int64
+            and origins.shape == (2 * n, 2) and flips.shape == (2 * n,) and weights.shape == (n,)
+            and boxes.shape == (n, 4) and eboxes.ndim == 3 and eboxes.shape[2] == 4
+            and (eboxes.shape[0] == n or erase is None)
+            and all(v.flags.c_contiguous for v in (indices, origins, flips, weights, boxes, eboxes))
+        ):
+            # The sequence's own arrays: the compiled launch proves every value
+            # in range first; if one is not, nothing runs and the full checks
+            # below raise the usual error.
+            out = check.out_array(out, self.output_shape(n), self.dtype, plan._x)
+            if self._launch(indices, origins, flips, weights, boxes, eboxes, efill, out):
+                return out
         indices = check.index_array(indices, len(plan))
         if indices.shape[0] % 2:
             raise ValueError(f"indices must hold the samples then their partners (an even count), got {indices.shape[0]}.")
@@ -863,34 +892,29 @@ class FusedMix:
         if n and not (np.all(w >= 0) and np.all(w <= 1)):
             raise ValueError(f"weights must lie in [0, 1], got values in [{w.min()}, {w.max()}].")
         mboxes = _check_boxes(boxes, (n, 4), plan.crop)
-        if erase is None:
-            eboxes, efill = _NO_BOXES, self._no_fill
-        else:
+        if erase is not None:
             eboxes = check.erase_boxes(erase, n, plan.crop)
-            value = check.fill_value(erase_fill, self.dtype)
-            efill = np.full(1, value, value.dtype)
         out = check.out_array(out, self.output_shape(n), self.dtype, plan._x)
-        if n == 0:
-            return out
-        flat = out.reshape(-1)
-        if self.dtype in ("float16", "bfloat16"):
-            flat = flat.view(np.uint16)
-        args = self._kernel_args(indices, origins, flips, w, mboxes, eboxes, efill, flat)
-        what = f"the fused MixUp/CutMix kernel for {self.dtype} {self.data_format} batches"
-        ok = announced(self._variant_key, what, launch, _fused_mix, *args, serial=_fused_mix_serial, work=out.nbytes)
-        if not ok:
+        if n > 0 and not self._launch(indices, origins, flips, w, mboxes, eboxes, efill, out):
             raise AssertionError("fused mix kernel refused arguments that passed every check")  # pragma: no cover
         return out
 
-    def _kernel_args(self, indices, origins, flips, weights, mboxes, eboxes, efill, flat):
+    def _launch(self, indices, origins, flips, weights, mboxes, eboxes, efill, out):
+        n = weights.shape[0]
+        target = out.view(np.uint16) if self.dtype in ("float16", "bfloat16") else out
+        args = self._kernel_args(indices, origins, flips, weights, mboxes, eboxes, efill,
+                                 target.reshape((n, *self._shape)))
+        what = f"the fused MixUp/CutMix kernel for {self.dtype} {self.data_format} batches"
+        return announced(self._variant_key, what, launch, _fused_mix, *args, serial=_fused_mix_serial,
+                         work=out.nbytes)
+
+    def _kernel_args(self, indices, origins, flips, weights, mboxes, eboxes, efill, target):
         plan = self.plan
         n = weights.shape[0]
         h, w = plan.crop
-        P, _, wq, Q = self._layout
         return (
             plan._xf, plan.image_shape[0], plan.image_shape[1], indices, plan._read_order(indices[:n]), origins,
             flips, len(plan), plan.max_origin[0], plan.max_origin[1], plan.padding, plan._mode, plan.fill, h, w,
-            plan._kind, True if plan.channels_first else None, plan._a, plan._b, plan._table, weights, mboxes,
-            eboxes, efill, P, wq, Q, self._okind, flat, self._proto, self._shape[0], self._shape[1], self._group,
-            min(n, _MAX_BLOCKS),
+            True if plan.channels_first else None, plan._a, plan._b, weights, mboxes, eboxes, efill, self._okind,
+            target, self._group, min(n, _MAX_BLOCKS),
         )
