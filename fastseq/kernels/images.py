@@ -34,7 +34,9 @@ of correctly rounded float16/bfloat16 bits, or the raw bytes. Rows above or
 below the image convert the fill row instead. Every row of a sample runs
 the same loops with the same trip counts (the crop position changes only
 offsets), and the output is written once, in order, with no intermediate
-batch.
+batch. Cutout / RandomErasing boxes (``FusedPlan(...)(..., erase=boxes)``)
+are filled in by the same block right after its samples, while they are
+still in the core's cache: the erased values' stores only, on every thread.
 """
 
 import numba

@@ -1,17 +1,24 @@
-"""Cutout, RandomErasing, MixUp and CutMix: their per-sample draws and the two small passes that apply them.
+"""Cutout, RandomErasing, MixUp and CutMix: their per-sample draws, the fused MixUp/CutMix pass, and the separate passes.
 
-NumPy and Numba only. Each runs after the fused gather-crop-flip-normalise
-pass, on that pass's output, so :mod:`fastseq.kernels.images` is unchanged
-and these add their own, small, compiled functions (cold-start compile
-time is paid only by a sequence that uses them):
+NumPy and Numba only.
 
+* :class:`FusedMix` makes MixUp/CutMix batches inside the fused pass: for
+  each output sample, its own and its partner's raw pixels (each with its
+  own crop and flip, by :mod:`fastseq.kernels.images`' block code) into a
+  small per-thread scratch, then one loop per output row normalises both,
+  blends them in float32 and writes the row once (Cutout/erasing boxes
+  after). What :class:`fastseq.ArraySequence` runs for mixing over a
+  :class:`fastseq.kernels.FusedPlan`. (Cutout and erasing alone run inside
+  :class:`FusedPlan` itself: its ``erase=`` argument.)
 * :func:`cutout` writes a fill value into per-sample boxes of a finished
-  batch, in place, serially. It touches only the erased values.
+  batch, in place, serially. It touches only the erased values. Used after
+  the resampling pass (``RandomResizedCrop``) and as the fused paths' twin.
 * :func:`mix` makes each output sample from two made samples ``a[k]`` and
   ``b[k]`` (the sample and its partner, both out of one fused call on the
   concatenated indices): ``weights[k] * a + (1 - weights[k]) * b`` in
   float32 (MixUp), with ``b``'s pixels inside ``boxes[k]`` (CutMix), then
-  rounded to the output dtype.
+  rounded to the output dtype. Used after the resampling pass, and as
+  :class:`FusedMix`'s twin (same bits).
 
 The draws (:class:`CutoutParams`, :class:`ErasingParams`, :class:`MixParams`)
 are a pure function of ``(seed, epoch, sample index)`` through the counter
