@@ -696,6 +696,8 @@ def _mix_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, 
             y0, y1 = mboxes[ks, 0], mboxes[ks, 1]
             x0, x1 = mboxes[ks, 2] * Q, mboxes[ks, 3] * Q
             for p in range(P):
+                ap = ca[p]  # 1-D rows of coefficients, indexed as images.py's arow
+                bp = cb[p]
                 for i in range(h):
                     off = _u((p * h + i) * wq)
                     pa = _u(2 * j * size) + off
@@ -705,25 +707,25 @@ def _mix_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, 
                     if okind == _F32:
                         if alone:
                             for u in range(wq):
-                                oflat[po + _u(u)] = np.float32(sflat[pa + _u(u)]) * ca[p, u] + cb[p, u]
+                                oflat[po + _u(u)] = np.float32(sflat[pa + _u(u)]) * ap[_u(u)] + bp[_u(u)]
                         else:
                             for u in range(wq):
-                                x = np.float32(sflat[pa + _u(u)]) * ca[p, u] + cb[p, u]
-                                y = np.float32(sflat[pb + _u(u)]) * ca[p, u] + cb[p, u]
+                                x = np.float32(sflat[pa + _u(u)]) * ap[_u(u)] + bp[_u(u)]
+                                y = np.float32(sflat[pb + _u(u)]) * ap[_u(u)] + bp[_u(u)]
                                 oflat[po + _u(u)] = wa * x + wb * y
                         if inside:  # unsigned offsets from 0: with range(x0, x1) this loop took 0.6x the pass
                             for v in range(x1 - x0):
                                 u = _u(x0) + _u(v)
-                                oflat[po + u] = np.float32(sflat[pb + u]) * ca[p, u] + cb[p, u]
+                                oflat[po + u] = np.float32(sflat[pb + u]) * ap[_u(u)] + bp[_u(u)]
                         continue
                     for u in range(wq):
-                        x = np.float32(sflat[pa + _u(u)]) * ca[p, u] + cb[p, u]
-                        y = np.float32(sflat[pb + _u(u)]) * ca[p, u] + cb[p, u]
+                        x = np.float32(sflat[pa + _u(u)]) * ap[_u(u)] + bp[_u(u)]
+                        y = np.float32(sflat[pb + _u(u)]) * ap[_u(u)] + bp[_u(u)]
                         row[u] = wa * x + wb * y
                     if inside:
                         for v in range(x1 - x0):
                             u = _u(x0) + _u(v)
-                            row[u] = np.float32(sflat[pb + u]) * ca[p, u] + cb[p, u]
+                            row[u] = np.float32(sflat[pb + u]) * ap[_u(u)] + bp[_u(u)]
                     if okind == _F16:
                         for u in range(wq):
                             oflat[po + _u(u)] = f16_bits_from_f32_bits(bits[u])
