@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 from keras.utils import PyDataset
 
-from fastseq import kernels, options, order, plans, sharding, targets
+from fastseq import keras_quirks, kernels, options, order, plans, sharding, targets
 from fastseq._memmap import MemmapRef
 from fastseq._pool import BufferPool
 from fastseq.kernels import _validate as check
@@ -188,7 +188,7 @@ class ArraySequence(PositionAPI, PyDataset):
         out_size = plans.output_size(self._plan, self.data_format)
         self._cutout = plans.cutout_draws(self.cutout, out_size)
         self._mix = plans.mix_draws(self.mix, self._num_items, out_size)
-        self._pairs = self._mix_plan = None
+        self._pairs = self._mix_plan = self._fused_mix = None
         if self._mix is None:
             return
         # Samples and partners are made in one fused call, in float32 (or raw
@@ -196,6 +196,10 @@ class ArraySequence(PositionAPI, PyDataset):
         # and rounded once, so half-precision outputs are not rounded twice.
         pair_dtype = "uint8" if self.dtype == "uint8" else "float32"
         self._mix_plan = self._plan if pair_dtype == self.dtype else self._make_plan(pair_dtype)
+        if isinstance(self._mix_plan, kernels.FusedPlan):
+            # The blend inside the fused pass; the resampling pass still makes the pair batches.
+            self._fused_mix = kernels.FusedMix(self._mix_plan, self.dtype)
+            return
         threaded = self.workers > 1 and not self.use_multiprocessing
         self._pairs = BufferPool(
             self._mix_plan.output_shape(2 * self.batch_size),
@@ -211,7 +215,8 @@ class ArraySequence(PositionAPI, PyDataset):
     def __getstate__(self):
         # The position pickles itself: its shared block to a worker being spawned, a copy otherwise.
         state = self.__dict__.copy()
-        for key in ("_plan", "_buffers", "_lock", "_stats", "_draws", "_random", "_cutout", "_mix", "_mix_plan", "_pairs"):
+        for key in ("_plan", "_buffers", "_lock", "_stats", "_draws", "_random", "_cutout", "_mix", "_mix_plan", "_pairs",
+                    "_fused_mix"):
             state.pop(key, None)
         state["x"] = MemmapRef.wrap(self.x)
         return state
@@ -238,23 +243,8 @@ class ArraySequence(PositionAPI, PyDataset):
         epoch, j = self._position.serve(i)  # marks it served; read once: the whole batch belongs to one epoch
         idx = self._batch_indices(j, epoch)
         out = self._buffers.take() if idx.size == self.batch_size else None
-        if self._mix is None:
-            draw = None
-            origins, flips = self._params(idx, epoch)
-            t1 = time.perf_counter()
-            batch_x = self._plan(idx, origins, flips, out=out)
-        else:
-            draw = self._mix(self.seed, epoch, idx)
-            both = np.concatenate([idx, draw.partners])
-            origins, flips = self._params(both, epoch)
-            t1 = time.perf_counter()
-            pairs = self._mix_plan(both, origins, flips, out=self._pairs.take() if idx.size == self.batch_size else None)
-            n = idx.size
-            batch_x = kernels.mix(
-                pairs[:n], pairs[n:], draw.weights, draw.boxes, dtype=self.dtype, data_format=self.data_format, out=out
-            )
-        if self._cutout is not None:
-            kernels.cutout(batch_x, self._cutout(self.seed, epoch, idx), fill=self.cutout.fill, data_format=self.data_format)
+        draw = None if self._mix is None else self._mix(self.seed, epoch, idx)
+        batch_x, t1 = self._make_x(idx, epoch, draw, out)
         t2 = time.perf_counter()
         result = (batch_x,)
         if self.y is not None:
@@ -267,6 +257,30 @@ class ArraySequence(PositionAPI, PyDataset):
             self._stats["kernel_seconds"] += t2 - t1
             self._stats["getitem_seconds"] += t3 - t0
         return result
+
+    def _make_x(self, idx, epoch, draw, out):
+        """The batch's images and when the kernels started: the fused pass makes them, mixing (``draw``) and
+        cutting out inside it where the plan is a ``FusedPlan``; else the resampling pass, then mix, then cutout."""
+        erase = None if self._cutout is None else self._cutout(self.seed, epoch, idx)
+        fill = 0 if erase is None else self.cutout.fill
+        both = idx if draw is None else np.concatenate([idx, draw.partners])
+        origins, flips = self._params(both, epoch)
+        t1 = time.perf_counter()
+        if draw is None and isinstance(self._plan, kernels.FusedPlan):
+            return self._plan(idx, origins, flips, out=out, erase=erase, erase_fill=fill), t1
+        if draw is not None and self._fused_mix is not None:
+            return self._fused_mix(both, origins, flips, draw.weights, draw.boxes, out=out, erase=erase,
+                                   erase_fill=fill), t1
+        if draw is None:
+            batch_x = self._plan(idx, origins, flips, out=out)
+        else:
+            pairs = self._mix_plan(both, origins, flips, out=self._pairs.take() if idx.size == self.batch_size else None)
+            n, fmt = idx.size, self.data_format
+            batch_x = kernels.mix(pairs[:n], pairs[n:], draw.weights, draw.boxes, dtype=self.dtype, data_format=fmt,
+                                  out=out)
+        if erase is not None:
+            kernels.cutout(batch_x, erase, fill=fill, data_format=self.data_format)
+        return batch_x, t1
 
     def indices(self, i):
         """The sample indices (int64) in batch ``i`` of the current pass. Inspects only: serves nothing.
@@ -288,50 +302,14 @@ class ArraySequence(PositionAPI, PyDataset):
         served, so the calls Keras makes mid-pass (``steps_per_epoch`` below
         ``len(seq)``, probes, validation) and repeated calls change nothing.
         """
-        n = len(self)
         count = self._position.advance_if_complete()
         if not self.shuffle and self._random is None:
             return  # every epoch is the same: nothing to lose
-        if 2 < count < n and (self.workers > 1 or self.use_multiprocessing):
-            self._warn_once(
-                "partial",
-                f"ArraySequence: Keras ended its epoch after {count} of this pass's {n} batches while prefetching "
-                f"with workers={self.workers}"
-                + (", use_multiprocessing=True" if self.use_multiprocessing else "")
-                + ": with steps_per_epoch below len(seq), Keras restarts its requests at batch 0 at each of its "
-                "epochs, so batches of a pass longer than its queue (max_queue_size) are never requested and "
-                "others are trained twice: a pass may not see every sample exactly once. Use workers=1 (the "
-                "batch itself is already parallel) or leave steps_per_epoch unset.",
-            )
-        self._check_backend()
-
-    def _check_backend(self):
-        if not (self.workers > 1 or (self.workers > 0 and self.use_multiprocessing)):
-            return
-        try:
-            from keras import backend
-        except ImportError:  # pragma: no cover - keras is a dependency
-            return
-        name = {"jax": "JAX", "torch": "torch"}.get(backend.backend())
-        if name is not None:
-            # Both build the model with a first batch pulled through Keras' enqueuer (the TensorFlow
-            # backend probes with seq[i] instead); the batches prefetched for that probe stay in its
-            # queue and are trained in the next epoch (the pattern is logged in tests/test_epochs.py).
-            self._warn_once(
-                "prefetch",
-                f"ArraySequence: on the {name} backend with workers={self.workers}"
-                + (", use_multiprocessing=True" if self.use_multiprocessing else "")
-                + ", Keras' pre-training probe starts its prefetching workers and then trains the first epoch "
-                "partly on the batches they prefetched, and each later epoch partly on the previous one's "
-                f"leftovers: epochs are not exactly-once passes. Use workers=1 on {name} (the batch itself is "
-                "already parallel)"
-                + (
-                    ", or let torch prefetch: model.fit(torch.utils.data.DataLoader(seq, batch_size=None, "
-                    "num_workers=2)) keeps every epoch exactly-once."
-                    if name == "torch"
-                    else "."
-                ),
-            )
+        mode = (self.workers, self.use_multiprocessing)
+        for key, message in (("partial", keras_quirks.partial_pass(count, len(self), *mode)),
+                             ("prefetch", keras_quirks.probe_prefetch(*mode))):
+            if message is not None:
+                self._warn_once(key, message)
 
     def _warn_once(self, key, message):
         if key not in self._warned:

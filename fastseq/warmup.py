@@ -21,6 +21,7 @@ from fastseq.kernels import config
 from fastseq.kernels import (
     CutoutParams,
     ErasingParams,
+    FusedMix,
     FusedPlan,
     MixParams,
     RandomParams,
@@ -89,12 +90,13 @@ def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, mul
             if what not in timings:
                 timed(what, lambda: plan.compile(serial=multiprocessing))
     if augmentations:
-        _compile_augmentations(dtypes, multiprocessing, timed)
+        _compile_augmentations(dtypes, data_formats, multiprocessing, timed)
     return timings
 
 
-def _compile_augmentations(dtypes, multiprocessing, timed):
-    """The draws, and per storage type the erase and mix passes (their layout is a run-time value)."""
+def _compile_augmentations(dtypes, data_formats, multiprocessing, timed):
+    """The draws, per storage type the erase and mix passes (their layout is a run-time value), and per dtype and
+    layout the MixUp/CutMix kernel of the fused pass (Cutout/erasing in the fused pass is the fused kernel itself)."""
     one = np.zeros(1, np.int64)
     timed("cutout and random erasing boxes", lambda: (CutoutParams(image_size=(2, 2), size=1)(0, 0, one),
                                                        ErasingParams(image_size=(2, 2))(0, 0, one)))
@@ -125,6 +127,18 @@ def _compile_augmentations(dtypes, multiprocessing, timed):
                     mixmod._mix_rounded_serial(*args, mixmod._KINDS[dtype], target, 1)
 
         timed(f"cutout and mix passes, {key}" + (" + serial twins" if multiprocessing else ""), passes)
+    x = np.zeros((1, 2, 2, 3), np.uint8)
+    compiled = set()
+    for dtype in dtypes:
+        for data_format in data_formats:
+            normalize = {} if dtype == "uint8" else {"mean": 0.0, "std": 1.0}
+            pair = "uint8" if dtype == "uint8" else "float32"
+            fused_mix = FusedMix(FusedPlan(x, dtype=pair, data_format=data_format, **normalize), dtype)
+            key = "half" if dtype in ("float16", "bfloat16") else dtype
+            what = f"fused mix kernel, {key} {data_format}" + (" + serial twin" if multiprocessing else "")
+            if what not in compiled:
+                compiled.add(what)
+                timed(what, lambda fm=fused_mix: fm.compile(serial=multiprocessing))
 
 
 def configure_parser(parser):

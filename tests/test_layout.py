@@ -25,7 +25,7 @@ LAYERS = [
     ("numpy-only product", ["fastseq.order", "fastseq.ragged", "fastseq.augment", "fastseq._pool", "fastseq._memmap", "fastseq.options",
                             "fastseq.warmup", "fastseq.position", "fastseq.plans", "fastseq.targets"]),
     ("datasets", ["fastseq.datasets"]),
-    ("Keras-facing product", ["fastseq.sequence", "fastseq.sharding", "fastseq.callbacks", "fastseq.layers",
+    ("Keras-facing product", ["fastseq.sequence", "fastseq.sharding", "fastseq.keras_quirks", "fastseq.callbacks", "fastseq.layers",
                               "fastseq.folder_sequence"]),
     ("bench", ["fastseq.bench"]),
     ("profiler", ["fastseq.profiling"]),

@@ -10,7 +10,7 @@ from fastseq.kernels.config import threading_layer
 from fastseq.kernels.gather import gather
 from fastseq.kernels.halfprec import to_half_bits
 from fastseq.kernels.images import FusedPlan, crop_flip, fused, normalize
-from fastseq.kernels.mix import CutoutParams, ErasingParams, MixDraw, MixParams, cutout, mix
+from fastseq.kernels.mix import CutoutParams, ErasingParams, FusedMix, MixDraw, MixParams, cutout, mix
 from fastseq.kernels.ragged import (
     RaggedResizedCropParams,
     RaggedResizePlan,
@@ -24,6 +24,7 @@ from fastseq.kernels.resize import ResizedCropParams, ResizePlan, resized_crop, 
 __all__ = [
     "CutoutParams",
     "ErasingParams",
+    "FusedMix",
     "FusedPlan",
     "MixDraw",
     "MixParams",

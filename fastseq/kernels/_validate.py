@@ -221,3 +221,56 @@ def numpy_dtype(name):
 
         return np.dtype(ml_dtypes.bfloat16)
     return np.dtype(name)
+
+
+_FILL_CACHE = {}  # (fill, dtype) -> storage value: a batch pays for the conversion once
+
+
+def fill_value(fill, dtype):
+    """``fill`` in the batch's storage type (uint16 bits for the half types)."""
+    key = (type(fill), fill, dtype)
+    try:
+        return _FILL_CACHE[key]
+    except (KeyError, TypeError):
+        pass
+    value = _convert_fill(fill, dtype)
+    if len(_FILL_CACHE) < 1024:
+        _FILL_CACHE[key] = value
+    return value
+
+
+def _convert_fill(fill, dtype):
+    if isinstance(fill, bool) or not isinstance(fill, (int, float, np.integer, np.floating)) or not np.isfinite(fill):
+        raise ValueError(f"fill must be a finite number, got {_describe(fill)}.")
+    if dtype == "uint8":
+        if float(fill) != int(fill) or not 0 <= fill <= 255:
+            raise ValueError(f"fill must be an integer 0..255 for a uint8 batch, got {fill!r}.")
+        return np.uint8(fill)
+    value = np.float32(fill)
+    if dtype == "float32":
+        return value
+    if dtype == "float16" and abs(float(fill)) > 65504:
+        raise ValueError(f"fill must lie within float16's range (|fill| <= 65504) for a float16 batch, got {fill!r}.")
+    from fastseq.kernels.halfprec import to_half_bits
+
+    return np.uint16(to_half_bits(np.array([value]), dtype)[0])
+
+
+def erase_boxes(boxes, n, image_size, name="erase"):
+    """int64 (n, count, 4) ``(top, bottom, left, right)`` boxes, half-open, inside the ``h x w`` image."""
+    arr = np.asarray(boxes)
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
+        raise TypeError(f"{name} must be an integer array of (top, bottom, left, right), got {_describe(boxes)}.")
+    if arr.ndim != 3 or arr.shape[0] != n or arr.shape[2] != 4:
+        raise ValueError(f"{name} must have shape ({n}, count, 4), got {arr.shape}.")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    h, w = image_size
+    top, bottom, left, right = (arr[..., i] for i in range(4))
+    ok = (top >= 0) & (top <= bottom) & (bottom <= h) & (left >= 0) & (left <= right) & (right <= w)
+    if not ok.all():
+        bad = arr.reshape(-1, 4)[np.flatnonzero(~ok.reshape(-1))[0]].tolist()
+        raise ValueError(
+            f"{name} must hold (top, bottom, left, right) with 0 <= top <= bottom <= {h} and "
+            f"0 <= left <= right <= {w} (half-open, inside the {h}x{w} output), got {bad}."
+        )
+    return arr

@@ -66,25 +66,76 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def launch(kernel, *args, serial=None):
+#: Work (bytes of output, or its equivalent: see :func:`launch`) that one
+#: more thread must have before it is woken. A parallel launch wakes its
+#: threads and waits for every one of them at the end, whatever its share:
+#: on a 2-core machine whose other core was busy (as it is while a model
+#: trains) each extra thread cost about 120 us a launch, while one thread
+#: makes 20-26 MB of float32 output per ms. Measured there, alternating 1
+#: and 2 threads in one process, best of 7 (CIFAR 32x32x3, pad-4 crop,
+#: normalise): 2 threads took 5.5x as long at batch 32 (0.39 MB), 2.0x at
+#: 256 (3.1 MB), 1.2-1.4x at 1,024 (12.6 MB) and 1.02-1.05x at 4,096
+#: (50 MB); MNIST alike. So the threshold is fixed and conservative rather
+#: than measured per machine: each thread gets at least 16 MiB (about
+#: 0.8 ms of one thread's work, several times the worst wake-up cost seen),
+#: and a loader's batch below that is made faster than any accelerator
+#: consumes it anyway. ``FASTSEQ_WORK_PER_THREAD`` (bytes) overrides it.
+WORK_PER_THREAD = int(os.environ.get("FASTSEQ_WORK_PER_THREAD", 16 << 20))
+if WORK_PER_THREAD < 1:
+    raise ValueError(f"FASTSEQ_WORK_PER_THREAD must be a positive number of bytes, got {WORK_PER_THREAD}.")
+
+
+def threads_for(work, limit):
+    """The thread count for a launch of ``work``: ``work // WORK_PER_THREAD``, at least 1, at most ``limit``.
+
+    ``limit`` is the caller's Numba setting (``numba.get_num_threads()``); the
+    result is never above it. The one rule for every kernel: see :func:`launch`.
+    """
+    return max(1, min(int(limit), int(work) // WORK_PER_THREAD))
+
+
+def launch(kernel, *args, serial=None, work=None):
     """Call a kernel that runs ``parallel=True`` code, safely from any number of threads.
+
+    Args:
+        kernel: the compiled parallel kernel; called as ``kernel(*args)``.
+        *args: its arguments.
+        serial: its serial twin (same arguments), or None.
+        work: the size of this launch's work, in bytes of output or the
+            equivalent (a kernel whose cost per output byte is several
+            times a copy's, such as a resample, scales its bytes by that
+            factor). The launch runs on :func:`threads_for` ``(work,
+            numba.get_num_threads())`` threads: from one up to the calling
+            thread's Numba setting, never above it. None: all of them.
 
     Keras calls ``__getitem__`` from several worker threads at once. Under the
     "workqueue" layer (the one Numba falls back to when neither TBB nor
     OpenMP is installed) two concurrent parallel launches abort the whole
     interpreter, so launches are serialised by a lock there. Each launch
-    already uses every core, so serialising costs little. Under "omp" and
+    already uses every core it needs, so serialising costs little. Under "omp" and
     "tbb" the lock is dropped after the first call has revealed the layer.
     The lock is taken with the GIL held but the kernel runs with it released
     (``nogil=True``), so the training thread keeps running meanwhile.
 
     In a process forked after this one had started parallel work, the
     ``serial`` twin runs instead (one process is one worker there anyway).
+    The thread count is set for the calling thread only (Numba's setting is
+    per thread) and restored after the call, so pixels never depend on it:
+    kernels split work into blocks whose results do not depend on who runs them.
     """
     global _parallel_used
     if _forked_after_parallel and serial is not None:
         return serial(*args)
     _parallel_used = True
+    if work is not None:
+        limit = numba.get_num_threads()
+        threads = threads_for(work, limit)
+        if threads < limit:
+            numba.set_num_threads(threads)
+            try:
+                return _launch(kernel, args)
+            finally:
+                numba.set_num_threads(limit)
     return _launch(kernel, args)
 
 

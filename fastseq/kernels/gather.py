@@ -1,13 +1,11 @@
 """Batched gather: ``out[k] = x[indices[k]]`` for images and labels of any dtype."""
 
+import numba
 import numpy as np
 from numba import njit, prange
 
 from fastseq.kernels import _validate as check
-from fastseq.kernels.config import JIT, PARALLEL_JIT, launch
-
-# Below this many output bytes a parallel launch costs more than it saves.
-_PARALLEL_MIN_BYTES = 1 << 18
+from fastseq.kernels.config import JIT, PARALLEL_JIT, launch, threads_for
 
 
 @njit(**PARALLEL_JIT)
@@ -77,8 +75,9 @@ def gather(x, indices, out=None):
     src = x.view(np.ndarray).reshape(x.shape[0], -1).view(np.uint8).reshape(x.shape[0], row)
     src.flags.writeable = False
     dst = out.reshape(indices.shape[0], -1).view(np.uint8).reshape(indices.shape[0], row)
-    if out.nbytes >= _PARALLEL_MIN_BYTES:
-        launch(_gather_parallel, src, indices, dst, serial=_gather_serial)
+    # One thread by config's rule: the serial kernel, without a parallel launch.
+    if threads_for(out.nbytes, numba.get_num_threads()) > 1:
+        launch(_gather_parallel, src, indices, dst, serial=_gather_serial, work=out.nbytes)
     else:
         _gather_serial(src, indices, dst)
     return out

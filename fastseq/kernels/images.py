@@ -34,7 +34,9 @@ of correctly rounded float16/bfloat16 bits, or the raw bytes. Rows above or
 below the image convert the fill row instead. Every row of a sample runs
 the same loops with the same trip counts (the crop position changes only
 offsets), and the output is written once, in order, with no intermediate
-batch.
+batch. Cutout / RandomErasing boxes (``FusedPlan(...)(..., erase=boxes)``)
+are filled in by the same block right after its samples, while they are
+still in the core's cache: the erased values' stores only, on every thread.
 """
 
 import numba
@@ -128,7 +130,7 @@ def _emit_channels_first(rows, sel, base, out, k, i, w, kind, a, b, table, C):
                 out[k, c, first + _u(j)] = v
 
 
-def _fused_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, out, t0, t1):
+def _fused_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, eboxes, efill, out, t0, t1):
     """Samples ``order[t0:t1]`` of :func:`_fused`, serially (one block of the parallel loop).
 
     Compiled through :func:`_fused_block_overload`, which picks one block
@@ -139,7 +141,7 @@ def _fused_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w
 
 @overload(_fused_block, jit_options=JIT)
 def _fused_block_overload(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b,
-                          table, out, t0, t1):
+                          table, eboxes, efill, out, t0, t1):
     # One compiled function per output kind and layout, so that each copy of
     # the row loops is compiled for one of them: with the kind tested at run
     # time inside the loops LLVM vectorised the float32 channels_last row
@@ -161,45 +163,45 @@ def _fused_block_overload(xf, H, W, indices, order, origins, flips, pad, mode, f
     else:
         block = _block_cf_raw if first else _block_raw
 
-    def impl(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table,
+    def impl(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, eboxes, efill,
              out, t0, t1):
-        block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1)
+        block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, eboxes, efill, out, t0, t1)
 
     return impl
 
 
 @njit(**JIT)
-def _block_cf_affine(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1):
-    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, _AFFINE, True, a, b, table, out, t0, t1)
+def _block_cf_affine(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, eboxes, efill, out, t0, t1):
+    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, _AFFINE, True, a, b, table, eboxes, efill, out, t0, t1)
 
 
 @njit(**JIT)
-def _block_cf_table(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1):
-    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, _TABLE, True, a, b, table, out, t0, t1)
+def _block_cf_table(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, eboxes, efill, out, t0, t1):
+    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, _TABLE, True, a, b, table, eboxes, efill, out, t0, t1)
 
 
 @njit(**JIT)
-def _block_cf_raw(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1):
-    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, _RAW, True, a, b, table, out, t0, t1)
+def _block_cf_raw(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, eboxes, efill, out, t0, t1):
+    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, _RAW, True, a, b, table, eboxes, efill, out, t0, t1)
 
 
 @njit(**JIT)
-def _block_affine(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1):
-    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, _AFFINE, False, a, b, table, out, t0, t1)
+def _block_affine(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, eboxes, efill, out, t0, t1):
+    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, _AFFINE, False, a, b, table, eboxes, efill, out, t0, t1)
 
 
 @njit(**JIT)
-def _block_table(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1):
-    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, _TABLE, False, a, b, table, out, t0, t1)
+def _block_table(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, eboxes, efill, out, t0, t1):
+    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, _TABLE, False, a, b, table, eboxes, efill, out, t0, t1)
 
 
 @njit(**JIT)
-def _block_raw(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, out, t0, t1):
-    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, _RAW, False, a, b, table, out, t0, t1)
+def _block_raw(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, a, b, table, eboxes, efill, out, t0, t1):
+    _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, _RAW, False, a, b, table, eboxes, efill, out, t0, t1)
 
 
 @njit(inline="always", **JIT)
-def _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, out, t0, t1):
+def _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, eboxes, efill, out, t0, t1):
     """The body of :func:`_fused_block`.
 
     Two ways to make an output row, both ending in one straight loop over
@@ -522,10 +524,34 @@ def _block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind
             else:
                 for u in range(rowlen):
                     out[k, ui, _u(u)] = rows[0, base + _u(u)]
+    if eboxes.shape[0] > 0:
+        # Cutout / RandomErasing: the block's samples are still in this
+        # core's cache (a block is a few dozen samples), so writing the fill
+        # over their boxes here costs the erased values' stores only, on
+        # every thread, instead of a serial pass over the finished batch.
+        # (Tested per output value inside the row loops instead, the test
+        # would stop those loops from vectorising.) Boxes are proven inside
+        # the h x w image by the launch.
+        ev = efill[0]
+        for t in range(t0, t1):
+            k = _u(order[t])
+            for j in range(eboxes.shape[1]):
+                y0, y1 = eboxes[k, j, 0], eboxes[k, j, 1]
+                x0, x1 = eboxes[k, j, 2], eboxes[k, j, 3]
+                for i in range(y0, y1):
+                    if channels_first:
+                        for c in range(C):
+                            start = _u(i) * _u(w) + _u(x0)
+                            for u in range(x1 - x0):
+                                out[k, _u(c), start + _u(u)] = ev
+                    else:
+                        start = _u(x0) * _u(C)
+                        for u in range((x1 - x0) * C):
+                            out[k, _u(i), start + _u(u)] = ev
 
 
 @njit(**PARALLEL_JIT)
-def _fused(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, out, blocks):
+def _fused(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, eboxes, efill, out, blocks):
     """xf (N*H*W*C,) uint8, the flat images -> out (n, h, w*C) channels_last or (n, C, h*w) channels_first.
 
     ``order`` is a permutation of ``range(n)``: samples are read in that
@@ -552,7 +578,7 @@ def _fused(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind
             if blk >= blocks:
                 break
             _fused_block(
-                xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table,
+                xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, eboxes, efill,
                 out, blk * n // blocks, (blk + 1) * n // blocks,
             )
 
@@ -583,9 +609,20 @@ def _in_range(indices, origins, flips, size, max_top, max_left):
     return ok
 
 
+@njit(inline="always", **JIT)
+def _boxes_inside(eboxes, h, w):
+    """Whether every erase box ``(top, bottom, left, right)`` lies inside the ``h x w`` output (none: True)."""
+    ok = True
+    for k in range(eboxes.shape[0]):
+        for j in range(eboxes.shape[1]):
+            y0, y1, x0, x1 = eboxes[k, j, 0], eboxes[k, j, 1], eboxes[k, j, 2], eboxes[k, j, 3]
+            ok &= (y0 >= 0) & (y0 <= y1) & (y1 <= h) & (x0 >= 0) & (x0 <= x1) & (x1 <= w)
+    return ok
+
+
 @njit(**JIT)
 def _checked(xf, H, W, indices, order, origins, flips, size, max_top, max_left, pad, mode, fill, h, w, kind,
-             channels_first, a, b, table, out, blocks):
+             channels_first, a, b, table, eboxes, efill, out, blocks):
     """Prove every per-sample value in range, then run :func:`_fused`; False (nothing run) if not.
 
     One compiled call per batch for the check and the launch. (Numba's
@@ -593,10 +630,10 @@ def _checked(xf, H, W, indices, order, origins, flips, size, max_top, max_left, 
     function from being cached; it needs neither: the calling thread's
     thread count applies, and :func:`_fused` schedules its own blocks.)
     """
-    if not _in_range(indices, origins, flips, size, max_top, max_left):
+    if not (_in_range(indices, origins, flips, size, max_top, max_left) and _boxes_inside(eboxes, h, w)):
         return False
-    _fused(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, out,
-           blocks)
+    _fused(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table, eboxes,
+           efill, out, blocks)
     return True
 
 
@@ -604,12 +641,12 @@ def _checked(xf, H, W, indices, order, origins, flips, size, max_top, max_left, 
 # cache keys on a function's name and bytecode, so two builds would collide.
 @njit(**JIT)
 def _checked_serial(xf, H, W, indices, order, origins, flips, size, max_top, max_left, pad, mode, fill, h, w, kind,
-                    channels_first, a, b, table, out, blocks):
+                    channels_first, a, b, table, eboxes, efill, out, blocks):
     """The serial twin of :func:`_checked`, for processes forked after parallel use."""
-    if not _in_range(indices, origins, flips, size, max_top, max_left):
+    if not (_in_range(indices, origins, flips, size, max_top, max_left) and _boxes_inside(eboxes, h, w)):
         return False
     _fused_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, kind, channels_first, a, b, table,
-                 out, 0, indices.shape[0])
+                 eboxes, efill, out, 0, indices.shape[0])
     return True
 
 
@@ -714,6 +751,7 @@ class FusedPlan:
         self.image_shape = (H, W, C)
         self.max_origin = (H + 2 * self.padding - self.crop[0], W + 2 * self.padding - self.crop[1])
         self._variant_key = ("fused", self._kind, self.channels_first)
+        self._no_fill = np.zeros(1, np.uint16 if self._kind == _TABLE else check.numpy_dtype(self.dtype))
 
     def __len__(self):
         return self._x.shape[0]
@@ -724,22 +762,41 @@ class FusedPlan:
         C = self.image_shape[2]
         return (n, C, h, w) if self.channels_first else (n, h, w, C)
 
-    def __call__(self, indices, origins=None, flips=None, out=None):
-        """Run the fused pass for one batch; see :func:`fused`."""
+    def __call__(self, indices, origins=None, flips=None, out=None, *, erase=None, erase_fill=0):
+        """Run the fused pass for one batch; see :func:`fused`.
+
+        ``erase``: optional int (n, count, 4) boxes ``(top, bottom, left,
+        right)`` per sample, half-open, inside the ``crop`` output (as
+        :class:`fastseq.kernels.CutoutParams` and ``ErasingParams`` draw
+        them): their values are set to ``erase_fill`` (in output units, after
+        normalisation; an integer 0..255 for uint8) within the same pass,
+        exactly as :func:`fastseq.kernels.cutout` on the finished batch.
+        """
+        if erase is None:
+            eboxes, efill = _NO_BOXES, self._no_fill
+        else:
+            efill = self._fill_array(erase_fill)
+            eboxes = erase
         n = -1
         if (
             type(indices) is np.ndarray
             and type(origins) is np.ndarray
             and type(flips) is np.ndarray
+            and type(eboxes) is np.ndarray
             and indices.dtype == np.int64
             and origins.dtype == np.int64
             and flips.dtype == np.uint8
+            and eboxes.dtype == np.int64
             and indices.ndim == 1
             and origins.shape == (indices.shape[0], 2)
             and flips.shape == (indices.shape[0],)
+            and eboxes.ndim == 3
+            and (eboxes.shape[0] == indices.shape[0] or erase is None)
+            and eboxes.shape[2] == 4
             and indices.flags.c_contiguous
             and origins.flags.c_contiguous
             and flips.flags.c_contiguous
+            and eboxes.flags.c_contiguous
             and indices.shape[0] > 0
         ):
             # The common case (``random_params``' own arrays): the compiled
@@ -748,36 +805,46 @@ class FusedPlan:
             # usual error.
             n = indices.shape[0]
             out = check.out_array(out, self.output_shape(n), self.dtype, self._x)
-            if self._launch(indices, self._read_order(indices), origins, flips, out):
+            if self._launch(indices, self._read_order(indices), origins, flips, out, eboxes, efill):
                 return out
         indices = check.index_array(indices, self._x.shape[0])
         n = indices.shape[0]
         origins = check.origins(origins, n, *self.max_origin)
         flips = check.flip_bits(flips, n)
+        if erase is not None:
+            eboxes = check.erase_boxes(erase, n, self.crop)
         out = check.out_array(out, self.output_shape(n), self.dtype, self._x)
-        if n > 0 and not self._launch(indices, self._read_order(indices), origins, flips, out):
+        if n > 0 and not self._launch(indices, self._read_order(indices), origins, flips, out, eboxes, efill):
             raise AssertionError("fused kernel refused arguments that passed every check")  # pragma: no cover
         return out
+
+    def _fill_array(self, fill):
+        """``fill`` as a 1-element array in the kernel's output storage type (uint16 bits for half types)."""
+        value = check.fill_value(fill, self.dtype)
+        return np.full(1, value, value.dtype)
 
     @property
     def variant(self):
         """What this plan's compiled kernel is specialised for: its output dtype and layout."""
         return f"{self.dtype} {self.data_format}"
 
-    def _launch(self, indices, order, origins, flips, out):
+    def _launch(self, indices, order, origins, flips, out, eboxes, efill):
         return announced(self._variant_key, f"the fused kernel for {self.variant} batches", self._launch_warm,
-                         indices, order, origins, flips, out)
+                         indices, order, origins, flips, out, eboxes, efill)
 
-    def _launch_warm(self, indices, order, origins, flips, out):
-        return launch(_checked, *self._kernel_args(indices, order, origins, flips, out), serial=_checked_serial)
+    def _launch_warm(self, indices, order, origins, flips, out, eboxes=None, efill=None):
+        args = self._kernel_args(indices, order, origins, flips, out, eboxes, efill)
+        return launch(_checked, *args, serial=_checked_serial, work=out.nbytes)
 
-    def _kernel_args(self, indices, order, origins, flips, out):
+    def _kernel_args(self, indices, order, origins, flips, out, eboxes=None, efill=None):
         """The arguments of :func:`_checked` (and :func:`_checked_serial`) for one batch."""
         h, w = self.crop
         C = self.image_shape[2]
         n = indices.shape[0]
         target = out.view(np.uint16) if self._kind == _TABLE else out
         target = target.reshape((n, C, h * w) if self.channels_first else (n, h, w * C))
+        if eboxes is None:
+            eboxes, efill = _NO_BOXES, self._no_fill
         return (
             self._xf,
             self.image_shape[0],
@@ -799,6 +866,8 @@ class FusedPlan:
             self._a,
             self._b,
             self._table,
+            eboxes,
+            efill,
             target,
             min(n, _MAX_BLOCKS),
         )
@@ -898,6 +967,9 @@ def fused(
 
 _NO_TABLE = np.zeros(256, dtype=np.uint16)
 _NO_TABLE.flags.writeable = False
+# No Cutout / erasing. Writeable, as the drawn boxes are: Numba compiles a
+# read-only array as another type, so another variant of the whole kernel.
+_NO_BOXES = np.zeros((0, 0, 4), dtype=np.int64)
 
 
 def crop_flip(x, origins, flips, crop, *, padding=0, pad_mode="constant", fill=0, out=None):

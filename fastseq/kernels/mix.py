@@ -1,17 +1,24 @@
-"""Cutout, RandomErasing, MixUp and CutMix: their per-sample draws and the two small passes that apply them.
+"""Cutout, RandomErasing, MixUp and CutMix: their per-sample draws, the fused MixUp/CutMix pass, and the separate passes.
 
-NumPy and Numba only. Each runs after the fused gather-crop-flip-normalise
-pass, on that pass's output, so :mod:`fastseq.kernels.images` is unchanged
-and these add their own, small, compiled functions (cold-start compile
-time is paid only by a sequence that uses them):
+NumPy and Numba only.
 
+* :class:`FusedMix` makes MixUp/CutMix batches inside the fused pass: for
+  each output sample, its own and its partner's raw pixels (each with its
+  own crop and flip, by :mod:`fastseq.kernels.images`' block code) into a
+  small per-thread scratch, then one loop per output row normalises both,
+  blends them in float32 and writes the row once (Cutout/erasing boxes
+  after). What :class:`fastseq.ArraySequence` runs for mixing over a
+  :class:`fastseq.kernels.FusedPlan`. (Cutout and erasing alone run inside
+  :class:`FusedPlan` itself: its ``erase=`` argument.)
 * :func:`cutout` writes a fill value into per-sample boxes of a finished
-  batch, in place, serially. It touches only the erased values.
+  batch, in place, serially. It touches only the erased values. Used after
+  the resampling pass (``RandomResizedCrop``) and as the fused paths' twin.
 * :func:`mix` makes each output sample from two made samples ``a[k]`` and
   ``b[k]`` (the sample and its partner, both out of one fused call on the
   concatenated indices): ``weights[k] * a + (1 - weights[k]) * b`` in
   float32 (MixUp), with ``b``'s pixels inside ``boxes[k]`` (CutMix), then
-  rounded to the output dtype.
+  rounded to the output dtype. Used after the resampling pass, and as
+  :class:`FusedMix`'s twin (same bits).
 
 The draws (:class:`CutoutParams`, :class:`ErasingParams`, :class:`MixParams`)
 are a pure function of ``(seed, epoch, sample index)`` through the counter
@@ -29,9 +36,9 @@ from numba import njit, prange, uint64
 
 from fastseq.kernels import _validate as check
 from fastseq.kernels._intrinsics import fetch_add
-from fastseq.kernels.config import JIT, PARALLEL_JIT, announced, launch
+from fastseq.kernels.config import JIT, PARALLEL_JIT, announced, launch, mark_warm
 from fastseq.kernels.halfprec import bf16_bits_from_f32_bits, f16_bits_from_f32_bits
-from fastseq.kernels.images import _MAX_BLOCKS
+from fastseq.kernels.images import _MAX_BLOCKS, _NO_BOXES, _NO_TABLE, _RAW, _boxes_inside, _fused_block, _in_range
 from fastseq.kernels.random import (
     CUTMIX_LEFT,
     CUTMIX_TOP,
@@ -500,39 +507,6 @@ def _check_boxes(boxes, shape, image_size, name="boxes"):
     return arr
 
 
-_FILL_CACHE = {}  # (fill, dtype) -> storage value: a batch pays for the conversion once
-
-
-def _fill_value(fill, dtype):
-    """``fill`` in the batch's storage type (uint16 bits for the half types)."""
-    key = (type(fill), fill, dtype)
-    try:
-        return _FILL_CACHE[key]
-    except (KeyError, TypeError):
-        pass
-    value = _convert_fill(fill, dtype)
-    if len(_FILL_CACHE) < 1024:
-        _FILL_CACHE[key] = value
-    return value
-
-
-def _convert_fill(fill, dtype):
-    if isinstance(fill, bool) or not isinstance(fill, (int, float, np.integer, np.floating)) or not np.isfinite(fill):
-        raise ValueError(f"fill must be a finite number, got {check._describe(fill)}.")
-    if dtype == "uint8":
-        if float(fill) != int(fill) or not 0 <= fill <= 255:
-            raise ValueError(f"fill must be an integer 0..255 for a uint8 batch, got {fill!r}.")
-        return np.uint8(fill)
-    value = np.float32(fill)
-    if dtype == "float32":
-        return value
-    if dtype == "float16" and abs(float(fill)) > 65504:
-        raise ValueError(f"fill must lie within float16's range (|fill| <= 65504) for a float16 batch, got {fill!r}.")
-    from fastseq.kernels.halfprec import to_half_bits
-
-    return np.uint16(to_half_bits(np.array([value]), dtype)[0])
-
-
 def cutout(batch, boxes, *, fill=0, data_format="channels_last"):
     """Write ``fill`` over boxes of each sample of a finished batch, in place.
 
@@ -556,7 +530,7 @@ def cutout(batch, boxes, *, fill=0, data_format="channels_last"):
     if not batch.flags.writeable:
         raise ValueError("batch must be writeable; cutout erases in place.")
     P, h, wq, Q = _layout(batch, check.data_format(data_format))
-    value = _fill_value(fill, dtype)
+    value = check.fill_value(fill, dtype)
     flat = batch.reshape(-1)
     if dtype in ("float16", "bfloat16"):
         flat = flat.view(np.uint16)
@@ -639,8 +613,317 @@ def mix(a, b, weights, boxes, *, dtype="float32", data_format="channels_last", o
         what = f"the MixUp/CutMix kernel for {dtype} batches"
         if dtype == "float32":
             announced(mix_variant(dtype), what, launch, _mix_f32, *args, flat, min(n, _MAX_BLOCKS),
-                      serial=_mix_f32_serial)
+                      serial=_mix_f32_serial, work=flat.nbytes)
         else:
             announced(mix_variant(dtype), what, launch, _mix_rounded, *args, _KINDS[dtype], flat,
-                      min(n, _MAX_BLOCKS), serial=_mix_rounded_serial)
+                      min(n, _MAX_BLOCKS), serial=_mix_rounded_serial, work=flat.nbytes)
     return out
+
+
+# ---- MixUp / CutMix inside the fused pass ---------------------------------------
+
+
+# The sample and its partner of each output sample are made as raw uint8
+# pixels (by the fused pass's own block code, with all its fast paths), a
+# group of a few pairs at a time, into a per-thread scratch of at most this
+# many bytes (or one pair, if a pair is larger); then one loop per output
+# row normalises both, blends them and writes the row once. Measured on
+# CIFAR (one thread): making each pair's rows afresh per output row, or
+# blending made float32 samples, ran at 2.5-5x the plain pass (the loop
+# overheads of short rows); raw pairs keep the scratch small and the fast
+# paths whole-sample.
+_MIX_SCRATCH_BYTES = 1 << 17
+
+
+@njit(**JIT)
+def _mix_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, channels_first, a, b, weights,
+               mboxes, eboxes, efill, okind, out, group, t0, t1):
+    """Output samples ``order[t0:t1]`` of :func:`_fused_mix_parallel`, serially.
+
+    Per output row: ``x = float32(v) * a[c] + b[c]`` for the sample and ``y``
+    likewise for the partner (the fused pass's own expression; exact for
+    raw pixels, a = 1 and b = 0), then ``wa * x + (1 - wa) * y`` in float32
+    (``x`` alone when ``wa`` is 1, ``y`` inside the CutMix box), rounded to
+    the output's type as :func:`mix` does and written once.
+    """
+    n = weights.shape[0]
+    C = a.shape[0]
+    R = out.shape[1]
+    S = out.shape[2]
+    size = R * S
+    # The per-value coefficients of a row of the block layout: (h, w*C) rows
+    # repeat the channels; (C, h*w) planes take one channel each.
+    P = C if channels_first else 1
+    wq = w if channels_first else w * C
+    Q = 1 if channels_first else C
+    ca = np.empty((P, wq), np.float32)
+    cb = np.empty((P, wq), np.float32)
+    for p in range(P):
+        for u in range(wq):
+            c = p if channels_first else u % C
+            ca[p, u] = a[c]
+            cb[p, u] = b[c]
+    ones = np.ones(C, np.float32)
+    zeros = np.zeros(C, np.float32)
+    scratch = np.empty((2 * group, R, S), np.uint8)
+    sflat = scratch.reshape(2 * group * size)
+    bidx = np.empty(2 * group, np.int64)
+    bord = np.arange(2 * group)
+    borig = np.empty((2 * group, 2), np.int64)
+    bflip = np.empty(2 * group, np.uint8)
+    nobox = np.zeros((0, 0, 4), np.int64)
+    nofill = np.zeros(1, np.uint8)
+    row = np.empty(wq, np.float32)
+    bits = row.view(np.uint32)
+    oflat = out.reshape(out.shape[0] * size)
+    for g0 in range(t0, t1, group):
+        m = min(group, t1 - g0)
+        for j in range(m):
+            k = order[g0 + j]
+            for half in range(2):
+                q = k + half * n
+                bidx[2 * j + half] = indices[q]
+                borig[2 * j + half, 0] = origins[q, 0]
+                borig[2 * j + half, 1] = origins[q, 1]
+                bflip[2 * j + half] = flips[q]
+        _fused_block(xf, H, W, bidx, bord, borig, bflip, pad, mode, fill, h, w, _RAW, channels_first, ones, zeros,
+                     _NO_TABLE, nobox, nofill, scratch, 0, 2 * m)
+        for j in range(m):
+            ks = order[g0 + j]
+            wa = weights[ks]
+            wb = np.float32(1.0) - wa
+            alone = wa == np.float32(1.0)
+            y0, y1 = mboxes[ks, 0], mboxes[ks, 1]
+            x0, x1 = mboxes[ks, 2] * Q, mboxes[ks, 3] * Q
+            for p in range(P):
+                ap = ca[p]  # 1-D rows of coefficients, indexed as images.py's arow
+                bp = cb[p]
+                for i in range(h):
+                    off = _u((p * h + i) * wq)
+                    pa = _u(2 * j * size) + off
+                    pb = _u((2 * j + 1) * size) + off
+                    po = _u(ks * size) + off
+                    inside = i >= y0 and i < y1
+                    if okind == _F32:
+                        if alone:
+                            for u in range(wq):
+                                oflat[po + _u(u)] = np.float32(sflat[pa + _u(u)]) * ap[_u(u)] + bp[_u(u)]
+                        else:
+                            for u in range(wq):
+                                x = np.float32(sflat[pa + _u(u)]) * ap[_u(u)] + bp[_u(u)]
+                                y = np.float32(sflat[pb + _u(u)]) * ap[_u(u)] + bp[_u(u)]
+                                oflat[po + _u(u)] = wa * x + wb * y
+                        if inside:  # unsigned offsets from 0: with range(x0, x1) this loop took 0.6x the pass
+                            for v in range(x1 - x0):
+                                u = _u(x0) + _u(v)
+                                oflat[po + u] = np.float32(sflat[pb + u]) * ap[_u(u)] + bp[_u(u)]
+                        continue
+                    for u in range(wq):
+                        x = np.float32(sflat[pa + _u(u)]) * ap[_u(u)] + bp[_u(u)]
+                        y = np.float32(sflat[pb + _u(u)]) * ap[_u(u)] + bp[_u(u)]
+                        row[u] = wa * x + wb * y
+                    if inside:
+                        for v in range(x1 - x0):
+                            u = _u(x0) + _u(v)
+                            row[u] = np.float32(sflat[pb + u]) * ap[_u(u)] + bp[_u(u)]
+                    if okind == _F16:
+                        for u in range(wq):
+                            oflat[po + _u(u)] = f16_bits_from_f32_bits(bits[u])
+                    elif okind == _BF16:
+                        for u in range(wq):
+                            oflat[po + _u(u)] = bf16_bits_from_f32_bits(bits[u])
+                    else:
+                        for u in range(wq):
+                            oflat[po + _u(u)] = np.uint8(min(np.floor(row[u] + np.float32(0.5)), np.float32(255.0)))
+            if eboxes.shape[0] > 0:  # Cutout / erasing after the mix, as the separate passes did
+                ev = efill[0]
+                for e in range(eboxes.shape[1]):
+                    ey0, ey1 = eboxes[ks, e, 0], eboxes[ks, e, 1]
+                    ex0, ex1 = eboxes[ks, e, 2] * Q, eboxes[ks, e, 3] * Q
+                    for p in range(P):
+                        for i in range(ey0, ey1):
+                            start = _u(ks * size + (p * h + i) * wq + ex0)
+                            for v in range(ex1 - ex0):
+                                oflat[start + _u(v)] = ev
+
+
+@njit(inline="always", **JIT)
+def _mix_in_range(indices, origins, flips, size, max_top, max_left, weights, mboxes, eboxes, h, w):
+    ok = _in_range(indices, origins, flips, size, max_top, max_left) & _boxes_inside(eboxes, h, w)
+    for k in range(weights.shape[0]):
+        ok &= (weights[k] >= 0) & (weights[k] <= 1)
+        y0, y1, x0, x1 = mboxes[k, 0], mboxes[k, 1], mboxes[k, 2], mboxes[k, 3]
+        ok &= (y0 >= 0) & (y0 <= y1) & (y1 <= h) & (x0 >= 0) & (x0 <= x1) & (x1 <= w)
+    return ok
+
+
+@njit(**PARALLEL_JIT)
+def _fused_mix_parallel(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, channels_first, a, b,
+                        weights, mboxes, eboxes, efill, okind, out, group, blocks):
+    """Blocks of output samples to the threads, as :func:`fastseq.kernels.images._fused` hands them out."""
+    n = weights.shape[0]
+    taken = np.zeros(1, np.int64)
+    for _ in prange(blocks):
+        while True:
+            blk = fetch_add(taken, 0, 1)
+            if blk >= blocks:
+                break
+            _mix_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, channels_first, a, b, weights,
+                       mboxes, eboxes, efill, okind, out, group, blk * n // blocks, (blk + 1) * n // blocks)
+
+
+@njit(**JIT)
+def _fused_mix(xf, H, W, indices, order, origins, flips, size, max_top, max_left, pad, mode, fill, h, w,
+               channels_first, a, b, weights, mboxes, eboxes, efill, okind, out, group, blocks):
+    """MixUp/CutMix (and Cutout after it) in the fused pass: each output value written once.
+
+    ``indices``, ``origins``, ``flips``: (2n,) samples then partners; ``out``
+    (n, h, w * C) or (n, C, h * w) in the output's storage type. Proves every
+    value in range first and returns False (nothing run) if one is not. (A
+    parallel function with an early return wrote nothing: the check is out
+    here, as in :func:`fastseq.kernels.images._checked`.)
+    Numba-compiled; parallel over the batch.
+    """
+    if not _mix_in_range(indices, origins, flips, size, max_top, max_left, weights, mboxes, eboxes, h, w):
+        return False
+    _fused_mix_parallel(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, channels_first, a, b,
+                        weights, mboxes, eboxes, efill, okind, out, group, blocks)
+    return True
+
+
+@njit(**JIT)
+def _fused_mix_serial(xf, H, W, indices, order, origins, flips, size, max_top, max_left, pad, mode, fill, h, w,
+                      channels_first, a, b, weights, mboxes, eboxes, efill, okind, out, group, blocks):
+    """The serial twin of :func:`_fused_mix`, for processes forked after parallel use."""
+    if not _mix_in_range(indices, origins, flips, size, max_top, max_left, weights, mboxes, eboxes, h, w):
+        return False
+    _mix_block(xf, H, W, indices, order, origins, flips, pad, mode, fill, h, w, channels_first, a, b, weights,
+               mboxes, eboxes, efill, okind, out, group, 0, weights.shape[0])
+    return True
+
+
+class FusedMix:
+    """MixUp/CutMix (and Cutout or erasing after them) inside the fused pass of a :class:`FusedPlan`.
+
+    ``FusedMix(plan, dtype)`` with ``plan`` a :class:`fastseq.kernels.FusedPlan`
+    making float32 (for a float ``dtype``) or uint8 (for ``dtype="uint8"``)
+    batches. Each call makes, for every output sample, its own and its
+    partner's raw pixels (each with its own crop and flip) into a small
+    per-thread uint8 scratch and writes the blend once: the same bits as
+    ``mix(plan(both)[:n], plan(both)[n:], ...)`` then :func:`cutout`, with no
+    intermediate batch. Immutable; safe to share between threads.
+    """
+
+    def __init__(self, plan, dtype):
+        if dtype not in _KINDS:
+            raise ValueError(f"dtype must be one of {tuple(_KINDS)}, got {dtype!r}.")
+        need = "uint8" if dtype == "uint8" else "float32"
+        if plan.dtype != need:
+            raise ValueError(f"plan must make {need} batches for a {dtype} output, got a {plan.dtype} plan.")
+        self.plan = plan
+        self.dtype = dtype
+        self.data_format = plan.data_format
+        self._okind = _KINDS[dtype]
+        storage = np.uint16 if dtype in ("float16", "bfloat16") else check.numpy_dtype(dtype)
+        self._no_fill = np.zeros(1, storage)
+        h, w = plan.crop
+        C = plan.image_shape[2]
+        self._shape = (C, h * w) if plan.channels_first else (h, w * C)  # a sample, as the kernel sees it
+        self._group = max(1, _MIX_SCRATCH_BYTES // (2 * h * w * C))  # pairs made at a time (raw uint8)
+        self._variant_key = ("fused-mix", plan._kind, plan.channels_first, self._okind)
+
+    def output_shape(self, n):
+        """Shape of the output for a batch of ``n`` samples."""
+        return self.plan.output_shape(n)
+
+    def compile(self, *, serial=False):
+        """Compile (or load from the on-disk cache) this variant on one sample; with ``serial``, its serial twin too."""
+        both = np.zeros(2, np.int64)
+        args = self._kernel_args(both, np.zeros((2, 2), np.int64), np.zeros(2, np.uint8), np.ones(1, np.float32),
+                                 np.zeros((1, 4), np.int64), _NO_BOXES, self._no_fill,
+                                 np.empty((1, *self._shape), self._no_fill.dtype))
+        launch(_fused_mix, *args, serial=_fused_mix_serial, work=0)
+        mark_warm(self._variant_key)
+        if serial:
+            _fused_mix_serial(*args)
+
+    def __call__(self, indices, origins, flips, weights, boxes, out=None, *, erase=None, erase_fill=0):
+        """One mixed batch.
+
+        Args:
+            indices: int (2n,): the n samples, then their n partners.
+            origins, flips: (2n, 2) and (2n,), the crops and flips of both.
+            weights: float (n,) in [0, 1]; boxes: int (n, 4) (top, bottom,
+                left, right) within the crop: as :func:`mix` (a
+                :data:`MixDraw`'s ``weights`` and ``boxes``).
+            out: optional output of ``output_shape(n)`` and ``dtype``.
+            erase, erase_fill: Cutout/erasing boxes (n, count, 4) and value,
+                applied after the blend (see ``FusedPlan.__call__``).
+
+        Returns:
+            ``out``. Numba-compiled; parallel over the batch.
+        """
+        plan = self.plan
+        if erase is None:
+            eboxes, efill = _NO_BOXES, self._no_fill
+        else:
+            value = check.fill_value(erase_fill, self.dtype)
+            eboxes, efill = erase, np.full(1, value, value.dtype)
+        n = indices.shape[0] // 2 if type(indices) is np.ndarray and indices.ndim == 1 else -1
+        if (
+            n > 0
+            and indices.shape[0] == 2 * n
+            and type(origins) is np.ndarray and type(flips) is np.ndarray and type(weights) is np.ndarray
+            and type(boxes) is np.ndarray and type(eboxes) is np.ndarray
+            and indices.dtype == np.int64 and origins.dtype == np.int64 and flips.dtype == np.uint8
+            and weights.dtype == np.float32 and boxes.dtype == np.int64 and eboxes.dtype == np.int64
+            and origins.shape == (2 * n, 2) and flips.shape == (2 * n,) and weights.shape == (n,)
+            and boxes.shape == (n, 4) and eboxes.ndim == 3 and eboxes.shape[2] == 4
+            and (eboxes.shape[0] == n or erase is None)
+            and all(v.flags.c_contiguous for v in (indices, origins, flips, weights, boxes, eboxes))
+        ):
+            # The sequence's own arrays: the compiled launch proves every value
+            # in range first; if one is not, nothing runs and the full checks
+            # below raise the usual error.
+            out = check.out_array(out, self.output_shape(n), self.dtype, plan._x)
+            if self._launch(indices, origins, flips, weights, boxes, eboxes, efill, out):
+                return out
+        indices = check.index_array(indices, len(plan))
+        if indices.shape[0] % 2:
+            raise ValueError(f"indices must hold the samples then their partners (an even count), got {indices.shape[0]}.")
+        n = indices.shape[0] // 2
+        origins = check.origins(origins, 2 * n, *plan.max_origin)
+        flips = check.flip_bits(flips, 2 * n)
+        w = np.asarray(weights)
+        if w.shape != (n,) or not (np.issubdtype(w.dtype, np.floating) or w.size == 0):
+            raise ValueError(f"weights must be a float array of shape ({n},), got {check._describe(weights)}.")
+        w = np.ascontiguousarray(w, dtype=np.float32)
+        if n and not (np.all(w >= 0) and np.all(w <= 1)):
+            raise ValueError(f"weights must lie in [0, 1], got values in [{w.min()}, {w.max()}].")
+        mboxes = _check_boxes(boxes, (n, 4), plan.crop)
+        if erase is not None:
+            eboxes = check.erase_boxes(erase, n, plan.crop)
+        out = check.out_array(out, self.output_shape(n), self.dtype, plan._x)
+        if n > 0 and not self._launch(indices, origins, flips, w, mboxes, eboxes, efill, out):
+            raise AssertionError("fused mix kernel refused arguments that passed every check")  # pragma: no cover
+        return out
+
+    def _launch(self, indices, origins, flips, weights, mboxes, eboxes, efill, out):
+        n = weights.shape[0]
+        target = out.view(np.uint16) if self.dtype in ("float16", "bfloat16") else out
+        args = self._kernel_args(indices, origins, flips, weights, mboxes, eboxes, efill,
+                                 target.reshape((n, *self._shape)))
+        what = f"the fused MixUp/CutMix kernel for {self.dtype} {self.data_format} batches"
+        return announced(self._variant_key, what, launch, _fused_mix, *args, serial=_fused_mix_serial,
+                         work=out.nbytes)
+
+    def _kernel_args(self, indices, origins, flips, weights, mboxes, eboxes, efill, target):
+        plan = self.plan
+        n = weights.shape[0]
+        h, w = plan.crop
+        return (
+            plan._xf, plan.image_shape[0], plan.image_shape[1], indices, plan._read_order(indices[:n]), origins,
+            flips, len(plan), plan.max_origin[0], plan.max_origin[1], plan.padding, plan._mode, plan.fill, h, w,
+            True if plan.channels_first else None, plan._a, plan._b, weights, mboxes, eboxes, efill, self._okind,
+            target, self._group, min(n, _MAX_BLOCKS),
+        )
