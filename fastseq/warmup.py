@@ -24,6 +24,8 @@ from fastseq.kernels import (
     FusedMix,
     FusedPlan,
     MixParams,
+    RaggedResizedCropParams,
+    RaggedResizePlan,
     RandomParams,
     ResizedCropParams,
     ResizePlan,
@@ -36,7 +38,7 @@ DATA_FORMATS = ("channels_last", "channels_first")
 
 
 def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, multiprocessing=False, resize=False,
-                    augmentations=False, report=None):
+                    augmentations=False, photos=False, report=None):
     """Compile (or load from the cache) the fused kernel for each dtype and layout, and the random parameters.
 
     Args:
@@ -47,6 +49,8 @@ def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, mul
             (``RandomResizedCrop``/``Resize`` crops) for each dtype.
         augmentations: also the Cutout/RandomErasing and MixUp/CutMix draws and passes
             (``kernels/mix.py``) for each dtype (one variant serves both layouts).
+        photos: also the photo-folder resample (``image_dataset_from_directory``) and its
+            RandomResizedCrop boxes for each dtype (one variant serves both layouts and every interpolation).
         report: called as ``report(what, seconds)`` after each variant.
 
     Returns:
@@ -91,6 +95,17 @@ def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, mul
                 timed(what, lambda: plan.compile(serial=multiprocessing))
     if augmentations:
         _compile_augmentations(dtypes, data_formats, multiprocessing, timed)
+    if photos:
+        shapes = np.array([[2, 2, 3]], np.int64)
+        boxes = RaggedResizedCropParams(shapes, horizontal=0.5, vertical=0.5)
+        timed("photo random resized crop boxes and flips", lambda: boxes(0, 0, np.zeros(1, np.int64)))
+        for dtype in dtypes:
+            normalize = {} if dtype == "uint8" else {"mean": 0.0, "std": 1.0}
+            plan = RaggedResizePlan(np.zeros(12, np.uint8), np.zeros(1, np.int64), shapes, size=(2, 2), dtype=dtype,
+                                    **normalize)
+            what = f"photo resample kernel, {plan.variant}" + (" + serial twin" if multiprocessing else "")
+            if what not in timings:
+                timed(what, lambda plan=plan: plan.compile(serial=multiprocessing))
     return timings
 
 
@@ -154,6 +169,8 @@ def configure_parser(parser):
                         help="also the RandomResizedCrop/Resize kernel for each dtype")
     parser.add_argument("--augmentations", action="store_true",
                         help="also the Cutout/RandomErasing and MixUp/CutMix kernels")
+    parser.add_argument("--photos", action="store_true",
+                        help="also the photo-folder resample kernel (image_dataset_from_directory) for each dtype")
     return parser
 
 
@@ -163,7 +180,7 @@ def run(args):
     formats = DATA_FORMATS if args.all else tuple(dict.fromkeys(args.data_format or ["channels_last"]))
     t0 = time.perf_counter()
     timings = compile_kernels(dtypes, formats, multiprocessing=args.multiprocessing, resize=args.resize,
-                              augmentations=getattr(args, "augmentations", False),
+                              augmentations=getattr(args, "augmentations", False), photos=getattr(args, "photos", False),
                               report=lambda what, s: print(f"  {what:<58} {s:6.1f} s", flush=True))
     print(f"compiled {len(timings)} kernels in {time.perf_counter() - t0:.1f} s; later runs load them from the cache.")
     return 0

@@ -73,3 +73,19 @@ def test_compile_command():
     assert [line.split("  ")[1].strip() for line in lines[:-1]] == [
         "random crop and flip parameters", "fused kernel, float32 channels_last", "fused kernel, uint8 channels_last"]
     assert lines[-1].startswith("compiled 3 kernels in") and "keras" not in result.stderr.lower()
+
+
+def test_compile_kernels_photos_compiles_the_photo_resample_once_per_storage_type(monkeypatch, capsys):
+    from fastseq.kernels import RaggedResizePlan
+
+    seen = []
+    warmup.compile_kernels(("float32", "float16", "bfloat16"), photos=True, report=lambda what, s: seen.append(what))
+    assert seen[-3:] == ["photo random resized crop boxes and flips", "photo resample kernel, float32",
+                         "photo resample kernel, float16/bfloat16"]
+    # compiled: a photo plan's first batch now runs without the compile notice
+    monkeypatch.setattr(config, "COMPILE_NOTICE_SECONDS", 0.0)
+    image = np.arange(5 * 7 * 3, dtype=np.uint8)
+    plan = RaggedResizePlan(image, np.zeros(1, np.int64), np.array([[5, 7, 3]]), size=(5, 7), mean=0.0, std=1.0)
+    np.testing.assert_array_equal(plan(np.zeros(1, np.int64))[0], image.reshape(5, 7, 3).astype(np.float32))
+    time.sleep(0.05)
+    assert "fastseq: compiling" not in capsys.readouterr().err

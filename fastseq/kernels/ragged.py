@@ -54,7 +54,7 @@ from numba import njit, prange, uint64
 
 from fastseq.kernels import _validate as check
 from fastseq.kernels._intrinsics import fetch_add, lerp4
-from fastseq.kernels.config import JIT, PARALLEL_JIT, announced, launch, mark_warm
+from fastseq.kernels.config import JIT, PARALLEL_JIT, RESAMPLE_COST, announced, launch, mark_warm
 from fastseq.kernels.halfprec import f32_to_bf16_bits, f32_to_f16_bits
 from fastseq.kernels.images import ReadOrder
 from fastseq.kernels.random import _FLIP_BITS, KeyedDraws, _probability, index_array
@@ -835,7 +835,7 @@ class RaggedResizePlan:
         if n:
             args = self._kernel_args(indices, boxes, windows, flips, out)
             announced(self._variant_key, f"the ragged resize kernel for {self.variant} batches", launch, _resample,
-                      *args, serial=_resample_serial)
+                      *args, serial=_resample_serial, work=out.nbytes * RESAMPLE_COST)
         return out
 
     def _kernel_args(self, indices, boxes, windows, flips, out):

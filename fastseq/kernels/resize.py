@@ -31,7 +31,7 @@ from numba import njit, prange, uint64
 
 from fastseq.kernels import _validate as check
 from fastseq.kernels._intrinsics import fetch_add, prefetch
-from fastseq.kernels.config import JIT, PARALLEL_JIT, announced, launch, mark_warm
+from fastseq.kernels.config import JIT, PARALLEL_JIT, RESAMPLE_COST, announced, launch, mark_warm
 from fastseq.kernels.halfprec import f32_to_bf16_bits, f32_to_f16_bits
 from fastseq.kernels.images import ReadOrder
 from fastseq.kernels.random import (
@@ -420,10 +420,6 @@ def _checked_serial(xf, H, W, C, indices, order, boxes, flips, size, h, w, rh, r
 
 _BLOCKS_PER_THREAD = 4
 _MAX_BLOCKS = numba.config.NUMBA_NUM_THREADS * _BLOCKS_PER_THREAD
-# The launch's work in config.launch's units (bytes of a copy-like pass's
-# output): one thread made 224x224 float32 crops at 2-7 GB/s against 20-26
-# GB/s for the fused crop-flip-normalise pass (shared 2-core machine).
-_WORK_PER_BYTE = 4
 
 
 def _boxes(values, n, image_size, name="boxes"):
@@ -572,7 +568,7 @@ class ResizePlan:
 
     def _launch_warm(self, indices, boxes, flips, out):
         return launch(_checked, *self._kernel_args(indices, boxes, flips, out), serial=_checked_serial,
-                      work=out.nbytes * _WORK_PER_BYTE)
+                      work=out.nbytes * RESAMPLE_COST)
 
     def _kernel_args(self, indices, boxes, flips, out):
         """The arguments of :func:`_checked` (and :func:`_checked_serial`) for one batch."""
