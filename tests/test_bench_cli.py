@@ -195,3 +195,36 @@ def test_bench_markdown_writes_the_page_with_the_machine(tmp_path):
     assert "numpy " + np.__version__ in md and "- date: " in md
     # The printed tables, verbatim, inside one fenced block.
     assert "```text\n" + text.rstrip("\n") + "\n```" in md
+
+
+def test_bench_augmentations_adds_the_fused_op_rows_and_their_targets():
+    status, text = run_bench("--quick", "--batch-size", "32", "--repeat", "2", "--data", "synthetic",
+                             "--rows", "fastseq", "--augmentations", "--no-e2e")
+    assert status == 0, text
+    for line in ("fastseq + Cutout(16)", "fastseq + RandomErasing()", "fastseq + MixUp(0.2)", "fastseq + CutMix(1.0)",
+                 "+ Cutout(16) / plain time", "+ MixUp(0.2) / plain time", "+ CutMix(1.0) / plain time"):
+        assert line in text, line
+
+
+@pytest.mark.parametrize("op", ["cutout", "erasing", "mixup", "cutmix"])
+def test_augmented_rows_make_what_the_unfused_passes_make(op):
+    """Each row's batch equals the plain pass followed by the separate cutout / mix pass on the same draws."""
+    from fastseq import kernels
+    from fastseq.bench import kernel_rows, synthetic
+
+    x, y = synthetic.cifar_like(300, seed=1)
+    job = kernel_rows.cifar_job(x, y, batch_size=16, seed=3)
+    row = kernel_rows.BUILDERS[f"fastseq+{op}"](job)
+    got = np.array(row.fn())
+    plan = kernels.FusedPlan(job.x, **job.static_kwargs())
+    if op in ("cutout", "erasing"):
+        indices, origins, flips, boxes = row.check_data()
+        want = plan(indices, origins, flips)
+        kernels.cutout(want, boxes, fill=0)
+        assert (want == 0).any()
+    else:
+        both, origins, flips, weights, boxes = row.check_data()
+        pairs = plan(both, origins, flips)
+        n = len(both) // 2
+        want = kernels.mix(pairs[:n], pairs[n:], weights, boxes, dtype="float32")
+    np.testing.assert_array_equal(got, want)

@@ -10,7 +10,7 @@ import os
 import statistics
 
 from fastseq.bench import synthetic
-from fastseq.bench.kernel_rows import BUILDERS, ROWS, Row, all_threads, cifar_job, format_target, mnist_job, ratios
+from fastseq.bench.kernel_rows import AUGMENTATION_ROWS, BUILDERS, ROWS, Row, all_threads, cifar_job, format_target, mnist_job, ratios
 from fastseq.bench.timing import measure
 
 DATA_CHOICES = ("synthetic", "fashion-mnist", "auto")
@@ -43,6 +43,9 @@ def configure_parser(parser):
     parser.add_argument("--repeat", type=int, default=None, help="timed calls per row (default 30, --quick 5)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and a smaller data set: a few seconds a row")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, the batch and the augmentation")
+    parser.add_argument("--augmentations", action="store_true",
+                        help="also the rows with Cutout(16), RandomErasing, MixUp(0.2) and CutMix(1.0) inside the "
+                        "fused pass, each against the plain fastseq row")
     parser.add_argument("--photos", nargs="?", const="", default=None, metavar="DIR",
                         help="also run the photo-folder rows (Keras' image_dataset_from_directory against fastseq's: "
                         "first call, second image_size, epoch) on DIR, or on a generated folder of 2,000 JPEGs "
@@ -192,7 +195,7 @@ def _render(job, data_desc, rows, results, out):
         lines.append("")
         lines.append("targets:")
         for name, v, kind, target, ok in rs:
-            lines.append(f"  {name:<26} {v:7.2f}x  target {format_target(kind, target):<8} {'PASS' if ok else 'MISS'}")
+            lines.append(f"  {name:<30} {v:7.2f}x  target {format_target(kind, target):<8} {'PASS' if ok else 'MISS'}")
     print("\n".join(lines), file=out)
     return lines
 
@@ -207,6 +210,8 @@ def run(args, out=None):
         machine = machine_lines()  # the load before the run, not the bench's own
         out = _Tee(out)
     names = [r.strip() for r in args.rows.split(",") if r.strip()]
+    if getattr(args, "augmentations", False):
+        names += [n for n in AUGMENTATION_ROWS if n not in names]
     unknown = [n for n in names if n not in BUILDERS]
     if unknown:
         print(f"bench: unknown row(s) {unknown}; choose from {', '.join(ROWS)}.", file=sys.stderr)

@@ -56,7 +56,15 @@ TARGETS = (
     ("fused vs keras layers", "min", 10.0),
     ("fused vs grain", "min", 20.0),
     ("all threads vs 1 thread", "min", 1.8),
+    ("+ Cutout(16) / plain time", "max", 1.15),
+    ("+ RandomErasing / plain time", "max", 1.15),
+    ("+ MixUp(0.2) / plain time", "max", 1.6),
+    ("+ CutMix(1.0) / plain time", "max", 1.6),
 )
+
+#: The augmentation rows (``bench --augmentations``): the same job with one more op inside the fused pass,
+#: each read as its time over the plain ``fastseq`` row's.
+AUGMENTATION_ROWS = ("fastseq+cutout", "fastseq+erasing", "fastseq+mixup", "fastseq+cutmix")
 
 
 # -- the job ------------------------------------------------------------------------
@@ -392,6 +400,50 @@ def fastseq_row(job, threads=None):
     )
 
 
+def augmented_row(job, op):
+    """The ``fastseq`` row's job with ``op`` ("cutout", "erasing", "mixup", "cutmix") inside the fused pass.
+
+    Cutout and erasing: the boxes go to ``FusedPlan(..., erase=)``; MixUp and CutMix: ``kernels.FusedMix``
+    makes each sample and its partner and blends them in one pass. Draws are made per batch beforehand, as
+    the sequence makes them before its kernel call, and not timed.
+    """
+    from fastseq import kernels
+
+    _require_float32_nhwc(job, f"fastseq+{op}")
+    plan = kernels.FusedPlan(job.x, **job.static_kwargs())
+    crop = job.crop
+    out = np.empty(job.out_shape, dtype=job.out_dtype)
+    items = []
+    if op in ("cutout", "erasing"):
+        draws = (kernels.CutoutParams(image_size=crop, size=16) if op == "cutout"
+                 else kernels.ErasingParams(image_size=crop))
+        for j, (indices, origins, flips) in enumerate(job.batches()):
+            items.append((indices, origins, flips, draws(job.seed, j, indices)))
+
+        def call():
+            indices, origins, flips, boxes = batches()
+            return plan(indices, origins, flips, out=out, erase=boxes)
+    else:
+        mix = kernels.FusedMix(plan, job.dtype)
+        draws = kernels.MixParams(num_items=len(job.x), image_size=crop, alpha=0.2 if op == "mixup" else 1.0,
+                                  mode=op)
+        for j, (indices, _, _) in enumerate(job.batches()):
+            draw = draws(job.seed, j, indices)
+            both = np.concatenate([indices, draw.partners])
+            items.append((both, *job.params(epoch=j, indices=both), draw.weights, draw.boxes))
+
+        def call():
+            both, origins, flips, weights, boxes = batches()
+            return mix(both, origins, flips, weights, boxes, out=out)
+
+    batches = _Cycle(items)
+    n = all_threads()
+    label = {"cutout": "fastseq + Cutout(16)", "erasing": "fastseq + RandomErasing()", "mixup": "fastseq + MixUp(0.2)",
+             "cutmix": "fastseq + CutMix(1.0)"}[op]
+    return Row(f"fastseq+{op}", label, call, job.batch_size, job.out_bytes, n, job.out_shape, job.dtype,
+               extra={"batches": len(items)}, check_data=lambda: batches.last)
+
+
 def numpy_row(job):
     """The seed-style per-sample Python loop, the same code as ``NumpySequence.__getitem__``."""
     from fastseq.bench.baselines import numpy_batch
@@ -533,6 +585,7 @@ BUILDERS = {
     "tf.data": tf_data_row,
     "grain": grain_row,
     "keras": keras_row,
+    **{f"fastseq+{op}": (lambda job, op=op: augmented_row(job, op)) for op in ("cutout", "erasing", "mixup", "cutmix")},
 }
 
 
@@ -558,6 +611,10 @@ def ratios(ips):
             values["fused vs grain"] = f / ips["grain"]
         if ips.get("fastseq-1t"):
             values["all threads vs 1 thread"] = f / ips["fastseq-1t"]
+        for op, name in (("cutout", "Cutout(16)"), ("erasing", "RandomErasing"), ("mixup", "MixUp(0.2)"),
+                         ("cutmix", "CutMix(1.0)")):
+            if ips.get(f"fastseq+{op}"):
+                values[f"+ {name} / plain time"] = f / ips[f"fastseq+{op}"]
     out = []
     for name, kind, target in TARGETS:
         if name in values:
