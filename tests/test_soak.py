@@ -19,8 +19,9 @@ def test_soak_no_leaks(backend):
     r = out["result"]
     at10, at100 = r["threads"]["10"], r["threads"]["100"]
     assert at100["rss_mb"] - at10["rss_mb"] < 50, r
-    # a thread or descriptor per epoch would add 90; allow for a pool thread still winding down
-    assert at100["threads"] <= at10["threads"] + 2, r
+    # a thread or descriptor per epoch would add 90, one every ten epochs 9; allow for pool threads still winding
+    # down when the mark is read (torch under load was seen once at 6 -> 9: Keras' workers of the last epochs)
+    assert at100["threads"] <= at10["threads"] + 5, r
     assert at100["fds"] <= at10["fds"] + 2, r
     # JAX and torch: plus the pass their probe's prefetching may complete before training (see test_epochs)
     assert r["epoch_after_threads"] in ((100, 101) if backend in ("jax", "torch") else (100,))
