@@ -68,19 +68,25 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 #: Work (bytes of output, or its equivalent: see :func:`launch`) that one
 #: more thread must have before it is woken. A parallel launch wakes its
-#: threads and waits for every one of them at the end, whatever its share:
-#: on a 2-core machine whose other core was busy (as it is while a model
-#: trains) each extra thread cost about 120 us a launch, while one thread
-#: makes 20-26 MB of float32 output per ms. Measured there, alternating 1
-#: and 2 threads in one process, best of 7 (CIFAR 32x32x3, pad-4 crop,
-#: normalise): 2 threads took 5.5x as long at batch 32 (0.39 MB), 2.0x at
-#: 256 (3.1 MB), 1.2-1.4x at 1,024 (12.6 MB) and 1.02-1.05x at 4,096
-#: (50 MB); MNIST alike. So the threshold is fixed and conservative rather
-#: than measured per machine: each thread gets at least 16 MiB (about
-#: 0.8 ms of one thread's work, several times the worst wake-up cost seen),
-#: and a loader's batch below that is made faster than any accelerator
-#: consumes it anyway. ``FASTSEQ_WORK_PER_THREAD`` (bytes) overrides it.
-WORK_PER_THREAD = int(os.environ.get("FASTSEQ_WORK_PER_THREAD", 16 << 20))
+#: threads and waits for every one of them at the end, whatever its share, and
+#: what that costs depends on what else the machine runs. On this project's
+#: 2-core VM, CIFAR 32x32x3 pad-4 crop + flip + normalise to float32:
+#:
+#: * quiet, ``python -m fastseq bench`` (32 rotating batches of 512, 6.3 MB
+#:   out): 2 threads made 2.74M images/s against 1.34M on one (2.04x);
+#:   alternating 1 and 2 threads in one process, 2 threads took 1.09x as
+#:   long at batch 32 (0.39 MB), 0.96x at 256 (3.1 MB), 0.81x at 4,096;
+#: * the other core busy (as while a model trains on the CPU): each extra
+#:   thread cost about 120 us a launch; 2 threads took 4.0x as long at batch
+#:   32, 2.1x at 256, 1.5x at 512, 1.02x at 4,096 (50 MB).
+#:
+#: No fixed value serves both, and a measurement at import would measure the
+#: load of that moment, not the machine. 2 MiB a thread keeps small batches
+#: (the issue's 1.8-3.4x slowdowns at batch 32) on one thread on any machine
+#: and gives a quiet machine its second core from about 4 MiB of output
+#: (CIFAR float32 batches of 342 and up). On a small machine kept busy by
+#: other work, raise it: ``FASTSEQ_WORK_PER_THREAD`` (bytes) overrides it.
+WORK_PER_THREAD = int(os.environ.get("FASTSEQ_WORK_PER_THREAD", 2 << 20))
 if WORK_PER_THREAD < 1:
     raise ValueError(f"FASTSEQ_WORK_PER_THREAD must be a positive number of bytes, got {WORK_PER_THREAD}.")
 
