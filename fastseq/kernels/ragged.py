@@ -55,10 +55,9 @@ from numba import njit, prange, uint64
 from fastseq.kernels import _validate as check
 from fastseq.kernels._intrinsics import fetch_add, lerp4
 from fastseq.kernels.config import JIT, PARALLEL_JIT, RESAMPLE_COST, announced, launch, mark_warm
-from fastseq.kernels.halfprec import f32_to_bf16_bits, f32_to_f16_bits
 from fastseq.kernels.images import ReadOrder
 from fastseq.kernels.random import _FLIP_BITS, KeyedDraws, _probability, index_array
-from fastseq.kernels.resize import _range_pair, _resized_crop_one
+from fastseq.kernels.resize import _AFFINE, _BF16, _HALF, _RAW, _emit, _range_pair, _resized_crop_one
 
 #: The interpolations ``tf.image.resize`` (and so Keras' ``image_dataset_from_directory``) offers.
 INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
@@ -66,7 +65,6 @@ INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos
 # Filters of the span pass; _LERP is the bilinear pass.
 _LERP, _NEAREST, _AREA, _CUBIC_TABLE, _TRIANGLE, _KEYS, _LANCZOS3, _LANCZOS5, _GAUSSIAN, _MITCHELL = range(-1, 9)
 # Output kinds (as fastseq.kernels.resize).
-_RAW, _AFFINE, _HALF, _BF16 = 0, 1, 2, 3
 _u = uint64
 #: Largest box or window side accepted (a guard against absurd sizes, not a real limit).
 MAX_SIDE = 1 << 20
@@ -338,37 +336,6 @@ def _widen(pixels, base, H, W, C, top, left, r, bw, srow):
         srow[dst + u] = np.float32(pixels[src + _u(u)])
     for u in range((c1 - left) * C, bwc):
         srow[u] = np.float32(0.0)
-
-
-@njit(**JIT)
-def _emit(out, k, i, vals, h, w, C, kind, channels_first, a, b, arow, brow):
-    """Row ``i`` of sample ``k`` from float32 ``vals`` (w * C): normalise, round to the output type, lay out."""
-    wc = w * C
-    if channels_first:
-        for c in range(C):
-            row_start = _u(i) * _u(w)
-            for j in range(w):
-                v = vals[j * C + c]
-                if kind == _AFFINE:
-                    out[k, c, row_start + _u(j)] = v * a[c] + b[c]
-                elif kind == _HALF:
-                    out[k, c, row_start + _u(j)] = f32_to_f16_bits(v * a[c] + b[c])
-                elif kind == _BF16:
-                    out[k, c, row_start + _u(j)] = f32_to_bf16_bits(v * a[c] + b[c])
-                else:
-                    out[k, c, row_start + _u(j)] = np.uint8(min(max(np.rint(v), 0.0), 255.0))
-    elif kind == _AFFINE:
-        for u in range(wc):
-            out[k, _u(i), _u(u)] = vals[u] * arow[u] + brow[u]
-    elif kind == _HALF:
-        for u in range(wc):
-            out[k, _u(i), _u(u)] = f32_to_f16_bits(vals[u] * arow[u] + brow[u])
-    elif kind == _BF16:
-        for u in range(wc):
-            out[k, _u(i), _u(u)] = f32_to_bf16_bits(vals[u] * arow[u] + brow[u])
-    else:
-        for u in range(wc):
-            out[k, _u(i), _u(u)] = np.uint8(min(max(np.rint(vals[u]), 0.0), 255.0))
 
 
 @njit(**JIT)

@@ -338,31 +338,39 @@ def _resize_block(xf, H, W, C, indices, order, boxes, flips, h, w, rh, rw, oy, o
             for u in range(wc):
                 p = rows[s0, u]
                 vals[u] = p + (rows[s1, u] - p) * fy
-            if channels_first:
-                for c in range(C):
-                    row_start = _u(i) * _u(w)
-                    for j in range(w):
-                        v = vals[j * C + c]
-                        if kind == _AFFINE:
-                            out[k, c, row_start + _u(j)] = v * a[c] + b[c]
-                        elif kind == _HALF:
-                            out[k, c, row_start + _u(j)] = f32_to_f16_bits(v * a[c] + b[c])
-                        elif kind == _BF16:
-                            out[k, c, row_start + _u(j)] = f32_to_bf16_bits(v * a[c] + b[c])
-                        else:
-                            out[k, c, row_start + _u(j)] = np.uint8(min(max(np.rint(v), 0.0), 255.0))
-            elif kind == _AFFINE:
-                for u in range(wc):
-                    out[k, _u(i), _u(u)] = vals[u] * arow[u] + brow[u]
-            elif kind == _HALF:
-                for u in range(wc):
-                    out[k, _u(i), _u(u)] = f32_to_f16_bits(vals[u] * arow[u] + brow[u])
-            elif kind == _BF16:
-                for u in range(wc):
-                    out[k, _u(i), _u(u)] = f32_to_bf16_bits(vals[u] * arow[u] + brow[u])
-            else:
-                for u in range(wc):
-                    out[k, _u(i), _u(u)] = np.uint8(min(max(np.rint(vals[u]), 0.0), 255.0))
+            _emit(out, k, i, vals, h, w, C, kind, channels_first, a, b, arow, brow)
+
+
+@njit(**JIT)
+def _emit(out, k, i, vals, h, w, C, kind, channels_first, a, b, arow, brow):
+    """Row ``i`` of sample ``k`` from float32 ``vals`` (w * C): normalise, round to the output type, lay out."""
+    wc = w * C
+    if channels_first:
+        for c in range(C):
+            row_start = _u(i) * _u(w)
+            for j in range(w):
+                v = vals[j * C + c]
+                if kind == _AFFINE:
+                    out[k, c, row_start + _u(j)] = v * a[c] + b[c]
+                elif kind == _HALF:
+                    out[k, c, row_start + _u(j)] = f32_to_f16_bits(v * a[c] + b[c])
+                elif kind == _BF16:
+                    out[k, c, row_start + _u(j)] = f32_to_bf16_bits(v * a[c] + b[c])
+                else:
+                    out[k, c, row_start + _u(j)] = np.uint8(min(max(np.rint(v), 0.0), 255.0))
+    elif kind == _AFFINE:
+        for u in range(wc):
+            out[k, _u(i), _u(u)] = vals[u] * arow[u] + brow[u]
+    elif kind == _HALF:
+        for u in range(wc):
+            out[k, _u(i), _u(u)] = f32_to_f16_bits(vals[u] * arow[u] + brow[u])
+    elif kind == _BF16:
+        for u in range(wc):
+            out[k, _u(i), _u(u)] = f32_to_bf16_bits(vals[u] * arow[u] + brow[u])
+    else:
+        for u in range(wc):
+            out[k, _u(i), _u(u)] = np.uint8(min(max(np.rint(vals[u]), 0.0), 255.0))
+
 
 
 @njit(**PARALLEL_JIT)
