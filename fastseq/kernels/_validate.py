@@ -256,21 +256,29 @@ def _convert_fill(fill, dtype):
     return np.uint16(to_half_bits(np.array([value]), dtype)[0])
 
 
-def erase_boxes(boxes, n, image_size, name="erase"):
-    """int64 (n, count, 4) ``(top, bottom, left, right)`` boxes, half-open, inside the ``h x w`` image."""
+def half_open_boxes(boxes, shape, image_size, name="boxes", *, where="image"):
+    """int64 ``(top, bottom, left, right)`` boxes of ``shape`` (None: any length there), half-open, inside
+    the ``h x w`` ``where`` (the image a box is cut from or pasted into)."""
     arr = np.asarray(boxes)
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
         raise TypeError(f"{name} must be an integer array of (top, bottom, left, right), got {_describe(boxes)}.")
-    if arr.ndim != 3 or arr.shape[0] != n or arr.shape[2] != 4:
-        raise ValueError(f"{name} must have shape ({n}, count, 4), got {arr.shape}.")
+    if arr.ndim != len(shape) or any(s is not None and a != s for a, s in zip(arr.shape, shape)):
+        expected = "(" + ", ".join("count" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name} must have shape {expected}, got {arr.shape}.")
     arr = np.ascontiguousarray(arr, dtype=np.int64)
-    h, w = image_size
-    top, bottom, left, right = (arr[..., i] for i in range(4))
-    ok = (top >= 0) & (top <= bottom) & (bottom <= h) & (left >= 0) & (left <= right) & (right <= w)
-    if not ok.all():
-        bad = arr.reshape(-1, 4)[np.flatnonzero(~ok.reshape(-1))[0]].tolist()
-        raise ValueError(
-            f"{name} must hold (top, bottom, left, right) with 0 <= top <= bottom <= {h} and "
-            f"0 <= left <= right <= {w} (half-open, inside the {h}x{w} output), got {bad}."
-        )
+    if arr.size:
+        h, w = image_size
+        top, bottom, left, right = (arr[..., i] for i in range(4))
+        ok = (top >= 0) & (top <= bottom) & (bottom <= h) & (left >= 0) & (left <= right) & (right <= w)
+        if not ok.all():
+            bad = arr.reshape(-1, 4)[np.flatnonzero(~ok.reshape(-1))[0]].tolist()
+            raise ValueError(
+                f"{name} must hold (top, bottom, left, right) with 0 <= top <= bottom <= {h} and "
+                f"0 <= left <= right <= {w} (half-open, inside the {h}x{w} {where}), got {bad}."
+            )
     return arr
+
+
+def erase_boxes(boxes, n, image_size, name="erase"):
+    """int64 (n, count, 4) ``(top, bottom, left, right)`` boxes, half-open, inside the ``h x w`` output."""
+    return half_open_boxes(boxes, (n, None, 4), image_size, name, where="output")

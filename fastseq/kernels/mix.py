@@ -487,26 +487,6 @@ def _layout(batch, channels_first):
     return 1, h, w * C, C
 
 
-def _check_boxes(boxes, shape, image_size, name="boxes"):
-    arr = np.asarray(boxes)
-    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
-        raise TypeError(f"{name} must be an integer array of (top, bottom, left, right), got {check._describe(boxes)}.")
-    if arr.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}.")
-    arr = np.ascontiguousarray(arr, dtype=np.int64)
-    if arr.size:
-        h, w = image_size
-        top, bottom, left, right = (arr[..., i] for i in range(4))
-        ok = (top >= 0) & (top <= bottom) & (bottom <= h) & (left >= 0) & (left <= right) & (right <= w)
-        if not ok.all():
-            bad = arr.reshape(-1, 4)[np.flatnonzero(~ok.reshape(-1))[0]].tolist()
-            raise ValueError(
-                f"{name} must hold (top, bottom, left, right) with 0 <= top <= bottom <= {h} and "
-                f"0 <= left <= right <= {w} (half-open, inside the {h}x{w} image), got {bad}."
-            )
-    return arr
-
-
 def cutout(batch, boxes, *, fill=0, data_format="channels_last"):
     """Write ``fill`` over boxes of each sample of a finished batch, in place.
 
@@ -547,7 +527,7 @@ def cutout(batch, boxes, *, fill=0, data_format="channels_last"):
         # Not CutoutParams' own kind of array, or a box outside the image
         # (nothing written then): the full checks raise or convert.
         arr = np.asarray(boxes)
-        boxes = _check_boxes(arr, (n, arr.shape[1] if arr.ndim == 3 else 1, 4), (h, wq // Q))
+        boxes = check.half_open_boxes(arr, (n, arr.shape[1] if arr.ndim == 3 else 1, 4), (h, wq // Q))
         if not _erase(flat, boxes, P, h, wq, Q, value):
             raise AssertionError("cutout refused boxes that passed every check")  # pragma: no cover
     return batch
@@ -604,7 +584,7 @@ def mix(a, b, weights, boxes, *, dtype="float32", data_format="channels_last", o
         if np.may_share_memory(out, src):
             raise ValueError(f"out must not overlap {name}.")
     P, h, wq, Q = _layout(a, channels_first)
-    boxes = _check_boxes(boxes, (n, 4), (h, wq // Q))
+    boxes = check.half_open_boxes(boxes, (n, 4), (h, wq // Q))
     flat = out.reshape(-1)
     if dtype in ("float16", "bfloat16"):
         flat = flat.view(np.uint16)
@@ -900,7 +880,7 @@ class FusedMix:
         w = np.ascontiguousarray(w, dtype=np.float32)
         if n and not (np.all(w >= 0) and np.all(w <= 1)):
             raise ValueError(f"weights must lie in [0, 1], got values in [{w.min()}, {w.max()}].")
-        mboxes = _check_boxes(boxes, (n, 4), plan.crop)
+        mboxes = check.half_open_boxes(boxes, (n, 4), plan.crop)
         if erase is not None:
             eboxes = check.erase_boxes(erase, n, plan.crop)
         out = check.out_array(out, self.output_shape(n), self.dtype, plan._x)

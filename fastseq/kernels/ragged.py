@@ -56,8 +56,8 @@ from fastseq.kernels import _validate as check
 from fastseq.kernels._intrinsics import fetch_add, lerp4
 from fastseq.kernels.config import JIT, PARALLEL_JIT, RESAMPLE_COST, announced, launch, mark_warm
 from fastseq.kernels.images import ReadOrder
-from fastseq.kernels.random import _FLIP_BITS, KeyedDraws, _probability, index_array
-from fastseq.kernels.resize import _AFFINE, _BF16, _HALF, _RAW, _emit, _range_pair, _resized_crop_one
+from fastseq.kernels.random import KeyedDraws, index_array
+from fastseq.kernels.resize import _AFFINE, _BF16, _HALF, _RAW, _draw_bounds, _emit, _resized_crop_one
 
 #: The interpolations ``tf.image.resize`` (and so Keras' ``image_dataset_from_directory``) offers.
 INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
@@ -977,18 +977,7 @@ class RaggedResizedCropParams(KeyedDraws):
         H, W = _shapes_hw(shapes)
         self._hw = np.ascontiguousarray(np.stack([H, W], axis=1))
         self._hw.flags.writeable = False
-        s0, s1 = _range_pair("scale", scale, upper=1.0)
-        r0, r1 = _range_pair("ratio", ratio)
-        self._bounds = (
-            s0,
-            s1,
-            math.log(r0),
-            math.log(r1),
-            r0,
-            r1,
-            np.uint64(round(_probability("horizontal", horizontal) * (1 << _FLIP_BITS))),
-            np.uint64(round(_probability("vertical", vertical) * (1 << _FLIP_BITS))),
-        )
+        self._bounds = _draw_bounds(scale, ratio, horizontal, vertical)
 
     def __len__(self):
         return len(self._hw)

@@ -148,6 +148,22 @@ def _range_pair(name, value, *, upper=None):
     return lo, hi
 
 
+def _draw_bounds(scale, ratio, horizontal, vertical):
+    """The checked draw parameters the box kernels take: scale, log-ratio and ratio ranges, flip thresholds."""
+    s0, s1 = _range_pair("scale", scale, upper=1.0)
+    r0, r1 = _range_pair("ratio", ratio)
+    return (
+        s0,
+        s1,
+        math.log(r0),
+        math.log(r1),
+        r0,
+        r1,
+        np.uint64(round(_probability("horizontal", horizontal) * (1 << _FLIP_BITS))),
+        np.uint64(round(_probability("vertical", vertical) * (1 << _FLIP_BITS))),
+    )
+
+
 class ResizedCropParams(KeyedDraws):
     """:func:`resized_crop_params` with the per-dataset arguments validated once.
 
@@ -159,21 +175,8 @@ class ResizedCropParams(KeyedDraws):
 
     def __init__(self, *, image_size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), horizontal=0.5, vertical=0.0):
         H, W = (check.integer("image_size", v, minimum=1) for v in image_size)
-        s0, s1 = _range_pair("scale", scale, upper=1.0)
-        r0, r1 = _range_pair("ratio", ratio)
         self.image_size = (H, W)
-        self._bounds = (
-            H,
-            W,
-            s0,
-            s1,
-            math.log(r0),
-            math.log(r1),
-            r0,
-            r1,
-            np.uint64(round(_probability("horizontal", horizontal) * (1 << _FLIP_BITS))),
-            np.uint64(round(_probability("vertical", vertical) * (1 << _FLIP_BITS))),
-        )
+        self._bounds = (H, W, *_draw_bounds(scale, ratio, horizontal, vertical))
 
     def __call__(self, seed, epoch, indices):
         """``(boxes, flips)`` for ``indices``; see :func:`resized_crop_params`."""
