@@ -182,6 +182,23 @@ class ArraySequence(PositionAPI, PyDataset):
         self._draws = plans.CropFlipDraws(self.crop, self.flip, self.image_shape[:2], shapes=shapes)
         self._random = self._draws.random  # the per-sample crop corners and flips, when there are any
         self._setup_mix()
+        self._start_compiles()
+
+    def _start_compiles(self):
+        """Have the first batch wait for no compiler: the draws compile now, the batch pass in the background.
+
+        Until the pass is compiled (or loaded from Numba's cache), the plan
+        makes batches with NumPy, with the same pixels (``FusedPlan.prepare``).
+        The draws are compiled first, here, because they are small and the
+        background compile holds Numba's compiler lock while it runs.
+        """
+        if self._mix is not None or not hasattr(self._plan, "prepare") or not kernels.config.BACKGROUND_COMPILE:
+            return
+        one = np.zeros(1, np.int64)
+        self._draws(self.seed, 0, one)
+        if self._cutout is not None:
+            self._cutout(self.seed, 0, one)
+        self._plan.prepare()
 
     def _setup_mix(self):
         """The Cutout and MixUp/CutMix draws, and for mixing a plan that makes sample and partner together."""

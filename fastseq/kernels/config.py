@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import threading
+import time
 
 # OpenMP threads that spin while waiting for work steal the CPU from the
 # training step (and from each other): measured on 2 busy cores, a 2-thread
@@ -163,6 +164,11 @@ def _launch(kernel, args):
         return result
 
 
+def serial_only():
+    """Whether launches here run the serial twins (a process forked after this one had started parallel work)."""
+    return _forked_after_parallel
+
+
 def threading_layer():
     """Name of the Numba threading layer in use, or ``None`` before the first parallel call."""
     try:
@@ -228,3 +234,134 @@ def announced(variant, what, fn, *args, **kwargs):
 def mark_warm(variant):
     """Record that ``variant`` was compiled on purpose (``python -m fastseq compile``): no notice for it."""
     _warm.add(variant)
+
+
+# ---- tiered start: compile in the background, serve the first batches from NumPy ----
+
+#: ``FASTSEQ_BACKGROUND_COMPILE=0`` turns the tiered start off: a sequence's
+#: first batch then waits for its kernel to compile, as ``fastseq.kernels``'
+#: functions always do.
+BACKGROUND_COMPILE = os.environ.get("FASTSEQ_BACKGROUND_COMPILE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+class BackgroundCompile:
+    """One compiled kernel signature, being compiled (or loaded from the cache) in a thread of its own.
+
+    Numba's typing and lowering hold the GIL, but LLVM, most of a kernel's
+    compile time, runs without it: the thread overlaps the user's model
+    building and first training steps, while :mod:`fastseq.kernels.quick`
+    serves the batches asked for meanwhile. The thread is not a daemon: a
+    process that ends before the compile is done waits for it (a daemon
+    thread would be stopped inside LLVM at exit), and the next process
+    loads the result from the on-disk cache.
+
+    ``ready()`` is true once the kernel can be called with these types
+    without compiling; after a failed compile too (the error then surfaces
+    from the next call, which compiles in the foreground and raises).
+    """
+
+    def __init__(self, kernel, types, what):
+        self.kernel, self.types, self.what = kernel, types, what
+        self.seconds = None
+        self.error = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"fastseq compile: {what}")
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def ready(self):
+        return self._done.is_set()
+
+    def wait(self, timeout=None):
+        """Block until the compile is over; True if it is."""
+        return self._done.wait(timeout)
+
+    def _run(self):
+        t0 = time.perf_counter()
+        timer = threading.Timer(COMPILE_NOTICE_SECONDS, _say, (
+            f"fastseq: compiling {self.what} in the background (once: cached on disk for later runs; "
+            "`python -m fastseq compile` does it ahead of time); the batches asked for meanwhile come "
+            "from NumPy, with the same pixels",))
+        timer.daemon = True
+        timer.start()
+        try:
+            self.kernel.compile(self.types)
+        except BaseException as exc:  # noqa: BLE001 - reported by the foreground call that compiles again
+            self.error = exc
+        finally:
+            timer.cancel()
+            self.seconds = time.perf_counter() - t0
+            self._done.set()
+            if self.seconds >= COMPILE_NOTICE_SECONDS:
+                _say(f"fastseq: compiled {self.what} in {self.seconds:.1f} s")
+
+
+_compiles = {}  # (kernel, types) -> BackgroundCompile, one per process
+_compiles_lock = threading.Lock()
+
+
+def background_compile(kernel, args, what):
+    """Start compiling ``kernel`` for the types of ``args`` in a thread (once per process); return its handle.
+
+    Args:
+        kernel: a Numba dispatcher.
+        args: arguments of the exact types the later calls will pass (the
+            same arrays' kinds: dtype, dimensions, layout, read-only or not).
+        what: what is compiled, for the notice.
+
+    Returns:
+        A :class:`BackgroundCompile` (already ready when the kernel has these
+        types compiled in this process).
+    """
+    types = tuple(numba.typeof(a) for a in args)
+    key = (kernel, types)
+    with _compiles_lock:
+        job = _compiles.get(key)
+        if job is None:
+            job = BackgroundCompile(kernel, types, what)
+            _compiles[key] = job
+            if types in kernel.overloads:
+                job._done.set()
+            else:
+                job.start()
+    return job
+
+
+def _say(message):
+    logger = logging.getLogger("fastseq")
+    if logger.hasHandlers():
+        logger.info(message)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _hold_compiles_for_fork():
+    # A fork while a background compile holds Numba's compiler lock would
+    # leave the child a lock that no thread of it can release: its first
+    # compile would hang. So a fork waits for the compile in progress.
+    from numba.core.compiler_lock import global_compiler_lock
+
+    global_compiler_lock.acquire()
+
+
+def _release_compiles_after_fork():
+    from numba.core.compiler_lock import global_compiler_lock
+
+    global_compiler_lock.release()
+
+
+def _release_compiles_in_child():
+    global _compiles_lock
+    _release_compiles_after_fork()
+    _compiles_lock = threading.Lock()
+    # The child has none of the parent's threads: a compile that had not
+    # finished there never will here. Its kernel is then compiled by the
+    # first call that needs it, in the foreground.
+    for job in _compiles.values():
+        job._done.set()
+
+
+os.register_at_fork(before=_hold_compiles_for_fork, after_in_parent=_release_compiles_after_fork,
+                    after_in_child=_release_compiles_in_child)
