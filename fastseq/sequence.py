@@ -192,13 +192,14 @@ class ArraySequence(PositionAPI, PyDataset):
         The draws are compiled first, here, because they are small and the
         background compile holds Numba's compiler lock while it runs.
         """
-        if self._mix is not None or not hasattr(self._plan, "prepare") or not kernels.config.BACKGROUND_COMPILE:
-            return
+        batch_pass = self._plan if self._mix is None else self._fused_mix
+        if not hasattr(batch_pass, "prepare") or not kernels.config.BACKGROUND_COMPILE:
+            return  # photo resamples and mixes after a resample: no NumPy tier yet, the first batch compiles
         one = np.zeros(1, np.int64)
-        self._draws(self.seed, 0, one)
-        if self._cutout is not None:
-            self._cutout(self.seed, 0, one)
-        self._plan.prepare()
+        for draws in (self._draws, self._cutout, self._mix):
+            if draws is not None:
+                draws(self.seed, 0, one)
+        batch_pass.prepare()
 
     def _setup_mix(self):
         """The Cutout and MixUp/CutMix draws, and for mixing a plan that makes sample and partner together."""

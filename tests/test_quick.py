@@ -21,6 +21,7 @@ import fastseq.kernels as K
 from fastseq.kernels import config, quick
 from tests import reference as R
 from tests.test_kernels import PROPERTY, bits, fused_case
+from tests.test_resize import resize_case
 
 
 class _NeverReady:
@@ -118,7 +119,7 @@ def test_prepared_plan_serves_from_the_kernel_once_it_is_compiled():
     flips = rng.integers(0, 4, 9).astype(np.uint8)
     first = plan(indices, origins, flips)  # compiled in the foreground: not prepared
     plan.prepare()
-    job = plan._job(K.images._checked)
+    job = plan._tier_job()
     assert job.wait(600) and job.ready() and job.error is None
     served = []
     real = quick.fused
@@ -134,7 +135,7 @@ def test_prepared_plan_serves_from_the_kernel_once_it_is_compiled():
 def test_background_compile_off(monkeypatch):
     monkeypatch.setattr(config, "BACKGROUND_COMPILE", False)
     plan = K.FusedPlan(np.zeros((1, 2, 2, 1), np.uint8)).prepare()
-    assert not plan._tiered and not plan._jobs
+    assert not plan._tiered and not plan._tier_jobs
 
 
 def test_a_fork_waits_for_the_compile_in_progress(tmp_path):
@@ -203,3 +204,47 @@ def test_concurrent_batches_while_compiling(numpy_tier):
         t.join()
     for (_, _, _, expected), actual in zip(cases, results):
         np.testing.assert_array_equal(bits(actual), bits(expected))
+
+
+@PROPERTY
+@given(case=resize_case())
+def test_numpy_tier_resizes_as_the_twin(case, numpy_tier, monkeypatch):
+    x, indices, kwargs, _ = case
+    expected = R.resized_crop(np.asarray(x), indices, **kwargs)
+    resized = []
+    real = quick.resize
+    monkeypatch.setattr(quick, "resize", lambda *a: resized.append(1) or real(*a))
+    plan_kwargs = {k: v for k, v in kwargs.items() if k not in ("boxes", "flips")}
+    plan = K.ResizePlan(x, **plan_kwargs).prepare()
+    actual = plan(np.asarray(indices, np.int64), kwargs["boxes"], np.asarray(kwargs["flips"], np.uint8))
+    assert resized
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    np.testing.assert_array_equal(bits(actual), bits(expected))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "uint8"])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("mode", ["mixup", "cutmix"])
+def test_numpy_tier_mixes_as_the_twins(dtype, data_format, mode, numpy_tier):
+    C = 3 if data_format == "channels_last" else 4
+    rng = np.random.default_rng(len(dtype) + len(mode))
+    x = rng.integers(0, 256, (23, 9, 11, C), dtype=np.uint8)
+    idx = rng.integers(0, 23, 37).astype(np.int64)
+    pair = "uint8" if dtype == "uint8" else "float32"
+    norm = {} if dtype == "uint8" else {"mean": [30.0, 100.0, 7.0, 200.0][:C], "std": [60.0, 3.0, 0.5, 40.0][:C]}
+    plan = K.FusedPlan(x, crop=(8, 10), padding=3, pad_mode="edge", dtype=pair, data_format=data_format, **norm)
+    fm = K.FusedMix(plan, dtype).prepare()
+    draw = K.MixParams(num_items=len(x), image_size=(8, 10), alpha=0.4, mode=mode)(7, 1, idx)
+    both = np.concatenate([idx, draw.partners])
+    origins, flips = K.random_params(7, 1, both, image_size=(9, 11), crop_size=(8, 10), padding=3, vertical=0.3)
+    boxes = K.CutoutParams(image_size=(8, 10), size=4, count=2)(7, 1, idx)
+    fill = 3 if dtype == "uint8" else 0.5
+    actual = fm(both, origins, flips, draw.weights, draw.boxes, erase=boxes, erase_fill=fill)
+    assert numpy_tier  # made by the NumPy tier
+    n = idx.size
+    pairs = R.fused(x, both, crop=(8, 10), origins=origins, flips=flips, padding=3, pad_mode="edge", dtype=pair,
+                    data_format=data_format, **norm)
+    twin = R.mix_images(pairs[:n], pairs[n:], draw.weights, draw.boxes, dtype=dtype, data_format=data_format)
+    twin = R.cutout(np.asarray(twin).astype(actual.dtype), boxes, fill=fill, data_format=data_format)
+    assert actual.dtype == twin.dtype
+    np.testing.assert_array_equal(bits(actual), bits(twin))

@@ -365,3 +365,43 @@ def _release_compiles_in_child():
 
 os.register_at_fork(before=_hold_compiles_for_fork, after_in_parent=_release_compiles_after_fork,
                     after_in_child=_release_compiles_in_child)
+
+
+class Tiered:
+    """A plan whose first batches can come from NumPy while its kernel compiles (mixed into the plans).
+
+    A plan sets ``_tier_kernels = (parallel kernel, serial twin)``,
+    ``_tier_what`` (for the notice) and defines ``_tier_example()``:
+    arguments of the kernels of exactly the types its batches pass. Its
+    launch then asks :meth:`_numpy_tier` whether to take the NumPy path.
+    """
+
+    _tiered = False
+    _tier_jobs = {}  # kernel -> BackgroundCompile; replaced whole, never mutated (safe for concurrent readers)
+
+    def prepare(self):
+        """Start compiling (or loading from the cache) this plan's kernel in a background thread; returns ``self``.
+
+        Until it is ready, batches are made by the plan's NumPy tier
+        (:mod:`fastseq.kernels.quick`): the same pixels, with nothing to
+        compile. A sequence calls this when it is built, so its first batch
+        does not wait for the compiler. Without it (or with
+        ``FASTSEQ_BACKGROUND_COMPILE=0``) the first call compiles in the
+        foreground.
+        """
+        if BACKGROUND_COMPILE:
+            self._tiered = True
+            self._tier_job()
+        return self
+
+    def _tier_job(self):
+        kernel = self._tier_kernels[1] if serial_only() else self._tier_kernels[0]
+        job = self._tier_jobs.get(kernel)
+        if job is None:
+            job = background_compile(kernel, self._tier_example(), self._tier_what)
+            self._tier_jobs = {**self._tier_jobs, kernel: job}
+        return job
+
+    def _numpy_tier(self):
+        """Whether this batch comes from NumPy: prepared, and the kernel it would launch not compiled yet."""
+        return self._tiered and not self._tier_job().ready()

@@ -713,7 +713,7 @@ class ReadOrder:
         return np.argsort(indices, kind="stable")
 
 
-class FusedPlan:
+class FusedPlan(config.Tiered):
     """A validated, reusable configuration of :func:`fused` for one image array.
 
     Everything that does not change from batch to batch (the images, crop,
@@ -764,8 +764,6 @@ class FusedPlan:
         self.image_shape = (H, W, C)
         self.max_origin = (H + 2 * self.padding - self.crop[0], W + 2 * self.padding - self.crop[1])
         self._variant_key = ("fused", self._kind, self.channels_first)
-        self._tiered = False
-        self._jobs = {}  # kernel -> config.BackgroundCompile
         self._no_fill = np.zeros(1, np.uint16 if self._kind == _TABLE else check.numpy_dtype(self.dtype))
 
     def __len__(self):
@@ -843,32 +841,21 @@ class FusedPlan:
         """What this plan's compiled kernel is specialised for: its output dtype and layout."""
         return f"{self.dtype} {self.data_format}"
 
-    def prepare(self):
-        """Start compiling (or loading from the cache) this plan's kernel in a background thread; returns ``self``.
+    @property
+    def _tier_kernels(self):
+        return (_checked, _checked_serial)
 
-        Until it is ready, batches are made by :func:`fastseq.kernels.quick.fused`:
-        the same pixels, from NumPy, with nothing to compile. A sequence calls
-        this when it is built, so its first batch does not wait for the
-        compiler. Without it (or with ``FASTSEQ_BACKGROUND_COMPILE=0``) the
-        first call compiles in the foreground.
-        """
-        if config.BACKGROUND_COMPILE:
-            self._tiered = True
-            self._job(_checked_serial if config.serial_only() else _checked)
-        return self
+    @property
+    def _tier_what(self):
+        return f"the fused kernel for {self.variant} batches"
 
-    def _job(self, kernel):
-        job = self._jobs.get(kernel)
-        if job is None:
-            one = np.zeros(1, np.int64)
-            out = np.empty(self.output_shape(1), check.numpy_dtype(self.dtype))
-            args = self._kernel_args(one, self._read_order(one), np.zeros((1, 2), np.int64), np.zeros(1, np.uint8), out)
-            job = config.background_compile(kernel, args, f"the fused kernel for {self.variant} batches")
-            self._jobs = {**self._jobs, kernel: job}  # replaced whole: safe for concurrent readers
-        return job
+    def _tier_example(self):
+        one = np.zeros(1, np.int64)
+        out = np.empty(self.output_shape(1), check.numpy_dtype(self.dtype))
+        return self._kernel_args(one, self._read_order(one), np.zeros((1, 2), np.int64), np.zeros(1, np.uint8), out)
 
     def _launch(self, indices, order, origins, flips, out, eboxes, efill):
-        if self._tiered and not self._job(_checked_serial if config.serial_only() else _checked).ready():
+        if self._numpy_tier():
             return quick.fused(*self._kernel_args(indices, order, origins, flips, out, eboxes, efill))
         return announced(self._variant_key, f"the fused kernel for {self.variant} batches", self._launch_warm,
                          indices, order, origins, flips, out, eboxes, efill)

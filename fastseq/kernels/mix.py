@@ -35,6 +35,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from fastseq.kernels import _validate as check
+from fastseq.kernels import config, quick
 from fastseq.kernels._intrinsics import fetch_add
 from fastseq.kernels.config import JIT, PARALLEL_JIT, announced, launch, mark_warm
 from fastseq.kernels.halfprec import bf16_bits_from_f32_bits, f16_bits_from_f32_bits
@@ -782,7 +783,7 @@ def _fused_mix_serial(xf, H, W, indices, order, origins, flips, size, max_top, m
     return True
 
 
-class FusedMix:
+class FusedMix(config.Tiered):
     """MixUp/CutMix (and Cutout or erasing after them) inside the fused pass of a :class:`FusedPlan`.
 
     ``FusedMix(plan, dtype)`` with ``plan`` a :class:`fastseq.kernels.FusedPlan`
@@ -888,11 +889,21 @@ class FusedMix:
             raise AssertionError("fused mix kernel refused arguments that passed every check")  # pragma: no cover
         return out
 
+    _tier_kernels = property(lambda self: (_fused_mix, _fused_mix_serial))
+    _tier_what = property(lambda self: f"the fused MixUp/CutMix kernel for {self.dtype} {self.data_format} batches")
+
+    def _tier_example(self):
+        return self._kernel_args(np.zeros(2, np.int64), np.zeros((2, 2), np.int64), np.zeros(2, np.uint8),
+                                 np.ones(1, np.float32), np.zeros((1, 4), np.int64), _NO_BOXES, self._no_fill,
+                                 np.empty((1, *self._shape), self._no_fill.dtype))
+
     def _launch(self, indices, origins, flips, weights, mboxes, eboxes, efill, out):
         n = weights.shape[0]
         target = out.view(np.uint16) if self.dtype in ("float16", "bfloat16") else out
         args = self._kernel_args(indices, origins, flips, weights, mboxes, eboxes, efill,
                                  target.reshape((n, *self._shape)))
+        if self._numpy_tier():
+            return quick.fused_mix(*args)
         what = f"the fused MixUp/CutMix kernel for {self.dtype} {self.data_format} batches"
         return announced(self._variant_key, what, launch, _fused_mix, *args, serial=_fused_mix_serial,
                          work=out.nbytes)

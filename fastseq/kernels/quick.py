@@ -90,8 +90,130 @@ def fused(xf, H, W, indices, order, origins, flips, size, max_top, max_left, pad
     for k, j in zip(*np.nonzero((eboxes[..., 1] > eboxes[..., 0]) & (eboxes[..., 3] > eboxes[..., 2]))):
         top, bottom, left, right = eboxes[k, j]
         result[k, top:bottom, left:right] = efill[0]
-    if channels_first:
-        out[...] = result.transpose(0, 3, 1, 2).reshape(out.shape)
+    _lay_out(result, channels_first, out)
+    return True
+
+
+# The resampling pass's output kinds (fastseq/kernels/resize.py) and the mix kinds (fastseq/kernels/mix.py).
+_R_RAW, _R_AFFINE, _R_HALF, _R_BF16 = 0, 1, 2, 3
+_M_F32, _M_F16, _M_BF16, _M_U8 = 0, 1, 2, 3
+
+
+def _half_bits(values, bfloat16):
+    """float32 -> uint16 bits of float16 or bfloat16, round half to even (as ``fastseq.kernels.halfprec``)."""
+    if bfloat16:
+        import ml_dtypes
+
+        return values.astype(ml_dtypes.bfloat16).view(np.uint16)
+    return values.astype(np.float16).view(np.uint16)
+
+
+def resize(xf, H, W, C, indices, order, boxes, flips, size, h, w, rh, rw, oy, ox, kind, channels_first, a, b, out,
+           blocks=None):
+    """The NumPy tier of ``resize._checked``: the same arguments, the same result in ``out``.
+
+    Per sample, as the compiled pass: source column and row positions in
+    float64, weights rounded once to float32, then ``p + (q - p) * f`` in
+    float32 across and then down (TensorFlow's ``compute_lerp``), then
+    ``v * a + b``, rounded to the output's type. False (nothing written) when
+    an index, box or flip is out of range.
+    """
+    n = indices.shape[0]
+    if n and not (
+        indices.min() >= 0 and indices.max() < size
+        and boxes[:, :2].min() >= 0 and boxes[:, 2:].min() >= 1
+        and (boxes[:, 2] <= H - boxes[:, 0]).all() and (boxes[:, 3] <= W - boxes[:, 1]).all()
+        and flips.max() <= 3
+    ):
+        return False
+    images = xf[: size * H * W * C].reshape(size, H, W, C)
+    result = np.empty((n, h, w, C), np.float32)
+    cols = np.arange(w)
+    rows = np.arange(h)
+    for k in range(n):
+        top, left, bh, bw = (int(v) for v in boxes[k])
+        jj = w - 1 - cols if flips[k] & 1 else cols
+        ii = h - 1 - rows if flips[k] & 2 else rows
+        x = (np.float64(ox) + jj + 0.5) * (np.float64(bw) / np.float64(rw)) - 0.5
+        xl = np.floor(x)
+        x0 = np.clip(xl.astype(np.int64), 0, bw - 1)
+        x1 = np.clip(xl.astype(np.int64) + 1, 0, bw - 1)
+        fx = (x - xl).astype(np.float32)[:, None]
+        y = (np.float64(oy) + ii + 0.5) * (np.float64(bh) / np.float64(rh)) - 0.5
+        yl = np.floor(y)
+        y0 = top + np.clip(yl.astype(np.int64), 0, bh - 1)
+        y1 = top + np.clip(yl.astype(np.int64) + 1, 0, bh - 1)
+        fy = (y - yl).astype(np.float32)[:, None, None]
+        box = images[indices[k], :, left:left + bw].astype(np.float32)  # (H, bw, C): all rows, the box's columns
+        p, q = box[:, x0], box[:, x1]
+        across = p + (q - p) * fx  # (H, w, C)
+        p, q = across[y0], across[y1]
+        result[k] = p + (q - p) * fy
+    if kind == _R_RAW:
+        values = np.clip(np.rint(result), 0.0, 255.0).astype(np.uint8)
     else:
-        out[...] = result.reshape(out.shape)
+        values = result * a + b
+        if kind != _R_AFFINE:
+            values = _half_bits(values, kind == _R_BF16)
+    _lay_out(values, channels_first, out)
+    return True
+
+
+def _lay_out(values, channels_first, out):
+    """NHWC ``values`` into ``out``, (n, h, w*C) or (n, C, h*w)."""
+    if channels_first:
+        out[...] = values.transpose(0, 3, 1, 2).reshape(out.shape)
+    else:
+        out[...] = values.reshape(out.shape)
+
+
+def fused_mix(xf, H, W, indices, order, origins, flips, size, max_top, max_left, pad, mode, fill, h, w,
+              channels_first, a, b, weights, mboxes, eboxes, efill, okind, out, group=None, blocks=None):
+    """The NumPy tier of ``mix._fused_mix``: MixUp/CutMix (then Cutout) in one call, the same bits in ``out``.
+
+    Sample and partner are made as raw pixels by :func:`fused`, then as the
+    compiled pass: ``x = float32(v) * a + b`` for both, ``wa * x + (1 - wa) *
+    y`` in float32 (``x`` itself for float32 output where ``wa`` is 1), the
+    partner inside the CutMix box, rounded to the output's kind; then the
+    erase boxes. False (nothing written) when a value is out of range.
+    """
+    n = weights.shape[0]
+    C = a.shape[0]
+    if n and not (
+        weights.min() >= 0 and weights.max() <= 1
+        and mboxes[:, 0].min() >= 0 and (mboxes[:, 0] <= mboxes[:, 1]).all() and mboxes[:, 1].max() <= h
+        and mboxes[:, 2].min() >= 0 and (mboxes[:, 2] <= mboxes[:, 3]).all() and mboxes[:, 3].max() <= w
+    ):
+        return False
+    raw = np.empty((2 * n, h, w * C), np.uint8)
+    no_boxes = np.zeros((0, 0, 4), np.int64)
+    if not fused(xf, H, W, indices, None, origins, flips, size, max_top, max_left, pad, mode, fill, h, w, _RAW,
+                 None, a, b, None, no_boxes, None, raw):
+        return False
+    if eboxes.shape[0] and eboxes.shape[1]:
+        y0, y1, x0, x1 = (eboxes[..., i] for i in range(4))
+        if not ((y0 >= 0) & (y0 <= y1) & (y1 <= h) & (x0 >= 0) & (x0 <= x1) & (x1 <= w)).all():
+            return False
+    raw = raw.reshape(2 * n, h, w, C).astype(np.float32)
+    raw *= a
+    raw += b
+    xs, ys = raw[:n], raw[n:]
+    wa = weights.reshape(n, 1, 1, 1)
+    blended = wa * xs + (np.float32(1) - wa) * ys
+    if okind == _M_F32:
+        alone = weights == np.float32(1)
+        blended[alone] = xs[alone]
+    for k in range(n):
+        top, bottom, left, right = mboxes[k]
+        blended[k, top:bottom, left:right] = ys[k, top:bottom, left:right]
+    if okind == _M_U8:
+        values = np.minimum(np.floor(blended + np.float32(0.5)), np.float32(255)).astype(np.uint8)
+    elif okind == _M_F32:
+        values = blended
+    else:
+        values = _half_bits(blended, okind == _M_BF16)
+    for k, j in zip(*np.nonzero((eboxes[..., 1] > eboxes[..., 0]) & (eboxes[..., 3] > eboxes[..., 2]))):
+        top, bottom, left, right = eboxes[k, j]
+        values[k, top:bottom, left:right] = efill[0]
+    _lay_out(values, channels_first, out)
     return True

@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from fastseq.kernels import _validate as check
+from fastseq.kernels import config, quick
 from fastseq.kernels._intrinsics import fetch_add, prefetch
 from fastseq.kernels.config import JIT, PARALLEL_JIT, RESAMPLE_COST, announced, launch, mark_warm
 from fastseq.kernels.halfprec import f32_to_bf16_bits, f32_to_f16_bits
@@ -462,7 +463,7 @@ def _boxes(values, n, image_size, name="boxes"):
     return arr
 
 
-class ResizePlan:
+class ResizePlan(config.Tiered):
     """A validated, reusable configuration of :func:`resized_crop` for one image array.
 
     What stays the same from batch to batch (images, output size, resize
@@ -573,7 +574,17 @@ class ResizePlan:
             raise AssertionError("resize kernel refused arguments that passed every check")  # pragma: no cover
         return out
 
+    _tier_kernels = property(lambda self: (_checked, _checked_serial))
+    _tier_what = property(lambda self: f"the resized-crop kernel for {self.variant} batches")
+
+    def _tier_example(self):
+        one = np.zeros(1, np.int64)
+        out = np.empty(self.output_shape(1), check.numpy_dtype(self.dtype))
+        return self._kernel_args(one, np.array([[0, 0, 1, 1]], np.int64), np.zeros(1, np.uint8), out)
+
     def _launch(self, indices, boxes, flips, out):
+        if self._numpy_tier():
+            return quick.resize(*self._kernel_args(indices, boxes, flips, out))
         return announced(self._variant_key, f"the resized-crop kernel for {self.variant} batches", self._launch_warm,
                          indices, boxes, flips, out)
 
