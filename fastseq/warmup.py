@@ -13,6 +13,7 @@ Numba only: no Keras.
 from __future__ import annotations
 
 import importlib
+import os
 import time
 
 import numpy as np
@@ -38,7 +39,7 @@ DATA_FORMATS = ("channels_last", "channels_first")
 
 
 def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, multiprocessing=False, resize=False,
-                    augmentations=False, photos=False, report=None):
+                    augmentations=False, photos=False, report=None, jobs=1, _only=None):
     """Compile (or load from the cache) the fused kernel for each dtype and layout, and the random parameters.
 
     Args:
@@ -52,6 +53,10 @@ def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, mul
         photos: also the photo-folder resample (``image_dataset_from_directory``) and its
             RandomResizedCrop boxes for each dtype (one variant serves both layouts and every interpolation).
         report: called as ``report(what, seconds)`` after each variant.
+        jobs: processes compiling at once. Numba compiles on one thread, so
+            on a machine with several cores ``jobs`` processes (one variant
+            each at a time, all writing the same on-disk cache) finish
+            sooner; this process then loads nothing. 1: here, in order.
 
     Returns:
         ``{what: seconds}``, in order.
@@ -61,8 +66,19 @@ def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, mul
         if bad or not values:
             raise ValueError(f"{name} must be a non-empty list from {allowed}, got {list(values)!r}.")
     timings = {}
+    if jobs > 1:
+        return _compile_in_processes(dict(dtypes=list(dtypes), data_formats=list(data_formats),
+                                          multiprocessing=multiprocessing, resize=resize,
+                                          augmentations=augmentations, photos=photos), jobs, report)
+    seen = []
 
     def timed(what, fn):
+        # _only: run the variant at that position only (a worker of _compile_in_processes), or none ("names"),
+        # recording the others' names so that the callers' once-per-variant checks run as they do here.
+        seen.append(what)
+        if _only is not None and len(seen) - 1 != _only:
+            timings.setdefault(what, None)
+            return
         t0 = time.perf_counter()
         fn()
         timings[what] = time.perf_counter() - t0
@@ -106,6 +122,8 @@ def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, mul
             what = f"photo resample kernel, {plan.variant}" + (" + serial twin" if multiprocessing else "")
             if what not in timings:
                 timed(what, lambda plan=plan: plan.compile(serial=multiprocessing))
+    if _only is not None and _only != "names":
+        return {what: seconds for what, seconds in timings.items() if seconds is not None}
     return timings
 
 
@@ -156,6 +174,34 @@ def _compile_augmentations(dtypes, data_formats, multiprocessing, timed):
                 timed(what, lambda fm=fused_mix: fm.compile(serial=multiprocessing))
 
 
+def _compile_in_processes(kwargs, jobs, report):
+    """:func:`compile_kernels` with each variant in a process of its own, ``jobs`` at a time; timings in order."""
+    import concurrent.futures
+    import json
+    import subprocess
+    import sys
+
+    names = list(compile_kernels(**kwargs, _only="names"))
+    code = "import json, sys; from fastseq.warmup import compile_kernels; " \
+           "t = compile_kernels(**json.loads(sys.argv[1]), _only=int(sys.argv[2])); print(json.dumps(t))"
+
+    def one(index):
+        result = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs), str(index)], capture_output=True,
+                                text=True)
+        if result.returncode:
+            raise RuntimeError(f"compiling {names[index]!r} failed:\n{result.stderr}")
+        return json.loads(result.stdout.splitlines()[-1])
+
+    timings = {}
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        for index, result in enumerate(pool.map(one, range(len(names)))):
+            seconds = result.get(names[index], 0.0)
+            timings[names[index]] = seconds
+            if report is not None:
+                report(names[index], seconds)
+    return timings
+
+
 def configure_parser(parser):
     """Add ``compile``'s options to an ``argparse`` (sub)parser."""
     parser.add_argument("--dtype", action="append", choices=DTYPES, metavar="DTYPE",
@@ -171,6 +217,9 @@ def configure_parser(parser):
                         help="also the Cutout/RandomErasing and MixUp/CutMix kernels")
     parser.add_argument("--photos", action="store_true",
                         help="also the photo-folder resample kernel (image_dataset_from_directory) for each dtype")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="variants compiled at once, each in a process of its own (default: one per core; "
+                        "Numba compiles on one thread)")
     return parser
 
 
@@ -179,8 +228,10 @@ def run(args):
     dtypes = DTYPES if args.all else tuple(dict.fromkeys(args.dtype or ["float32"]))
     formats = DATA_FORMATS if args.all else tuple(dict.fromkeys(args.data_format or ["channels_last"]))
     t0 = time.perf_counter()
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs must be at least 1, got {args.jobs}.")
     timings = compile_kernels(dtypes, formats, multiprocessing=args.multiprocessing, resize=args.resize,
                               augmentations=getattr(args, "augmentations", False), photos=getattr(args, "photos", False),
-                              report=lambda what, s: print(f"  {what:<58} {s:6.1f} s", flush=True))
+                              report=lambda what, s: print(f"  {what:<58} {s:6.1f} s", flush=True), jobs=args.jobs)
     print(f"compiled {len(timings)} kernels in {time.perf_counter() - t0:.1f} s; later runs load them from the cache.")
     return 0

@@ -89,3 +89,13 @@ def test_compile_kernels_photos_compiles_the_photo_resample_once_per_storage_typ
     np.testing.assert_array_equal(plan(np.zeros(1, np.int64))[0], image.reshape(5, 7, 3).astype(np.float32))
     time.sleep(0.05)
     assert "fastseq: compiling" not in capsys.readouterr().err
+
+
+def test_compile_kernels_in_processes_reports_every_variant_in_order():
+    """``jobs=2``: each variant compiled in a process of its own, reported in the in-process order."""
+    kwargs = dict(dtypes=("float32", "uint8"), data_formats=("channels_last",))
+    seen = []
+    timings = warmup.compile_kernels(**kwargs, jobs=2, report=lambda what, s: seen.append(what))
+    assert seen == list(timings) == list(warmup.compile_kernels(**kwargs, _only="names")) == [
+        "random crop and flip parameters", "fused kernel, float32 channels_last", "fused kernel, uint8 channels_last"]
+    assert all(s > 0 for s in timings.values())
