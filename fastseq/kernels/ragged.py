@@ -775,7 +775,9 @@ class RaggedResizePlan:
 
     def _windows(self, windows, n):
         if windows is None:
-            return np.broadcast_to(self._window, (n, 4))
+            # A fresh writable array for every n: a (1, 4) broadcast view counts as C-contiguous and
+            # read-only, another compiled specialisation than the batches' (and compile()'s) own.
+            return np.repeat(self._window[None], n, axis=0)
         return check_windows(windows, n)
 
     def __call__(self, indices, boxes=None, flips=None, out=None, *, windows=None):
