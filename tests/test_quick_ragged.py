@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 
 from fastseq.kernels import config, quick_ragged
 from fastseq.kernels import ragged as RK
@@ -56,7 +56,7 @@ def _bits(a):
     return np.ascontiguousarray(a).view(np.uint8)
 
 
-@PROPERTY
+@settings(PROPERTY, max_examples=100)  # more than the kernel's 40: the NumPy tier has no compile to amortise
 @given(case=ragged_case())
 def test_numpy_tier_equals_the_twin_and_the_kernel(case, numpy_tier):
     c = case
