@@ -8,6 +8,10 @@ bit for bit everywhere, lanczos and gaussian included: the same pixels
 whichever tier serves.
 """
 
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 
 import numpy as np
@@ -214,3 +218,37 @@ def test_prepared_plan_serves_from_the_kernel_once_it_is_compiled():
         quick_ragged.resample = real
     assert not served
     np.testing.assert_array_equal(again, first)
+
+
+def test_cold_first_batch_does_not_wait_for_the_compiler(tmp_path):
+    """Empty cache, fresh process: a prepared lanczos plan's first batch comes from NumPy while the kernel compiles.
+
+    Lanczos weights come from a small compiled loop: ``prepare()`` compiles it
+    before the background compile takes Numba's compiler lock, or the first
+    batch would wait for the whole kernel. The process leaves with
+    ``os._exit`` instead of waiting for the background compile.
+    """
+    script = textwrap.dedent(
+        """
+        import os, time
+        import numpy as np
+        from fastseq.kernels import ragged as RK, quick_ragged
+        from tests.textured import ragged_images
+
+        _, pixels, offsets, shapes = ragged_images(5, sides=(20, 60), seed=1)
+        served = []
+        real = quick_ragged.resample
+        quick_ragged.resample = lambda *a: served.append(1) or real(*a)
+        plan = RK.RaggedResizePlan(pixels, offsets, shapes, size=(16, 16), interpolation="lanczos3").prepare()
+        t0 = time.perf_counter()
+        batch = plan(np.arange(5))
+        seconds = time.perf_counter() - t0
+        print("served", len(served), "ready", plan._tier_job().ready(), "finite", bool(np.isfinite(batch).all()),
+              f"{seconds:.2f} s", flush=True)
+        os._exit(0)
+        """
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), FASTSEQ_BACKGROUND_COMPILE="1")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "served 1 ready False finite True" in result.stdout, result.stdout + result.stderr
