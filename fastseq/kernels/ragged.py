@@ -44,6 +44,10 @@ and float32 weights, per output row the same, a ring of horizontally
 resampled source rows, then the vertical sum. The filter, the layout, the
 flips and the padding are run-time flags: one compiled variant per output
 element type (float32, float16/bfloat16 bits, uint8).
+
+A prepared plan (``RaggedResizePlan.prepare()``) compiles that variant in a
+background thread and makes the batches asked for meanwhile with NumPy
+(:mod:`fastseq.kernels.quick_ragged`), bit for bit the same pixels.
 """
 
 import math
