@@ -240,7 +240,7 @@ def _lerp_sample(vals, img, top, left, bh, bw, oy, ox, rh, rw, hflip, vflip, h, 
 def _span_sample(vals, img, top, left, bh, bw, oy, ox, rh, rw, hflip, vflip, h, w, filt, antialias, table):
     """One sample of the span pass (``ragged._block``'s second half) into float32 ``vals`` (h, w, C)."""
     vals[...] = 0
-    xidx, xw, xcount = _span_taps(_positions(w, ox, hflip), rw, bw, filt, antialias, table)
+    xidx, xw, _ = _span_taps(_positions(w, ox, hflip), rw, bw, filt, antialias, table)
     yidx, yw, ycount = _span_taps(_positions(h, oy, vflip), rh, bh, filt, antialias, table)
     used = np.arange(yidx.shape[1]) < ycount[:, None]
     rows = np.unique(yidx[used])
