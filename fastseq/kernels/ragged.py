@@ -44,6 +44,10 @@ and float32 weights, per output row the same, a ring of horizontally
 resampled source rows, then the vertical sum. The filter, the layout, the
 flips and the padding are run-time flags: one compiled variant per output
 element type (float32, float16/bfloat16 bits, uint8).
+
+A prepared plan (``RaggedResizePlan.prepare()``) compiles that variant in a
+background thread and makes the batches asked for meanwhile with NumPy
+(:mod:`fastseq.kernels.quick_ragged`), bit for bit the same pixels.
 """
 
 import math
@@ -53,6 +57,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from fastseq.kernels import _validate as check
+from fastseq.kernels import config
 from fastseq.kernels._intrinsics import fetch_add, lerp4
 from fastseq.kernels.config import JIT, PARALLEL_JIT, RESAMPLE_COST, announced, launch, mark_warm
 from fastseq.kernels.images import ReadOrder
@@ -677,7 +682,7 @@ def _pair(name, value):
 # ---- the plan --------------------------------------------------------------
 
 
-class RaggedResizePlan:
+class RaggedResizePlan(config.Tiered):
     """Resample a batch of images of different sizes to one size, flip, normalise and lay out, in one pass.
 
     For each sample ``k``: take the box ``boxes[k]`` of image
@@ -773,9 +778,34 @@ class RaggedResizePlan:
         if serial:
             _resample_serial(*args)
 
+    _tier_kernels = property(lambda self: (_resample, _resample_serial))
+    _tier_what = property(lambda self: f"the ragged resize kernel for {self.variant} batches")
+
+    def _tier_example(self):
+        """Arguments of the types ``__call__`` passes: int64 indices, boxes and windows, uint8 flips, a fresh out."""
+        one = np.zeros(1, np.int64)
+        out = np.empty(self.output_shape(1), check.numpy_dtype(self.dtype))
+        return self._kernel_args(one, np.array([[0, 0, 1, 1]], np.int64), self._windows(None, 1),
+                                 np.zeros(1, np.uint8), out)
+
+    def prepare(self):
+        """Start compiling this plan's kernel in the background; batches come from NumPy meanwhile (see ``Tiered``).
+
+        Lanczos and Gaussian weights in the NumPy tier come from a small
+        compiled loop (:mod:`fastseq.kernels.quick_ragged`): compiled here,
+        first, since the background compile then holds Numba's compiler lock.
+        """
+        if config.BACKGROUND_COMPILE and self._filter in (_LANCZOS3, _LANCZOS5, _GAUSSIAN):
+            from fastseq.kernels import quick_ragged
+
+            quick_ragged.compile_helpers()
+        return super().prepare()
+
     def _windows(self, windows, n):
         if windows is None:
-            return np.broadcast_to(self._window, (n, 4))
+            # A fresh writable array for every n: a (1, 4) broadcast view counts as C-contiguous and
+            # read-only, another compiled specialisation than the batches' (and compile()'s) own.
+            return np.repeat(self._window[None], n, axis=0)
         return check_windows(windows, n)
 
     def __call__(self, indices, boxes=None, flips=None, out=None, *, windows=None):
@@ -801,6 +831,12 @@ class RaggedResizePlan:
         out = check.out_array(out, self.output_shape(n), self.dtype, self._pixels)
         if n:
             args = self._kernel_args(indices, boxes, windows, flips, out)
+            if self._numpy_tier():
+                from fastseq.kernels import quick_ragged  # imported only while a prepared plan's kernel compiles
+
+                if not quick_ragged.resample(*args):
+                    raise AssertionError("NumPy tier refused arguments that passed every check")  # pragma: no cover
+                return out
             announced(self._variant_key, f"the ragged resize kernel for {self.variant} batches", launch, _resample,
                       *args, serial=_resample_serial, work=out.nbytes * RESAMPLE_COST)
         return out
