@@ -60,7 +60,8 @@ def test_a_launch_on_two_threads_is_judged_and_labelled_with_its_threads():
     passed = by_key(verdicts.kernel_verdicts("cifar", kernel(fastseq=2e6, threads=2, **{"fastseq-1t": 1e6})))
     assert passed["threads"].status == "PASS" and passed["threads"].label == "2 threads vs 1 thread"
     missed = by_key(verdicts.kernel_verdicts("cifar", kernel(fastseq=1.5e6, threads=2, **{"fastseq-1t": 1e6})))
-    assert missed["threads"].status == "MISS" and missed["threads"].note == "bound: the second core: busy, or memory-bound"
+    assert missed["threads"].status == "MISS"
+    assert missed["threads"].note == "bound: the second core: busy, or memory-bound"
 
 
 def test_mnist_commits_to_no_thread_gain():
@@ -77,7 +78,7 @@ def test_a_clean_pass_and_a_clean_miss_with_what_bounds_it():
     found = by_key(verdicts.kernel_verdicts("cifar", kernel(fastseq=2e6, ceiling=2.8e6, **{"tf.data": 2e4})))
     assert found["fused/ceiling"].status == "PASS" and found["fused/ceiling"].note == ""
     assert found["fused/tf.data"].status == "PASS"
-    found = by_key(verdicts.kernel_verdicts("cifar", kernel(fastseq=1e6, ceiling=3e6, **{"keras": 2e5})))
+    found = by_key(verdicts.kernel_verdicts("cifar", kernel(fastseq=1e6, ceiling=3e6, keras=2e5)))
     assert found["fused/ceiling"].status == "MISS" and found["fused/ceiling"].value == pytest.approx(3.0)
     assert found["fused/ceiling"].note.startswith("bound: ")
     assert found["fused/keras"].status == "MISS" and found["fused/keras"].note == "bound: fastseq's kernel"
@@ -106,7 +107,7 @@ def test_a_noisy_row_says_rerun_instead_of_pass_or_miss():
 
 
 def test_a_pass_wider_than_the_noise_stands():
-    rows = kernel(fastseq=2e6, **{"keras": 1e5})
+    rows = kernel(fastseq=2e6, keras=1e5)
     rows["keras"] = Timing(1e5, 2.0)  # 20x against a 10x target: a 2x spread cannot explain it
     assert by_key(verdicts.kernel_verdicts("cifar", rows))["fused/keras"].status == "PASS"
 
@@ -245,3 +246,39 @@ def test_the_rules_import_no_keras_or_numba():
             "bad = [m for m in ('keras', 'tensorflow', 'numba') if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- the closing table of `pytest benchmarks --benchmark-only` ------------------------
+
+
+def test_the_benchmark_closing_table_has_the_same_verdicts_and_summary(monkeypatch):
+    from benchmarks import summary
+
+    def row(ips, threads=2, spread=1.05):
+        return {"images_per_sec": ips, "GB_per_sec": 1.0, "threads": threads, "spread": spread}
+
+    results = {
+        "cifar-b512-f32": {"ceiling": row(3e6, 1), "fastseq": row(2.4e6), "fastseq-1t": row(1.2e6, 1),
+                           "tf.data": row(2e4)},
+        "mnist-b512-f32": {"ceiling": row(1.2e7, 1), "fastseq": row(4e6, 1), "fastseq-1t": row(4e6, 1)},
+        "feed-cifar-b512": {name: {"images_per_sec": ips, "windows_images_per_sec": [ips, ips, ips]}
+                            for name, ips in (("noop", 150_000), ("fastseq", 130_000), ("tf.data", 12_000))},
+        "folders-first-epoch-224": {"keras": {"images": 2000, "seconds": 4.0},
+                                    "fastseq": {"images": 2000, "seconds": 5.0}},
+        "folders-second-size": {"fastseq": {"images": 2000, "seconds": 0.2}},
+    }
+    monkeypatch.setattr(summary, "RESULTS", results)
+    monkeypatch.setattr(summary, "FIRST_CALL", {})
+    monkeypatch.setattr(summary, "COLD", {})
+    text = "\n".join(summary.lines())
+    assert "cifar-b512-f32 (CIFAR-sized 32x32x3):" in text and "mnist-b512-f32 (MNIST-sized 28x28x1):" in text
+    assert "2 threads vs 1 thread" in text and "PASS" in text
+    assert "not judged (the work rule ran this batch on 1 thread)" in text  # MNIST: one thread
+    assert "step-bound" in text and "fastseq / tf.data" in text  # no-op 150k within 1.3x of fastseq 130k
+    assert "fastseq first call / keras epoch time" in text and "second image_size, per 2,000 files" in text
+    assert "verdicts: " in text
+    summary_lines = text[text.index("summary:"):].splitlines()[1:]
+    assert len(summary_lines) == 3
+    assert "2,400,000 images/s" in summary_lines[0] and "120x tf.data" in summary_lines[1]
+    assert "1.25x Keras' epoch time" in summary_lines[1]
+    assert "the model's own step bounds fit" in summary_lines[2]

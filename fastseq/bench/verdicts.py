@@ -427,6 +427,9 @@ def summary_lines(*, kernel=None, fit=None, photos=None, what="arrays", photo_fi
         if fc and fc.ips:
             extra = f" (first call, decoding every file once: {k.ips / fc.ips:.2f}x Keras' epoch time)"
         than.append(f"{pe.ips / k.ips:,.1f}x Keras' image_dataset_from_directory per epoch{extra}")
+    elif photos.get("keras epoch") and photos.get("fastseq first call"):
+        than.append(f"its first call on a photo folder (decoding every file once) takes "
+                    f"{photos['keras epoch'].ips / photos['fastseq first call'].ips:.2f}x Keras' epoch time")
     second = ("That is " + " and ".join(than) + ".") if than else "No baseline ran beside it."
     ff = fit.get("fastseq")
     if ff:
