@@ -282,3 +282,9 @@ def test_the_benchmark_closing_table_has_the_same_verdicts_and_summary(monkeypat
     assert "2,400,000 images/s" in summary_lines[0] and "120x tf.data" in summary_lines[1]
     assert "1.25x Keras' epoch time" in summary_lines[1]
     assert "the model's own step bounds fit" in summary_lines[2]
+
+
+def test_a_busy_machine_is_named_beside_the_verdicts():
+    assert verdicts.busy_note(0.3, 2) is None and verdicts.busy_note(None, 2) is None
+    note = verdicts.busy_note(7.0, 2)
+    assert "7.0 on 2 cores" in note and "rerun on a quiet machine" in note

@@ -222,9 +222,20 @@ def kernel_timings(rows, results):
             for row in rows if "ips" in results.get(row.name, {})}
 
 
-def _closing(found, summary, out):
-    """Print the verdict tally and the three-line summary (the part a user reads first)."""
-    lines = ["", f"verdicts: {verdicts.tally(found) or 'none on this shape'}", "", "summary:"]
+def _load():
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def _closing(found, summary, out, load=None):
+    """Print the verdict tally, a warning when other work kept the machine busy, and the three-line summary."""
+    lines = ["", f"verdicts: {verdicts.tally(found) or 'none on this shape'}"]
+    busy = verdicts.busy_note(load, os.cpu_count())
+    if busy:
+        lines.append(busy)
+    lines += ["", "summary:"]
     lines += [f"  {line}" for line in summary]
     print("\n".join(lines), file=out)
 
@@ -262,6 +273,7 @@ def run(args, out=None):
         job = cifar_job(x, y, batch_size=args.batch_size, seed=args.seed, dtype=args.dtype, data_format=args.data_format)
     shape = verdicts.shape_key(job.x.shape[1:])
     found, summary = [], {}
+    start_load = _load()
 
     # The kernel rows: one batch job, every loader.
     rows, results = _kernel_rows(args, job, names)
@@ -289,11 +301,11 @@ def run(args, out=None):
 
         n_images = MORE_PHOTOS if photos == "" else QUICK_PHOTOS if args.quick else PHOTOS
         what, files, timed = photo_rows.photo_timings(photos or None, n_images=n_images, seed=args.seed,
-                                                      repeat=2 if args.quick else 3, first_repeat=1)
+                                                      repeat=2 if args.quick else 3, first_repeat=2)
         found += photo_rows.render(what, timed, out, files=files)
         summary["photos"] = photo_rows.timings(timed)
 
-    _closing(found, verdicts.summary_lines(**summary), out)
+    _closing(found, verdicts.summary_lines(**summary), out, load=start_load)
     if markdown:
         if sys.argv[1:2] == ["bench"]:
             argv = sys.argv[2:]

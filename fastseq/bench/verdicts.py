@@ -388,6 +388,22 @@ def photo_verdicts(rows, files, shape="photos-224"):
 
 # -- printing ----------------------------------------------------------------------
 
+#: Other work is running when the 1-minute load average before the bench starts exceeds this share of the cores.
+BUSY_LOAD = 0.5
+
+
+def busy_note(load, cpus):
+    """A warning when the load average ``load`` (taken before the bench ran) shows other work on ``cpus`` cores.
+
+    A machine busy throughout slows every repeat alike, which the spread does not show; a MISS made then
+    may be the machine's, so say so beside the verdicts (they are not changed).
+    """
+    if load is None or not cpus or load <= BUSY_LOAD * cpus:
+        return None
+    return (f"note: the load average was {load:.1f} on {cpus} cores before the bench started: other work shared "
+            "the cores, so rerun on a quiet machine before trusting a MISS.")
+
+
 
 def verdict_lines(verdicts, indent="  "):
     width = max((len(v.label) for v in verdicts), default=0)
