@@ -5,6 +5,8 @@ Each benchmark calls :func:`record`, which fills ``benchmark.extra_info``
 ``benchmarks/conftest.py`` prints :func:`lines` when the session ends.
 """
 
+import os
+
 from fastseq.bench import verdicts
 from fastseq.bench.verdicts import Timing
 
@@ -16,6 +18,8 @@ FIRST_CALL_TARGET_S = 1.0
 #: ``test_cold_first_batch``'s figures: an empty Numba cache, then the cache it left.
 COLD = {}
 COLD_TARGET_S = 15.0
+#: ``{"start": the 1-minute load average when the session started}`` (``benchmarks/conftest.py``).
+LOAD = {}
 HEADLINE = "cifar-b512-f32"
 #: The kernel groups judged against their shape's targets (``fastseq.bench.verdicts.TARGETS``); the other
 #: groups (other dtypes and layouts) are shown without verdicts.
@@ -78,8 +82,10 @@ def _kernel_verdicts(group, shape):
         if v.key == "fused/ceiling":
             # The rows' minima from the same stretch of time decide; the one-after-the-other ratio is shown beside.
             label = f"fused / ceiling, alternating (median {paired['paired_median_ratio']:.2f}x)"
-            out.append(verdicts.judge(v.key, label, paired["paired_min_ratio"], v.target,
-                                      spreads=[paired["paired_median_ratio"] / paired["paired_min_ratio"]]))
+            # Noisy if the pairs spread, or if either row's own rounds did.
+            spreads = [paired["paired_median_ratio"] / paired["paired_min_ratio"]]
+            spreads += [rows[n].get("spread", 1.0) for n in ("fastseq", "ceiling") if n in rows]
+            out.append(verdicts.judge(v.key, label, paired["paired_min_ratio"], v.target, spreads=spreads))
             out.append(verdicts.Verdict(v.key, "fused / ceiling, rows one after other", v.value, None, ""))
         else:
             out.append(v)
@@ -163,6 +169,9 @@ def lines():
             out.append(f"  {title}:")
             out += verdicts.verdict_lines(got, indent="    ")
         out.append(f"verdicts: {verdicts.tally(found)}")
+        busy = verdicts.busy_note(LOAD.get("start"), os.cpu_count())
+        if busy:
+            out.append(busy)
     head = _kernel_timings(RESULTS.get(HEADLINE, {}))
     if head or fit or photos:
         out.append("summary:")

@@ -270,13 +270,14 @@ def test_the_benchmark_closing_table_has_the_same_verdicts_and_summary(monkeypat
     monkeypatch.setattr(summary, "RESULTS", results)
     monkeypatch.setattr(summary, "FIRST_CALL", {})
     monkeypatch.setattr(summary, "COLD", {})
+    monkeypatch.setattr(summary, "LOAD", {"start": 99.0})
     text = "\n".join(summary.lines())
     assert "cifar-b512-f32 (CIFAR-sized 32x32x3):" in text and "mnist-b512-f32 (MNIST-sized 28x28x1):" in text
     assert "2 threads vs 1 thread" in text and "PASS" in text
     assert "not judged (the work rule ran this batch on 1 thread)" in text  # MNIST: one thread
     assert "step-bound" in text and "fastseq / tf.data" in text  # no-op 150k within 1.3x of fastseq 130k
     assert "fastseq first call / keras epoch time" in text and "second image_size, per 2,000 files" in text
-    assert "verdicts: " in text
+    assert "verdicts: " in text and "the load average was 99.0" in text
     summary_lines = text[text.index("summary:"):].splitlines()[1:]
     assert len(summary_lines) == 3
     assert "2,400,000 images/s" in summary_lines[0] and "120x tf.data" in summary_lines[1]
@@ -288,3 +289,17 @@ def test_a_busy_machine_is_named_beside_the_verdicts():
     assert verdicts.busy_note(0.3, 2) is None and verdicts.busy_note(None, 2) is None
     note = verdicts.busy_note(7.0, 2)
     assert "7.0 on 2 cores" in note and "rerun on a quiet machine" in note
+
+
+def test_the_closing_tables_alternating_ceiling_ratio_is_noisy_when_its_rows_are(monkeypatch):
+    from benchmarks import summary
+
+    fastseq = {"images_per_sec": 1e6, "threads": 2, "spread": 2.4, "paired_min_ratio": 1.4,
+               "paired_median_ratio": 1.5}
+    monkeypatch.setattr(summary, "RESULTS", {"cifar-b512-f32": {
+        "ceiling": {"images_per_sec": 3e6, "threads": 1, "spread": 1.0, "GB_per_sec": 1.0},
+        "fastseq": {**fastseq, "GB_per_sec": 1.0}}})
+    monkeypatch.setattr(summary, "LOAD", {})
+    text = "\n".join(summary.lines())
+    assert "fused / ceiling, alternating (median 1.50x)" in text and "noisy: rerun (median/min 2.40)" in text
+    assert "fused / ceiling, rows one after other" in text

@@ -1,7 +1,8 @@
-"""``python -m fastseq bench --photos [DIR]``: a photo folder through Keras' function and fastseq's.
+"""The photo-folder rows of ``python -m fastseq bench``: a photo folder through Keras' function and fastseq's.
 
-Rows, each on the same folder (DIR, or a generated one of 2,000 JPEGs of
-200-500 px, 5 classes, from :mod:`fastseq.bench.photos`), batch 32,
+Rows, each on the same folder (a generated one of 200-500 px JPEGs in 5
+classes, from :mod:`fastseq.bench.photos`: 200 by default, 100 with
+``--quick``, 2,000 with ``--photos``; or ``--photos DIR``), batch 32,
 float32, shuffled with a seed:
 
 - ``keras epoch``: ``keras.utils.image_dataset_from_directory`` and one whole
@@ -12,6 +13,7 @@ float32, shuffled with a seed:
   store (no decoding, no batch);
 - ``fastseq epoch``: one more epoch of the first call's sequence.
 
+Their verdicts (photos at 224) are :func:`fastseq.bench.verdicts.photo_verdicts`.
 Keras is imported only when these rows run.
 """
 

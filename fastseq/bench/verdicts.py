@@ -99,7 +99,7 @@ _AUG = ("one more pass inside the kernel", "mixing two samples per output")
 #: What fastseq commits to, per shape. How each was measured: docs/guides/benchmarks.md ("Targets per shape").
 TARGETS = {
     "cifar": (
-        Target("fused/ceiling", "max", 1.5, "random reads + per-call cost (see the gather row)"),
+        Target("fused/ceiling", "max", 1.5, "random reads + per-call cost, see the gather row"),
         Target("fused/tf.data", "min", 25.0, _FUSED),
         Target("fused/keras", "min", 10.0, _FUSED),
         Target("fused/grain", "min", 20.0, _FUSED),
@@ -121,7 +121,7 @@ TARGETS = {
     # ratio gets a looser bound. No thread target: a second thread gained nothing here even at batch
     # 4,096 (12.9 MB, 2 threads by the rule: 0.82x). MixUp and CutMix gather two images per output.
     "mnist": (
-        Target("fused/ceiling", "max", 4.0, "the random gather (see the gather row)"),
+        Target("fused/ceiling", "max", 4.0, "the random gather, see the gather row"),
         Target("fused/gather", "max", 1.5, "fastseq's kernel beyond the gather"),
         Target("fused/tf.data", "min", 25.0, _FUSED),
         Target("fused/keras", "min", 10.0, _FUSED),
@@ -457,5 +457,5 @@ def summary_lines(*, kernel=None, fit=None, photos=None, what="arrays", photo_fi
         else:
             third += f" (a loader that does nothing fed {noop.ips:,.0f})." if noop else "."
     else:
-        third = "The model.fit rows did not run (--no-e2e)."
+        third = "The model.fit rows did not run."
     return [first, second, third]
