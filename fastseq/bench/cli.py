@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import statistics
 
+import numpy as np
+
 from fastseq.bench import synthetic, verdicts
 from fastseq.bench.kernel_rows import AUGMENTATION_ROWS, BUILDERS, ROWS, Row, all_threads, cifar_job, mnist_job
 from fastseq.bench.timing import measure
@@ -290,8 +292,12 @@ def run(args, out=None):
             job.x, job.y, batch_size=job.batch_size, mean=job.mean, std=job.std, padding=job.padding,
             steps=6 if args.quick else 20, seed=args.seed, rows=QUICK_FIT_ROWS if args.quick else None,
         )
-        threads = rows[[r.name for r in rows].index("fastseq")].threads if "fastseq" in results else None
-        found += bench_feed.render(feed, out, shape=shape, threads=threads)
+        from fastseq.bench.kernel_rows import rule_threads
+
+        pixels = job.batch_size * int(np.prod(job.out_shape[1:]))
+        threads = {"fastseq": rule_threads(pixels * 4), "fastseq-memmap": rule_threads(pixels * 4),
+                   "fastseq-uint8": rule_threads(pixels)}
+        found += bench_feed.render(feed, out, shape=shape, threads=threads, image_shape=job.out_shape[1:])
         summary["fit"] = bench_feed.timings(feed)
 
     # The photo-folder rows: Keras' image_dataset_from_directory against fastseq's.

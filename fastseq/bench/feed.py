@@ -213,25 +213,29 @@ def timings(results):
             for name, r in results.items()}
 
 
-def render(results, out, *, shape=None, threads=None):
+def render(results, out, *, shape=None, threads=None, image_shape=None):
     """Print the feed table and its verdicts on ``shape`` (a ``verdicts.TARGETS`` key); return the verdicts.
 
-    ``threads``: the threads fastseq's launches use on this batch (the work rule), for the header.
+    ``threads``: ``{row: threads}``, the threads the work rule gives each fastseq row's launches (by its
+    batch's output bytes: the uint8 row's are a quarter of the float32 rows'), shown as a column;
+    ``image_shape``: one output image's shape, for the title.
     """
     from fastseq.bench import verdicts
 
     first = next(iter(results.values()), None)
-    batch = f"batch {first.batch_size}; " if first else ""
-    ran = f"fastseq's launches: {threads} thread{'s' if threads != 1 else ''} (work rule); " if threads else ""
-    title = (f"end-to-end: model.fit on GlobalAveragePooling2D + Dense ({batch}{ran}steady state after 3 warm-up "
-             "steps; rows interleaved, median of the rounds)")
+    of = f" of {'x'.join(map(str, image_shape))}" if image_shape else ""
+    batch = f"batch {first.batch_size}{of}; " if first else ""
+    threads = threads or {}
+    title = (f"end-to-end: model.fit on GlobalAveragePooling2D + Dense ({batch}steady state after 3 warm-up "
+             "steps; rows interleaved, median of the rounds; threads: fastseq's launches by the work rule)")
     lines = ["", title]
     base = results.get("noop")
-    lines.append(f"  {'loader':<16}{'images/s':>12}{'ms/step':>10}{'vs no-op':>10}{'median/min':>12}")
+    lines.append(f"  {'loader':<16}{'threads':>8}{'images/s':>12}{'ms/step':>10}{'vs no-op':>10}{'median/min':>12}")
     tm = timings(results)
     for name, r in results.items():
         vs = f"{r.images_per_sec / base.images_per_sec:.2f}x" if base else ""
-        lines.append(f"  {name:<16}{r.images_per_sec:>12,.0f}{r.step_ms:>10.2f}{vs:>10}{tm[name].spread:>11.2f}x")
+        lines.append(f"  {name:<16}{threads.get(name, '-'):>8}{r.images_per_sec:>12,.0f}{r.step_ms:>10.2f}{vs:>10}"
+                     f"{tm[name].spread:>11.2f}x")
     found = verdicts.fit_verdicts(shape, tm)
     if found:
         bound = verdicts.step_bound(tm)
