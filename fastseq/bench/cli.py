@@ -46,7 +46,8 @@ def configure_parser(parser):
     parser.add_argument("--data-format", default="channels_last", choices=("channels_last", "channels_first"),
                         help="output layout (baseline rows need channels_last)")
     parser.add_argument("--repeat", type=int, default=None, help="timed calls per row (default 30, --quick 5)")
-    parser.add_argument("--quick", action="store_true", help="fewer repeats, rows and photos and a smaller data set: about 20 s in all")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repeats, rows and photos and a smaller data set: about 20 s in all")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, the batch and the augmentation")
     parser.add_argument("--augmentations", action="store_true",
                         help="also the rows with Cutout(16), RandomErasing, MixUp(0.2) and CutMix(1.0) inside the "
@@ -154,7 +155,7 @@ def _render(job, data_desc, rows, results, out):
     """Print the kernel table and its verdicts on the job's shape; return the verdicts."""
     ips = {name: r["ips"] for name, r in results.items() if "ips" in r}
     f_ips, c_ips = ips.get("fastseq"), ips.get("ceiling")
-    shape = verdicts.shape_key(job.x.shape[1:])
+    shape = _shape(job)
     header = (
         f"fastseq bench: {job.name}, {data_desc}; batch {job.batch_size}, pad {job.padding} + crop "
         f"{job.crop[0]}x{job.crop[1]} + flip + normalise -> {job.dtype} {job.data_format} {job.out_shape} "
@@ -205,17 +206,24 @@ def _render(job, data_desc, rows, results, out):
     found = verdicts.kernel_verdicts(shape, kernel_timings(rows, results), batch_mb=job.out_bytes / 1e6)
     if found:
         lines.append("")
-        where = verdicts.SHAPES.get(shape, f"no targets for {'x'.join(map(str, job.x.shape[1:]))}: ratios only")
+        what = f"{'x'.join(map(str, job.x.shape[1:]))} {job.dtype} {job.data_format}"
+        where = verdicts.SHAPES.get(shape, f"no targets for {what}: ratios only")
         lines.append(f"targets ({where}; docs/guides/benchmarks.md):")
         lines += verdicts.verdict_lines(found)
     print("\n".join(lines), file=out)
     return found
 
 
+def _shape(job):
+    """The job's ``verdicts.TARGETS`` key: its image shape's, for float32 channels_last output (the targets were
+    measured there), else None (ratios without verdicts)."""
+    return verdicts.shape_key(job.x.shape[1:]) if job.float32_nhwc else None
+
+
 def _work_per_thread():
     from fastseq.kernels.config import WORK_PER_THREAD
 
-    return f"{WORK_PER_THREAD / 2**20:g} MiB" if WORK_PER_THREAD % 2**10 == 0 else f"{WORK_PER_THREAD:,} bytes"
+    return f"{WORK_PER_THREAD // 2**20} MiB" if WORK_PER_THREAD % 2**20 == 0 else f"{WORK_PER_THREAD:,} bytes"
 
 
 def kernel_timings(rows, results):
@@ -273,7 +281,7 @@ def run(args, out=None):
         job.dtype, job.data_format = args.dtype, args.data_format
     else:
         job = cifar_job(x, y, batch_size=args.batch_size, seed=args.seed, dtype=args.dtype, data_format=args.data_format)
-    shape = verdicts.shape_key(job.x.shape[1:])
+    shape = _shape(job)
     found, summary = [], {}
     start_load = _load()
 
