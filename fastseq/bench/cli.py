@@ -290,7 +290,8 @@ def run(args, out=None):
     found += _render(job, desc, rows, results, out)
     summary["kernel"] = kernel_timings(rows, results)
     what = "synthetic CIFAR-shaped arrays" if kind == "cifar" else "Fashion-MNIST arrays"
-    summary["what"] = f"{what} {'x'.join(map(str, job.out_shape[1:]))}, batch {job.batch_size}"
+    summary["what"] = f"{what} {'x'.join(map(str, job.out_shape[1:]))}, batch {job.batch_size}" + (
+        "" if job.float32_nhwc else f", {job.dtype} {job.data_format}")
 
     # The fit rows: model.fit fed by each loader.
     if args.e2e:
