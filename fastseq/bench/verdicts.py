@@ -432,7 +432,7 @@ def summary_lines(*, kernel=None, fit=None, photos=None, what="arrays", photo_fi
     pe = photos.get("fastseq epoch")
     if pe:
         made.append(f"{pe.ips:,.0f} photos/s at 224 from its store")
-    first = ("On this machine fastseq makes " + " and ".join(made) + ".") if made else "No fastseq row ran."
+    first = ("On this machine fastseq makes " + " and ".join(made) + ".") if made else "fastseq's array rows did not run."
     than = []
     if f and kernel.get("tf.data"):
         than.append(f"{f.ips / kernel['tf.data'].ips:,.0f}x tf.data")
@@ -443,10 +443,11 @@ def summary_lines(*, kernel=None, fit=None, photos=None, what="arrays", photo_fi
         if fc and fc.ips:
             extra = f" (first call, decoding every file once: {k.ips / fc.ips:.2f}x Keras' epoch time)"
         than.append(f"{pe.ips / k.ips:,.1f}x Keras' image_dataset_from_directory per epoch{extra}")
-    elif photos.get("keras epoch") and photos.get("fastseq first call"):
-        than.append(f"its first call on a photo folder (decoding every file once) takes "
-                    f"{photos['keras epoch'].ips / photos['fastseq first call'].ips:.2f}x Keras' epoch time")
     second = ("That is " + " and ".join(than) + ".") if than else "No baseline ran beside it."
+    if not pe and photos.get("keras epoch") and photos.get("fastseq first call"):
+        ratio = photos["keras epoch"].ips / photos["fastseq first call"].ips
+        first_call = f"its first call on a photo folder (decoding every file once) takes {ratio:.2f}x Keras' epoch time."
+        second = (second[:-1] + "; " + first_call) if than else first_call[0].upper() + first_call[1:]
     ff = fit.get("fastseq")
     if ff:
         third = f"In model.fit it keeps up with a training step that consumes up to {ff.ips:,.0f} images/s"
