@@ -153,7 +153,7 @@ def test_a_loader_bound_fit_is_judged():
     found = by_key(verdicts.fit_verdicts("cifar", rows))
     assert found["fit fastseq/tf.data"].status == "PASS"
     assert found["fit fastseq/convert"].status == "MISS"
-    assert found["fit fastseq/convert"].note == "bound: fastseq's batch + gather per step"
+    assert found["fit fastseq/convert"].note == "bound: ArraySequence's own cost per step"
 
 
 def test_step_bound_threshold():
