@@ -5,7 +5,10 @@ Each benchmark calls :func:`record`, which fills ``benchmark.extra_info``
 ``benchmarks/conftest.py`` prints :func:`lines` when the session ends.
 """
 
-from fastseq.bench import kernel_rows
+import os
+
+from fastseq.bench import verdicts
+from fastseq.bench.verdicts import Timing
 
 #: ``{group: {row name: extra_info}}`` for this run, in the order recorded.
 RESULTS = {}
@@ -15,7 +18,13 @@ FIRST_CALL_TARGET_S = 1.0
 #: ``test_cold_first_batch``'s figures: an empty Numba cache, then the cache it left.
 COLD = {}
 COLD_TARGET_S = 15.0
+#: ``{"start": the 1-minute load average when the session started}`` (``benchmarks/conftest.py``).
+LOAD = {}
 HEADLINE = "cifar-b512-f32"
+#: The kernel groups judged against their shape's targets (``fastseq.bench.verdicts.TARGETS``); the other
+#: groups (other dtypes and layouts) are shown without verdicts.
+JUDGED = {HEADLINE: "cifar", "mnist-b512-f32": "mnist"}
+FEED, PHOTO_FIRST, PHOTO_SECOND = "feed-cifar-b512", "folders-first-epoch-224", "folders-second-size"
 
 
 def timed(benchmark):
@@ -27,34 +36,71 @@ def record(benchmark, row, group):
     """Put ``row``'s facts, and rates from the minimum round time when timed, in ``extra_info``."""
     seconds = benchmark.stats.stats.min if timed(benchmark) else None
     info = row.info(seconds)
+    if seconds:
+        info["spread"] = round(benchmark.stats.stats.median / seconds, 3)  # median/min: a busy machine shows here
     benchmark.extra_info.update(info)
     RESULTS.setdefault(group, {})[row.name] = info
     return info
 
 
-def _time_ratio_lines(row, one_after_other, info, target):
-    """Target lines for ``row``'s time over the ceiling's (at most ``target``).
+def _kernel_timings(rows):
+    return {name: Timing(r["images_per_sec"], r.get("spread", 1.0), r["threads"] if isinstance(r.get("threads"), int)
+                         else 1)
+            for name, r in rows.items() if "images_per_sec" in r}
 
-    With the two also timed alternately (``info`` from ``timing.alternating_ratio``)
-    that ratio decides: the rows' minima from the same stretch of time; the
-    one-after-the-other ratio is shown beside it.
-    """
-    limit = f"<= {target:g}x"
-    if "paired_min_ratio" not in info:
-        return [(f"{row} / ceiling time", f"{one_after_other:.2f}x", limit, one_after_other <= target)]
-    paired = info["paired_min_ratio"]
-    return [
-        (f"{row} / ceiling, alternating (median {info['paired_median_ratio']:.2f}x)", f"{paired:.2f}x", limit,
-         paired <= target),
-        (f"{row} / ceiling, rows one after other", f"{one_after_other:.2f}x", "", None),
-    ]
+
+def _fit_timings(rows):
+    return {name: Timing(r["images_per_sec"], verdicts.spread([1 / w for w in r.get("windows_images_per_sec", ())]))
+            for name, r in rows.items() if "images_per_sec" in r}
+
+
+def _photo_timings():
+    """The photo-folder rows of this run as ``verdicts.photo_verdicts`` reads them, and the folder's file count."""
+    first, second = RESULTS.get(PHOTO_FIRST, {}), RESULTS.get(PHOTO_SECOND, {})
+    rows, files = {}, 0
+    for name, r in (("keras epoch", first.get("keras")), ("fastseq first call", first.get("fastseq"))):
+        if r and r.get("seconds"):
+            rows[name] = Timing(r["images"] / r["seconds"])
+            files = r["images"]
+    r = second.get("fastseq")
+    if r and r.get("seconds"):
+        rows["fastseq second size"] = Timing(1 / r["seconds"])
+        files = files or r["images"]
+    return rows, files
+
+
+def _kernel_verdicts(group, shape):
+    """The group's kernel verdicts; the headline's ceiling ratio from the two rows called alternately when timed so."""
+    rows = RESULTS[group]
+    timings = _kernel_timings(rows)
+    found = verdicts.kernel_verdicts(shape, timings)
+    paired = rows.get("fastseq", {})
+    if "paired_min_ratio" not in paired:
+        return found
+    out = []
+    for v in found:
+        if v.key == "fused/ceiling":
+            # The rows' minima from the same stretch of time decide; the one-after-the-other ratio is shown beside.
+            label = f"fused / ceiling, alternating (median {paired['paired_median_ratio']:.2f}x)"
+            # Noisy if the pairs spread, or if either row's own rounds did.
+            spreads = [paired["paired_median_ratio"] / paired["paired_min_ratio"]]
+            spreads += [rows[n].get("spread", 1.0) for n in ("fastseq", "ceiling") if n in rows]
+            out.append(verdicts.judge(v.key, label, paired["paired_min_ratio"], v.target, spreads=spreads))
+            out.append(verdicts.Verdict(v.key, "fused / ceiling, rows one after other", v.value, None, ""))
+        else:
+            out.append(v)
+    return out
 
 
 def lines():
-    """The end-of-run table: rows per group, then the headline ratios against their targets.
+    """The end-of-run table: rows per group, the verdicts of each shape's targets, the tally and the summary.
 
     ``time/ceiling`` is against the ``ceiling`` row, whose source comes from
     memory; the ``ceiling-cache`` row is shown beside it for comparison.
+    The verdicts follow ``fastseq.bench.verdicts`` (the rules of ``python -m
+    fastseq bench``): thread targets only where the work rule ran the launch
+    on more than one thread, fit ratios only where the loader bounds the fit,
+    "noisy: rerun" where the rows' median/min shows a busy machine.
     """
     out = []
     for group, rows in RESULTS.items():
@@ -67,41 +113,68 @@ def lines():
             if ips is None:
                 continue
             vs = f"  time/ceiling {ceiling / ips:5.2f}x" if ceiling else ""
+            spread = f"  median/min {r['spread']:.2f}x" if "spread" in r else ""
             note = f"  ({r['note']})" if r.get("note") else ""
-            out.append(f"  {name:<13} {ips:>12,.0f} images/s {r['GB_per_sec']:7.2f} GB/s  threads {r['threads']}{vs}{note}")
-    head = {n: r["images_per_sec"] for n, r in RESULTS.get(HEADLINE, {}).items() if "images_per_sec" in r}
-    targets = []
-    for name, v, kind, t, ok in kernel_rows.ratios(head):
-        if name == "fused / ceiling time":
-            targets += _time_ratio_lines("fused", v, RESULTS[HEADLINE]["fastseq"], t)
-        else:
-            targets.append((name, f"{v:.2f}x", kernel_rows.format_target(kind, t), ok))
+            out.append(f"  {name:<13} {ips:>12,.0f} images/s {r.get('GB_per_sec', 0.0):7.2f} GB/s  threads "
+                       f"{r.get('threads', '-')}{vs}{spread}{note}")
+    found, sections = [], []
+    for group, shape in JUDGED.items():
+        if "fastseq" in RESULTS.get(group, {}) and "images_per_sec" in RESULTS[group]["fastseq"]:
+            got = _kernel_verdicts(group, shape)
+            found += got
+            sections.append((f"{group} ({verdicts.SHAPES[shape]})", got))
+    fit = _fit_timings(RESULTS.get(FEED, {}))
+    if fit:
+        got = verdicts.fit_verdicts("cifar", fit)
+        bound = verdicts.step_bound(fit)
+        if "noop" in fit and "fastseq" in fit:
+            got.append(verdicts.Verdict("fit fastseq/noop", "fastseq / noop (not a target)",
+                                        fit["fastseq"].ips / fit["noop"].ips, None, ""))
+        found += got
+        sections.append((f"{FEED}, median windows" + (f"; step-bound: {bound}" if bound else ""), got))
+    photos, files = _photo_timings()
+    if photos:
+        got = verdicts.photo_verdicts(photos, files)
+        found += got
+        sections.append((f"photo folders ({files} files, {verdicts.SHAPES['photos-224']})", got))
+    other = []
     if "first_call_s" in FIRST_CALL:
         s = FIRST_CALL["first_call_s"]
-        targets.append(
-            (f"first call (import {FIRST_CALL['import_s']:.2f} s)", f"{s:.2f} s",
-             f"<= {FIRST_CALL_TARGET_S:g} s", s <= FIRST_CALL_TARGET_S)
-        )
+        other.append(verdicts.judge("first call", f"first call (import {FIRST_CALL['import_s']:.2f} s)", s,
+                                    verdicts.Target("first call", "max", FIRST_CALL_TARGET_S,
+                                                    "import + loading the kernels", unit=" s")))
     if "cold_first_batch_s" in COLD:
         s = COLD["cold_first_batch_s"]
-        targets.append(
-            (f"cold first batch, empty cache ({COLD['cold_first_batch_cpu_s']:.1f} s CPU; warm "
-             f"{COLD['warm_first_batch_s']:.2f} s)", f"{s:.1f} s", f"<= {COLD_TARGET_S:g} s", s <= COLD_TARGET_S)
-        )
-    from fastseq.bench import feed as bench_feed
-
-    feed = {n: r["images_per_sec"] for n, r in RESULTS.get("feed-cifar-b512", {}).items()}
-    for label, value, target, ok in bench_feed.ratios(feed):
-        targets.append((f"feed {label} (median window)", f"{value:.2f}x", f">= {target:g}x", ok))
-    for label, value in bench_feed.context_ratios(feed):
-        targets.append((f"feed {label} (median window; not a target)", f"{value:.2f}x", "", None))
+        other.append(verdicts.judge(
+            "cold", f"cold first batch, empty cache ({COLD['cold_first_batch_cpu_s']:.1f} s CPU; warm "
+            f"{COLD['warm_first_batch_s']:.2f} s)", s,
+            verdicts.Target("cold", "max", COLD_TARGET_S, "compiling every kernel variant", unit=" s")))
     getitem = RESULTS.get("getitem-cifar-b512", {})
     if "ceiling" in getitem and "seq[i]" in getitem:
-        value = getitem["ceiling"]["images_per_sec"] / getitem["seq[i]"]["images_per_sec"]
-        targets += _time_ratio_lines("seq[i]", value, getitem["seq[i]"], 1.6)
-    if targets:
-        out.append(f"targets ({HEADLINE}, minimum round times; reported, not asserted):")
-        for name, v, t, ok in targets:
-            verdict = "" if ok is None else f"target {t:<9} {'PASS' if ok else 'MISS'}"
-            out.append(f"  {name:<44} {v:>7}  {verdict}".rstrip())
+        info = getitem["seq[i]"]
+        target = verdicts.Target("seq[i]", "max", 1.6, "the sequence's per-batch cost")
+        if "paired_min_ratio" in info:
+            other.append(verdicts.judge("seq[i]", f"seq[i] / ceiling, alternating (median "
+                                        f"{info['paired_median_ratio']:.2f}x)", info["paired_min_ratio"], target,
+                                        spreads=[info["paired_median_ratio"] / info["paired_min_ratio"]]))
+        else:
+            other.append(verdicts.judge("seq[i]", "seq[i] / ceiling time", getitem["ceiling"]["images_per_sec"]
+                                        / info["images_per_sec"], target))
+    if other:
+        found += other
+        sections.append(("first call and seq[i]", other))
+    if found:
+        out.append("targets (minimum round times; reported, not asserted):")
+        for title, got in sections:
+            out.append(f"  {title}:")
+            out += verdicts.verdict_lines(got, indent="    ")
+        out.append(f"verdicts: {verdicts.tally(found)}")
+        busy = verdicts.busy_note(LOAD.get("start"), os.cpu_count())
+        if busy:
+            out.append(busy)
+    head = _kernel_timings(RESULTS.get(HEADLINE, {}))
+    if head or fit or photos:
+        out.append("summary:")
+        out += [f"  {line}" for line in verdicts.summary_lines(
+            kernel=head, fit=fit, photos=photos, what="CIFAR-shaped arrays 32x32x3, batch 512")]
     return out

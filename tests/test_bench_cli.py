@@ -21,29 +21,58 @@ def run_bench(*argv):
 
 
 @pytest.mark.slow
-def test_bench_prints_every_row_and_the_targets():
+def test_bench_quick_prints_every_table_the_verdicts_and_the_summary():
+    """The default command in its --quick form: kernel rows, fit rows, photo rows, verdicts, summary."""
     status, text = run_bench("--quick", "--batch-size", "64", "--repeat", "2", "--data", "synthetic")
     assert status == 0, text
     for label in (
         "ceiling: NumPy uint8->float32 copy",
         "NumPy gather + uint8->float32",
-        "fastseq fused, 1 thread ",
+        "fastseq fused, threads by the work rule",
+        "fastseq fused, pinned to 1 thread",
         "NumPy per-sample loop",
         "tf.data per-sample map",
         "Keras layers per batch*",
         "synthetic CIFAR-shaped",
         "RandomCrop uses one offset for the whole batch",
-        "targets:",
+        "targets (CIFAR-sized 32x32x3",
         "end-to-end: model.fit",
-        "fastseq-memmap",
+        "fastseq / convert",
         "fastseq / noop",
+        "photo folder: a generated folder of 100 JPEGs",
+        "fastseq epoch vs keras epoch",
+        "targets (photos at 224x224x3)",
+        "verdicts: ",
+        "summary:",
+        "On this machine fastseq makes",
+        "Keras' image_dataset_from_directory per epoch",
+        "In model.fit it keeps up with a training step",
     ):
         assert label in text, f"{label!r} missing from:\n{text}"
-    assert "fastseq fused, " in text and "images/s" in text
+    # A batch of 64 (0.8 MB) runs on one thread by the work rule: the row says so, and no thread verdict.
+    assert "not judged (the work rule ran this 0.8 MB batch on 1 thread)" in text
+    summary = text[text.index("summary:"):].splitlines()[1:]
+    assert len(summary) == 3, summary
+
+
+def test_bench_rows_show_the_threads_the_work_rule_gives():
+    status, text = run_bench("--quick", "--batch-size", "512", "--repeat", "2", "--data", "synthetic",
+                             "--rows", "fastseq,fastseq-1t", "--no-e2e", "--no-photos")
+    assert status == 0, text
+    from fastseq.bench.kernel_rows import rule_threads
+
+    n = rule_threads(512 * 32 * 32 * 3 * 4)
+    row = next(line for line in text.splitlines() if line.startswith("fastseq fused, threads by the work rule"))
+    assert row.split()[7] == str(n) and "512x32x32x3" in row
+    pinned = next(line for line in text.splitlines() if line.startswith("fastseq fused, pinned to 1 thread"))
+    assert pinned.split()[6] == "1"
+    assert ("not judged" in text) == (n == 1)
+    assert "summary:" in text and "The model.fit rows did not run" in text
 
 
 def test_bench_default_data_says_which():
-    status, text = run_bench("--quick", "--batch-size", "32", "--repeat", "2", "--rows", "ceiling,fastseq", "--no-e2e")
+    status, text = run_bench("--quick", "--batch-size", "32", "--repeat", "2", "--rows", "ceiling,fastseq", "--no-e2e",
+                             "--no-photos")
     assert status == 0, text
     if os.path.isdir("/usr/share/datasets/fashion-mnist"):
         assert "Fashion-MNIST training set (60000, 28, 28)" in text
@@ -54,9 +83,11 @@ def test_bench_default_data_says_which():
 
 def test_bench_other_dtype_skips_the_float32_baselines():
     status, text = run_bench("--quick", "--batch-size", "16", "--repeat", "2", "--dtype", "float16",
-                             "--rows", "ceiling,fastseq,numpy", "--no-e2e")
+                             "--rows", "ceiling,fastseq,numpy", "--no-e2e", "--no-photos")
     assert status == 0
     assert "uint8->float16" in text and "skipped numpy: row 'numpy' runs float32 channels_last only" in text
+    # The targets were measured on float32 channels_last: another dtype gets its ratios, no verdict.
+    assert "verdicts: none on this shape" in text and " PASS" not in text and "MISS (" not in text
 
 
 def test_bench_rejects_unknown_rows(capsys):
@@ -161,7 +192,8 @@ def test_commands_print_no_tensorflow_noise_or_keras_warnings(argv):
     assert [line for line in result.stderr.splitlines() if not line.startswith("fastseq: compiling ")] == []
     noisy = [line for line in result.stdout.splitlines() if any(n in line for n in NOISE)]
     assert noisy == []
-    assert "targets:" in result.stdout if argv[0] == "bench" else "summary" in result.stdout
+    assert "targets (" in result.stdout and "summary:" in result.stdout if argv[0] == "bench" else (
+        "summary" in result.stdout)
 
 
 def test_importing_fastseq_leaves_logging_settings_alone():
@@ -187,19 +219,20 @@ def test_importing_fastseq_leaves_logging_settings_alone():
 def test_bench_markdown_writes_the_page_with_the_machine(tmp_path):
     page = tmp_path / "numbers.md"
     status, text = run_bench("--quick", "--batch-size", "32", "--repeat", "2", "--rows", "ceiling,fastseq",
-                             "--no-e2e", "--data", "synthetic", "--markdown", str(page))
+                             "--no-e2e", "--data", "synthetic", "--markdown", str(page), "--no-photos")
     assert status == 0, text
     md = page.read_text()
     assert md.startswith("# Measured numbers\n")
     assert "- CPU: " in md and f"{os.cpu_count()} logical cores" in md
     assert "numpy " + np.__version__ in md and "- date: " in md
+    assert "summary:" in md and "On this machine fastseq makes" in md
     # The printed tables, verbatim, inside one fenced block.
     assert "```text\n" + text.rstrip("\n") + "\n```" in md
 
 
 def test_bench_augmentations_adds_the_fused_op_rows_and_their_targets():
     status, text = run_bench("--quick", "--batch-size", "32", "--repeat", "2", "--data", "synthetic",
-                             "--rows", "fastseq", "--augmentations", "--no-e2e")
+                             "--rows", "fastseq", "--augmentations", "--no-e2e", "--no-photos")
     assert status == 0, text
     for line in ("fastseq + Cutout(16)", "fastseq + RandomErasing()", "fastseq + MixUp(0.2)", "fastseq + CutMix(1.0)",
                  "+ Cutout(16) / plain time", "+ MixUp(0.2) / plain time", "+ CutMix(1.0) / plain time"):

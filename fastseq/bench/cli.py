@@ -9,13 +9,18 @@ from __future__ import annotations
 import os
 import statistics
 
-from fastseq.bench import synthetic
-from fastseq.bench.kernel_rows import AUGMENTATION_ROWS, BUILDERS, ROWS, Row, all_threads, cifar_job, format_target, mnist_job, ratios
+import numpy as np
+
+from fastseq.bench import synthetic, verdicts
+from fastseq.bench.kernel_rows import AUGMENTATION_ROWS, BUILDERS, ROWS, Row, all_threads, cifar_job, mnist_job
 from fastseq.bench.timing import measure
 
 DATA_CHOICES = ("synthetic", "fashion-mnist", "auto")
-
-
+#: ``--quick``'s kernel and fit rows (unless ``--rows`` names others): what a user compares, in about 20 s.
+QUICK_ROWS = ("ceiling", "gather", "fastseq", "fastseq-1t", "numpy", "tf.data", "keras")
+QUICK_FIT_ROWS = ("noop", "convert", "fastseq")
+#: Photos in the generated folder of the default photo rows (``--quick``: fewer; ``--photos``: more).
+PHOTOS, QUICK_PHOTOS, MORE_PHOTOS = 200, 100, 2000
 
 
 def configure_parser(parser):
@@ -23,8 +28,8 @@ def configure_parser(parser):
     parser.add_argument("--batch-size", type=int, default=512, help="images per batch (default 512)")
     parser.add_argument(
         "--rows",
-        default=",".join(ROWS),
-        help=f"comma-separated rows to run, from {', '.join(ROWS)} (default: all)",
+        default=None,
+        help=f"comma-separated rows to run, from {', '.join(ROWS)} (default: all; --quick: {', '.join(QUICK_ROWS)})",
     )
     parser.add_argument(
         "--data",
@@ -41,15 +46,18 @@ def configure_parser(parser):
     parser.add_argument("--data-format", default="channels_last", choices=("channels_last", "channels_first"),
                         help="output layout (baseline rows need channels_last)")
     parser.add_argument("--repeat", type=int, default=None, help="timed calls per row (default 30, --quick 5)")
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and a smaller data set: a few seconds a row")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repeats, rows and photos and a smaller data set: about 20 s in all")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, the batch and the augmentation")
     parser.add_argument("--augmentations", action="store_true",
                         help="also the rows with Cutout(16), RandomErasing, MixUp(0.2) and CutMix(1.0) inside the "
                         "fused pass, each against the plain fastseq row")
     parser.add_argument("--photos", nargs="?", const="", default=None, metavar="DIR",
-                        help="also run the photo-folder rows (Keras' image_dataset_from_directory against fastseq's: "
-                        "first call, second image_size, epoch) on DIR, or on a generated folder of 2,000 JPEGs "
-                        "(200 with --quick) when DIR is left out")
+                        help="the photo-folder rows (Keras' image_dataset_from_directory against fastseq's: first "
+                        f"call, second image_size, epoch; run by default on a generated folder of {PHOTOS} JPEGs, "
+                        f"{QUICK_PHOTOS} with --quick) on DIR instead, or on a generated folder of {MORE_PHOTOS:,} "
+                        "JPEGs when DIR is left out")
+    parser.add_argument("--no-photos", dest="photo_rows", action="store_false", help="skip the photo-folder rows")
     parser.add_argument("--markdown", metavar="PATH", default=None,
                         help="also write the tables as a Markdown page to PATH, headed by the date, the command and "
                         "the machine (CPU model, cores, load, versions): the docs' numbers page is made this way")
@@ -144,15 +152,18 @@ def load_data(choice, *, quick=False, seed=0):
 
 
 def _render(job, data_desc, rows, results, out):
-    """Print the results table (rich when the output is a terminal-like stream)."""
+    """Print the kernel table and its verdicts on the job's shape; return the verdicts."""
     ips = {name: r["ips"] for name, r in results.items() if "ips" in r}
     f_ips, c_ips = ips.get("fastseq"), ips.get("ceiling")
+    shape = _shape(job)
     header = (
         f"fastseq bench: {job.name}, {data_desc}; batch {job.batch_size}, pad {job.padding} + crop "
-        f"{job.crop[0]}x{job.crop[1]} + flip + normalise -> {job.dtype} {job.data_format} {job.out_shape}; "
-        f"{os.cpu_count()} CPUs, {all_threads()} Numba threads"
+        f"{job.crop[0]}x{job.crop[1]} + flip + normalise -> {job.dtype} {job.data_format} {job.out_shape} "
+        f"({job.out_bytes / 1e6:.1f} MB); {os.cpu_count()} CPUs, {all_threads()} Numba threads; fastseq's launches "
+        f"take one thread per {_work_per_thread()} of output"
     )
-    cols = ["row", "threads", "ms/batch", "median ms", "images/s", "GB/s", "fastseq speedup", "time / ceiling"]
+    cols = ["row", "threads", "batch x shape", "ms/batch", "images/s", "GB/s", "fastseq speedup", "time / ceiling",
+            "median/min"]
     table, skipped = [], []
     for row in rows:
         r = results[row.name]
@@ -164,12 +175,13 @@ def _render(job, data_desc, rows, results, out):
             [
                 row.label,
                 str(row.threads),
+                "x".join(str(d) for d in (job.batch_size, *row.shape[1:])),
                 f"{ms:.2f}",
-                f"{1e3 * r['median_s'] * job.batch_size / row.images:.2f}",
                 f"{r['ips']:,.0f}",
                 f"{r['gbps']:.2f}",
                 f"{f_ips / r['ips']:.1f}x" if f_ips else "",
                 f"{c_ips / r['ips']:.2f}x" if c_ips else "",
+                f"{r['spread']:.2f}x",
             ]
         )
     lines = [header, ""]
@@ -186,22 +198,61 @@ def _render(job, data_desc, rows, results, out):
     )
     lines.append(
         "ms/batch and the rates use the minimum over repeats (least disturbed by other work on the machine); "
-        "median ms shows the spread."
+        f"median/min is the spread: above {verdicts.NOISY_SPREAD:g}x the machine was busy and a verdict says "
+        "'noisy: rerun'."
     )
     if "ips" in results.get("keras", {}):
         lines.append(f"* Keras 3: {results['keras'].get('note', '')} (one crop window per batch, not per image).")
-    rs = ratios(ips)
-    if rs:
+    found = verdicts.kernel_verdicts(shape, kernel_timings(rows, results), batch_mb=job.out_bytes / 1e6)
+    if found:
         lines.append("")
-        lines.append("targets:")
-        for name, v, kind, target, ok in rs:
-            lines.append(f"  {name:<30} {v:7.2f}x  target {format_target(kind, target):<8} {'PASS' if ok else 'MISS'}")
+        what = f"{'x'.join(map(str, job.x.shape[1:]))} {job.dtype} {job.data_format}"
+        where = verdicts.SHAPES.get(shape, f"no targets for {what}: ratios only")
+        lines.append(f"targets ({where}; docs/guides/benchmarks.md):")
+        lines += verdicts.verdict_lines(found)
     print("\n".join(lines), file=out)
-    return lines
+    return found
+
+
+def _shape(job):
+    """The job's ``verdicts.TARGETS`` key: its image shape's, for float32 channels_last output (the targets were
+    measured there), else None (ratios without verdicts)."""
+    return verdicts.shape_key(job.x.shape[1:]) if job.float32_nhwc else None
+
+
+def _work_per_thread():
+    from fastseq.kernels.config import WORK_PER_THREAD
+
+    return f"{WORK_PER_THREAD // 2**20} MiB" if WORK_PER_THREAD % 2**20 == 0 else f"{WORK_PER_THREAD:,} bytes"
+
+
+def kernel_timings(rows, results):
+    """``{row name: verdicts.Timing}`` of the kernel rows that ran."""
+    return {row.name: verdicts.Timing(results[row.name]["ips"], results[row.name]["spread"], row.threads)
+            for row in rows if "ips" in results.get(row.name, {})}
+
+
+def _load():
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def _closing(found, summary, out, load=None):
+    """Print the verdict tally, a warning when other work kept the machine busy, and the three-line summary."""
+    lines = ["", f"verdicts: {verdicts.tally(found) or 'none on this shape'}"]
+    busy = verdicts.busy_note(load, os.cpu_count())
+    if busy:
+        lines.append(busy)
+    lines += ["", "summary:"]
+    lines += [f"  {line}" for line in summary]
+    print("\n".join(lines), file=out)
 
 
 def run(args, out=None):
-    """Run ``bench`` with parsed ``args``; print the table; return the exit status."""
+    """Run ``bench`` with parsed ``args``: the kernel rows, the fit rows, the photo rows, then the verdicts and the
+    summary; return the exit status."""
     import sys
 
     out = out or sys.stdout
@@ -209,7 +260,8 @@ def run(args, out=None):
     if markdown:
         machine = machine_lines()  # the load before the run, not the bench's own
         out = _Tee(out)
-    names = [r.strip() for r in args.rows.split(",") if r.strip()]
+    rows_arg = getattr(args, "rows", None)
+    names = [r.strip() for r in (rows_arg or ",".join(QUICK_ROWS if args.quick else ROWS)).split(",") if r.strip()]
     if getattr(args, "augmentations", False):
         names += [n for n in AUGMENTATION_ROWS if n not in names]
     unknown = [n for n in names if n not in BUILDERS]
@@ -229,6 +281,57 @@ def run(args, out=None):
         job.dtype, job.data_format = args.dtype, args.data_format
     else:
         job = cifar_job(x, y, batch_size=args.batch_size, seed=args.seed, dtype=args.dtype, data_format=args.data_format)
+    shape = _shape(job)
+    found, summary = [], {}
+    start_load = _load()
+
+    # The kernel rows: one batch job, every loader.
+    rows, results = _kernel_rows(args, job, names)
+    found += _render(job, desc, rows, results, out)
+    summary["kernel"] = kernel_timings(rows, results)
+    what = "synthetic CIFAR-shaped arrays" if kind == "cifar" else "Fashion-MNIST arrays"
+    summary["what"] = f"{what} {'x'.join(map(str, job.out_shape[1:]))}, batch {job.batch_size}" + (
+        "" if job.float32_nhwc else f", {job.dtype} {job.data_format}")
+
+    # The fit rows: model.fit fed by each loader.
+    if args.e2e:
+        from fastseq.bench import feed as bench_feed
+
+        feed = bench_feed.feed_table(
+            job.x, job.y, batch_size=job.batch_size, mean=job.mean, std=job.std, padding=job.padding,
+            steps=6 if args.quick else 20, seed=args.seed, rows=QUICK_FIT_ROWS if args.quick else None,
+        )
+        from fastseq.bench.kernel_rows import rule_threads
+
+        pixels = job.batch_size * int(np.prod(job.out_shape[1:]))
+        threads = {"fastseq": rule_threads(pixels * 4), "fastseq-memmap": rule_threads(pixels * 4),
+                   "fastseq-uint8": rule_threads(pixels)}
+        found += bench_feed.render(feed, out, shape=shape, threads=threads, image_shape=job.out_shape[1:])
+        summary["fit"] = bench_feed.timings(feed)
+
+    # The photo-folder rows: Keras' image_dataset_from_directory against fastseq's.
+    photos = getattr(args, "photos", None)
+    if photos is not None or getattr(args, "photo_rows", True):
+        from fastseq.bench import photo_rows
+
+        n_images = MORE_PHOTOS if photos == "" else QUICK_PHOTOS if args.quick else PHOTOS
+        what, files, timed = photo_rows.photo_timings(photos or None, n_images=n_images, seed=args.seed,
+                                                      repeat=2 if args.quick else 3, first_repeat=2)
+        found += photo_rows.render(what, timed, out, files=files)
+        summary["photos"] = photo_rows.timings(timed)
+
+    _closing(found, verdicts.summary_lines(**summary), out, load=start_load)
+    if markdown:
+        if sys.argv[1:2] == ["bench"]:
+            argv = sys.argv[2:]
+        else:  # called as a function: name the parsed options instead
+            argv = [f"--{k.replace('_', '-')}={v}" for k, v in sorted(vars(args).items()) if not k.startswith("_")]
+        write_markdown(markdown, out.getvalue(), argv, machine)
+    return 0
+
+
+def _kernel_rows(args, job, names):
+    """Build and time each kernel row; return ``(rows, {name: result})`` (a row that cannot run: ``{"error"}``)."""
     repeat = args.repeat or (5 if args.quick else 30)
     max_seconds = 0.5 if args.quick else 3.0
     rows, results = [], {}
@@ -260,29 +363,10 @@ def run(args, out=None):
             "gbps": row.out_bytes / t / 1e9,
             "median_s": statistics.median(times),
             "min_s": t,
+            "spread": verdicts.spread(times),
             "note": row.note,
         }
-    _render(job, desc, rows, results, out)
-    if args.e2e:
-        from fastseq.bench import feed as bench_feed
-
-        feed = bench_feed.feed_table(
-            job.x, job.y, batch_size=job.batch_size, mean=job.mean, std=job.std, padding=job.padding,
-            steps=8 if args.quick else 20, seed=args.seed,
-        )
-        bench_feed.render(feed, out)
-    if getattr(args, "photos", None) is not None:
-        from fastseq.bench import photo_rows
-
-        what, rows = photo_rows.photo_rows(args.photos or None, n_images=200 if args.quick else 2000, seed=args.seed)
-        photo_rows.render(what, rows, out)
-    if markdown:
-        if sys.argv[1:2] == ["bench"]:
-            argv = sys.argv[2:]
-        else:  # called as a function: name the parsed options instead
-            argv = [f"--{k.replace('_', '-')}={v}" for k, v in sorted(vars(args).items()) if not k.startswith("_")]
-        write_markdown(markdown, out.getvalue(), argv, machine)
-    return 0
+    return rows, results
 
 
 def main(argv=None):

@@ -21,23 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Targets, as (row, baseline row, kind, target); "min" means row images/s /
-#: baseline images/s >= target. ``convert`` is the ceiling for a loader that
-#: makes a new batch each step (the issue owner's decision: the no-op, one
-#: cache-resident batch, is no fair bar on 2 cores); ``fastseq-uint8`` (uint8
-#: batches, normalised in the model by DeviceNormalize) is held against the
-#: float32 no-op: more images/s than any float32 loader can deliver.
-FEED_TARGETS = (
-    ("fastseq", "convert", "min", 0.95),
-    ("fastseq", "tf.data", "min", 4.0),
-    ("fastseq", "numpy", "min", 3.0),
-    ("fastseq", "grain", "min", 20.0),
-    ("fastseq-memmap", "fastseq", "min", 0.9),
-    ("fastseq-uint8", "noop", "min", 1.0),
-)
-#: Ratios shown beside the targets, for reading them; not targets.
-FEED_CONTEXT = (("fastseq", "noop"),)
-
+#: The targets of these rows, per shape, are ``fastseq.bench.verdicts.TARGETS`` (the keys ``fit ...``): the
+#: ratios are judged only where the loader, not the model's step, bounds the fit (``verdicts.step_bound``).
 
 @dataclass
 class FeedResult:
@@ -220,25 +205,50 @@ def feed_table(x, y, *, batch_size, mean, std, padding, steps=20, seed=0, rows=N
     return results
 
 
-def render(results, out):
-    """Print the feed table and its target ratios."""
-    lines = ["", "end-to-end: model.fit on GlobalAveragePooling2D + Dense (steady state after 3 warm-up steps; "
-             "rows interleaved, median of the rounds)"]
+def timings(results):
+    """``{name: verdicts.Timing}`` of feed ``results``: median images/s, spread from the windows' times."""
+    from fastseq.bench.verdicts import Timing, spread
+
+    return {name: Timing(r.images_per_sec, spread([1 / w for w in r.windows or [] if w > 0]))
+            for name, r in results.items()}
+
+
+def render(results, out, *, shape=None, threads=None, image_shape=None):
+    """Print the feed table and its verdicts on ``shape`` (a ``verdicts.TARGETS`` key); return the verdicts.
+
+    ``threads``: ``{row: threads}``, the threads the work rule gives each fastseq row's launches (by its
+    batch's output bytes: the uint8 row's are a quarter of the float32 rows'), shown as a column;
+    ``image_shape``: one output image's shape, for the title.
+    """
+    from fastseq.bench import verdicts
+
+    first = next(iter(results.values()), None)
+    of = f" of {'x'.join(map(str, image_shape))}" if image_shape else ""
+    batch = f"batch {first.batch_size}{of}; " if first else ""
+    threads = threads or {}
+    title = (f"end-to-end: model.fit on GlobalAveragePooling2D + Dense ({batch}steady state after 3 warm-up "
+             "steps; rows interleaved, median of the rounds; threads: fastseq's launches by the work rule)")
+    lines = ["", title]
     base = results.get("noop")
-    lines.append(f"  {'loader':<16}{'images/s':>12}{'ms/step':>10}{'vs no-op':>10}")
+    lines.append(f"  {'loader':<16}{'threads':>8}{'images/s':>12}{'ms/step':>10}{'vs no-op':>10}{'median/min':>12}")
+    tm = timings(results)
     for name, r in results.items():
         vs = f"{r.images_per_sec / base.images_per_sec:.2f}x" if base else ""
-        lines.append(f"  {name:<16}{r.images_per_sec:>12,.0f}{r.step_ms:>10.2f}{vs:>10}")
-    ips = {k: r.images_per_sec for k, r in results.items()}
-    checks = ratios(ips)
-    if checks:
-        lines.append("  targets:")
-        for label, value, target, ok in checks:
-            lines.append(f"    {label:<26}{value:7.2f}x  target >= {target:<5g} {'PASS' if ok else 'MISS'}")
-        for label, value in context_ratios(ips):
-            lines.append(f"    {label:<26}{value:7.2f}x  (not a target)")
+        lines.append(f"  {name:<16}{threads.get(name, '-'):>8}{r.images_per_sec:>12,.0f}{r.step_ms:>10.2f}{vs:>10}"
+                     f"{tm[name].spread:>11.2f}x")
+    found = verdicts.fit_verdicts(shape, tm)
+    if found:
+        bound = verdicts.step_bound(tm)
+        where = verdicts.SHAPES.get(shape, "no targets for this shape")
+        lines.append(f"  targets ({where}):")
+        if bound:
+            lines.append(f"    step-bound: {bound}; the fit ratios measure the step, not the loaders")
+        lines += verdicts.verdict_lines(found, indent="    ")
+        if base and "fastseq" in results:
+            lines.append(f"    {'fastseq / noop':<26}{results['fastseq'].images_per_sec / base.images_per_sec:7.2f}x  "
+                         "(not a target)")
     print("\n".join(lines), file=out)
-    return lines
+    return found
 
 
 def run_feeds(factories, *, image_shape, batch_size, steps, warmup=3, rounds=2):
@@ -275,19 +285,3 @@ def run_feeds(factories, *, image_shape, batch_size, steps, warmup=3, rounds=2):
         s = float(np.median(w)) if len(w) > 2 else min(w)
         results[name] = FeedResult(name, batch_size / s, s * 1e3, steps, batch_size, [batch_size / t for t in w])
     return results
-
-
-def context_ratios(results):
-    """``[(label, value)]`` for the :data:`FEED_CONTEXT` ratios present in ``results`` (name -> images/s)."""
-    return [(f"{row} / {base}", results[row] / results[base]) for row, base in FEED_CONTEXT
-            if row in results and base in results]
-
-
-def ratios(results):
-    """``[(label, value, target, ok)]`` for the feed targets present in ``results`` (name -> images/s)."""
-    out = []
-    for row, base, _, target in FEED_TARGETS:
-        if row in results and base in results:
-            value = results[row] / results[base]
-            out.append((f"{row} / {base}", value, target, value >= target))
-    return out

@@ -48,19 +48,7 @@ ROWS = ("ceiling", "ceiling-cache", "gather", "fastseq", "fastseq-1t", "numpy", 
 #: batches read 48 MB, more than the last-level cache holds.
 ROTATE = 32
 
-# (name, description, target, how the ratio is read). A ratio "passes" when
-# it is >= target for "min" targets and <= target for "max" targets.
-TARGETS = (
-    ("fused / ceiling time", "max", 1.5),
-    ("fused vs tf.data", "min", 25.0),
-    ("fused vs keras layers", "min", 10.0),
-    ("fused vs grain", "min", 20.0),
-    ("all threads vs 1 thread", "min", 1.8),
-    ("+ Cutout(16) / plain time", "max", 1.15),
-    ("+ RandomErasing / plain time", "max", 1.15),
-    ("+ MixUp(0.2) / plain time", "max", 1.6),
-    ("+ CutMix(1.0) / plain time", "max", 1.6),
-)
+# The targets of these rows, per shape, are fastseq.bench.verdicts.TARGETS.
 
 #: The augmentation rows (``bench --augmentations``): the same job with one more op inside the fused pass,
 #: each read as its time over the plain ``fastseq`` row's.
@@ -257,6 +245,18 @@ def all_threads():
     return numba.config.NUMBA_NUM_THREADS
 
 
+def rule_threads(work, limit=None):
+    """The threads a launch of ``work`` bytes gets: the work rule of ``fit`` (``kernels.config.threads_for``).
+
+    ``limit``: the calling thread's Numba setting (default: ``numba.get_num_threads()``).
+    """
+    import numba
+
+    from fastseq.kernels.config import threads_for
+
+    return threads_for(work, numba.get_num_threads() if limit is None else limit)
+
+
 class _Cycle:
     """Hands out the items of a list in turn; remembers the last one handed out."""
 
@@ -375,7 +375,7 @@ def fastseq_row(job, threads=None):
     out = np.empty(job.out_shape, dtype=job.out_dtype)
 
     if threads is None:
-        n = all_threads()
+        n = rule_threads(job.out_bytes)  # what each launch below really uses
 
         def fused():
             return plan(*batches(), out=out)
@@ -393,7 +393,10 @@ def fastseq_row(job, threads=None):
                 numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
     name = "fastseq" if threads is None else f"fastseq-{threads}t"
-    label = f"fastseq fused, {n} thread{'s' if n != 1 else ''}"
+    if threads is None:
+        label = "fastseq fused, threads by the work rule"
+    else:
+        label = f"fastseq fused, pinned to {threads} thread{'s' if threads != 1 else ''}"
     return Row(
         name, label, fused, job.batch_size, job.out_bytes, n, job.out_shape, job.dtype,
         extra={"batches": len(batches.items)}, check_data=lambda: batches.last,
@@ -437,7 +440,7 @@ def augmented_row(job, op):
             return mix(both, origins, flips, weights, boxes, out=out)
 
     batches = _Cycle(items)
-    n = all_threads()
+    n = rule_threads(job.out_bytes)
     label = {"cutout": "fastseq + Cutout(16)", "erasing": "fastseq + RandomErasing()", "mixup": "fastseq + MixUp(0.2)",
              "cutmix": "fastseq + CutMix(1.0)"}[op]
     return Row(f"fastseq+{op}", label, call, job.batch_size, job.out_bytes, n, job.out_shape, job.dtype,
@@ -587,41 +590,3 @@ BUILDERS = {
     "keras": keras_row,
     **{f"fastseq+{op}": (lambda job, op=op: augmented_row(job, op)) for op in ("cutout", "erasing", "mixup", "cutmix")},
 }
-
-
-def ratios(ips):
-    """Target ratios from images/s per row name; rows that were not run are left out.
-
-    Args:
-        ips: ``{row name: images per second}``, e.g. ``{"ceiling": 1e6, ...}``.
-
-    Returns:
-        ``[(description, value, kind, target, passed)]`` in ``TARGETS`` order.
-    """
-    values = {}
-    f = ips.get("fastseq")
-    if f:
-        if ips.get("ceiling"):
-            values["fused / ceiling time"] = ips["ceiling"] / f
-        if ips.get("tf.data"):
-            values["fused vs tf.data"] = f / ips["tf.data"]
-        if ips.get("keras"):
-            values["fused vs keras layers"] = f / ips["keras"]
-        if ips.get("grain"):
-            values["fused vs grain"] = f / ips["grain"]
-        if ips.get("fastseq-1t"):
-            values["all threads vs 1 thread"] = f / ips["fastseq-1t"]
-        for op, name in (("cutout", "Cutout(16)"), ("erasing", "RandomErasing"), ("mixup", "MixUp(0.2)"),
-                         ("cutmix", "CutMix(1.0)")):
-            if ips.get(f"fastseq+{op}"):
-                values[f"+ {name} / plain time"] = f / ips[f"fastseq+{op}"]
-    out = []
-    for name, kind, target in TARGETS:
-        if name in values:
-            v = values[name]
-            out.append((name, v, kind, target, v <= target if kind == "max" else v >= target))
-    return out
-
-
-def format_target(kind, target, unit="x"):
-    return f"{'<=' if kind == 'max' else '>='} {target:g}{unit}"
