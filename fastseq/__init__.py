@@ -28,14 +28,14 @@ __version__ = "0.1.0"
 
 # name -> (module, attribute); attribute None means the module itself.
 _LAZY = {
-    "ArraySequence": ("fastseq.sequence", "ArraySequence"),
+    "ArraySequence": ("fastseq.sequence.array_sequence", "ArraySequence"),
     "BackupAndRestore": ("fastseq.callbacks", "BackupAndRestore"),
     "DeviceNormalize": ("fastseq.layers", "DeviceNormalize"),
     "profile": ("fastseq.profiling.measure", "profile"),
     "ProfileReport": ("fastseq.profiling.report", "ProfileReport"),
     "StarvationMonitor": ("fastseq.profiling.monitor", "StarvationMonitor"),
     "datasets": ("fastseq.datasets", None),
-    "image_dataset_from_directory": ("fastseq.folder_sequence", "image_dataset_from_directory"),
+    "image_dataset_from_directory": ("fastseq.photos.folder_sequence", "image_dataset_from_directory"),
 }
 
 __all__ = [

@@ -38,7 +38,7 @@ def photo_rows(directory=None, *, n_images=2000, seed=0, repeat=1):
     import keras
 
     from fastseq.bench.photos import make_photo_folder
-    from fastseq.folder_sequence import image_dataset_from_directory
+    from fastseq.photos.folder_sequence import image_dataset_from_directory
 
     work = tempfile.mkdtemp(prefix="fastseq-bench-photos-")
     try:

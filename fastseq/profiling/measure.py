@@ -178,7 +178,7 @@ def _position_keeper(data):
 
 
 def _is_fastseq(data):
-    from fastseq.sequence import ArraySequence
+    from fastseq.sequence.array_sequence import ArraySequence
 
     return isinstance(data, ArraySequence)
 

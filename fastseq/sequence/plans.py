@@ -33,7 +33,7 @@ def make_plan(x, *, crop, normalize, dtype, data_format):
     """The batch pass over ``x`` for these specs.
 
     Args:
-        x: the sequence's images (checked by ``fastseq.options.check``).
+        x: the sequence's images (checked by ``fastseq.sequence.options.check``).
         crop: a checked crop spec or None.
         normalize: a ``Normalize``/``Rescale`` or None.
         dtype: the output dtype name.

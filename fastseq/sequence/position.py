@@ -22,7 +22,7 @@ import multiprocessing
 
 import numpy as np
 
-from fastseq import options
+from fastseq.sequence import options
 
 _HEADER = 24  # [epoch, offset, served count] as int64
 

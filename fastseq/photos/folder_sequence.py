@@ -1,8 +1,8 @@
 """``fastseq.image_dataset_from_directory``: Keras' call, served by an ``ArraySequence`` over a decoded store.
 
-The listing, labels and split are Keras' own (:mod:`fastseq.datasets.folders`);
+The listing, labels and split are Keras' own (:mod:`fastseq.photos.listing`);
 the photos are decoded once into a ragged uint8 store on disk
-(:mod:`fastseq.datasets.store`); every batch is resampled from the original
+(:mod:`fastseq.photos.store`); every batch is resampled from the original
 photos by the ragged resize kernel, through ``ArraySequence``.
 """
 
@@ -13,10 +13,11 @@ import os
 
 import numpy as np
 
-from fastseq import options
 from fastseq.augment import INTERPOLATIONS, CenterCrop, RandomCrop, RandomResizedCrop, Resize
-from fastseq.datasets import folders
-from fastseq.sequence import ArraySequence
+from fastseq.photos import listing
+from fastseq.sequence import options
+from fastseq.sequence.array_sequence import ArraySequence
+
 
 class FolderSequence(ArraySequence):
     """An ``ArraySequence`` over a photo folder, as ``image_dataset_from_directory`` returns it.
@@ -101,7 +102,7 @@ def image_dataset_from_directory(
     of ``crop``).
 
     The first call decodes every listed photo once into a store on disk
-    (see ``fastseq.datasets.store``); later calls on the same folder, with
+    (see ``fastseq.photos.store``); later calls on the same folder, with
     any ``image_size``, crop, split or seed, decode nothing. With
     ``shuffle=False`` the batches come in Keras' order. With
     ``shuffle=True`` the listing is shuffled as Keras shuffles it (so the
@@ -182,18 +183,18 @@ def image_dataset_from_directory(
     """
     from keras import config
 
-    from fastseq.datasets import store as photo_store
+    from fastseq.photos import store as photo_store
 
     # Keras' order of checks: labels, label_mode, color_mode, image_size, interpolation, format, split.
-    folders.check_label_args(labels, label_mode, class_names)
-    num_channels = folders.color_mode_channels(color_mode)
-    image_size = folders.image_size_arg(image_size)
+    listing.check_label_args(labels, label_mode, class_names)
+    num_channels = listing.color_mode_channels(color_mode)
+    image_size = listing.image_size_arg(image_size)
     interpolation = _interpolation_arg(interpolation)
     if format not in (None, "tf", "grain"):
         raise ValueError(f'`format` should be either "tf" or "grain". Received: format={format!r}')
     if crop_to_aspect_ratio and pad_to_aspect_ratio:
         raise ValueError("Only one of `pad_to_aspect_ratio`, `crop_to_aspect_ratio` can be set to `True`.")
-    folders.check_validation_split_arg(validation_split, subset, shuffle, seed)
+    listing.check_validation_split_arg(validation_split, subset, shuffle, seed)
     if data_format is None:
         data_format = config.image_data_format()
     if data_format not in options.DATA_FORMATS:
@@ -221,7 +222,7 @@ def image_dataset_from_directory(
             f"label_mode='categorical' (or 'binary'), got label_mode={label_mode!r}."
         )
 
-    listing = folders.list_folder(
+    found = listing.list_folder(
         directory,
         labels=labels,
         label_mode=label_mode,
@@ -236,7 +237,7 @@ def image_dataset_from_directory(
     )
     store = photo_store.build_or_open(
         directory,
-        listing.files,
+        found.files,
         color_mode=color_mode,
         exif_transpose=exif_transpose,
         max_side=max_side,
@@ -256,7 +257,7 @@ def image_dataset_from_directory(
         max_queue_size=max_queue_size,
     )
     made = []
-    for split in listing.splits:
+    for split in found.splits:
         rows = np.array([position.get(os.path.abspath(p), -1) for p in split.file_paths], np.int64)
         kept = rows >= 0  # files the store could not decode (warned about there) are left out
         paths = [p for p, k in zip(split.file_paths, kept) if k]
@@ -266,9 +267,9 @@ def image_dataset_from_directory(
                 + (f" ({split.subset})" if split.subset else "")
                 + " could be decoded; see the warnings above for each file."
             )
-        y, num_classes = folders.label_targets(
-            None if split.labels is None else split.labels[kept], listing.label_mode,
-            None if listing.class_names is None else len(listing.class_names),
+        y, num_classes = listing.label_targets(
+            None if split.labels is None else split.labels[kept], found.label_mode,
+            None if found.class_names is None else len(found.class_names),
         )
         evaluation = split.subset == "validation" and subset == "both"
         seq = FolderSequence(
@@ -276,7 +277,7 @@ def image_dataset_from_directory(
             y,
             batch_size=batch,
             shuffle=False if evaluation else bool(shuffle),
-            seed=listing.seed,
+            seed=found.seed,
             drop_remainder=False if evaluation else drop_remainder,
             crop=options.evaluation_crop(crop, None) if evaluation else crop,
             flip=None if evaluation else flip,
@@ -286,7 +287,7 @@ def image_dataset_from_directory(
             shard_remainder="repeat" if evaluation else shard_remainder,
             **common,
         )
-        seq.class_names = listing.class_names
+        seq.class_names = found.class_names
         seq.file_paths = paths
         seq.store = store
         seq.unbatched = unbatched

@@ -3,7 +3,7 @@
 :func:`check` turns what a user passes to ``ArraySequence(...)`` into an
 :class:`Options` record, or raises a ``TypeError``/``ValueError`` that names
 the argument, the value received and what to do instead. Keeping this apart
-from :mod:`fastseq.sequence` lets the class read as the ``PyDataset``
+from :mod:`fastseq.sequence.array_sequence` lets the class read as the ``PyDataset``
 protocol, the epoch and the batch assembly only, and lets the checks be
 tested without Keras.
 """
@@ -15,8 +15,6 @@ import numbers
 
 import numpy as np
 
-from fastseq import order
-from fastseq.ragged import RaggedImages
 from fastseq.augment import (
     EVAL_CROP_FRACTION,
     CenterCrop,
@@ -32,6 +30,8 @@ from fastseq.augment import (
     Resize,
 )
 from fastseq.kernels import _validate as validate
+from fastseq.ragged import RaggedImages
+from fastseq.sequence import order
 
 DTYPES = ("float32", "float16", "bfloat16", "uint8")
 DATA_FORMATS = ("channels_last", "channels_first")

@@ -9,12 +9,13 @@ import warnings
 import numpy as np
 from keras.utils import PyDataset
 
-from fastseq import keras_quirks, kernels, options, order, plans, sharding, targets
+from fastseq import kernels
 from fastseq._memmap import MemmapRef
-from fastseq._pool import BufferPool
 from fastseq.kernels import _validate as check
-from fastseq.position import Position, PositionAPI
 from fastseq.ragged import RaggedImages
+from fastseq.sequence import keras_quirks, options, order, plans, sharding, targets
+from fastseq.sequence._pool import BufferPool
+from fastseq.sequence.position import Position, PositionAPI
 
 
 class ArraySequence(PositionAPI, PyDataset):
@@ -51,7 +52,7 @@ class ArraySequence(PositionAPI, PyDataset):
       requested once, so every sample is still seen exactly once.
     * Full batches are written into reused arrays, but only into one that
       nothing else refers to: a batch (or a view of it) that a caller
-      still holds is never overwritten. See ``fastseq/_pool.py``.
+      still holds is never overwritten. See ``fastseq/sequence/_pool.py``.
 
     ``x`` may be a NumPy array or a read-only ``np.memmap``
     (``np.load(path, mmap_mode="r")``), larger than RAM: only the samples of
@@ -80,8 +81,8 @@ class ArraySequence(PositionAPI, PyDataset):
         shuffle (bool): permute the samples each epoch.
         seed (int): non-negative integer; with the epoch, fixes order and augmentation.
         drop_remainder (bool): drop the short last batch.
-        crop (RandomCrop | CenterCrop | RandomResizedCrop | Resize | None): ``RandomCrop(height, width, padding=..., pad_mode=...)``,
-            ``CenterCrop(height, width)``, ``RandomResizedCrop(height,
+        crop (RandomCrop | CenterCrop | RandomResizedCrop | Resize | None):
+            ``RandomCrop(height, width, padding=..., pad_mode=...)``, ``CenterCrop(height, width)``, ``RandomResizedCrop(height,
             width, scale=..., ratio=...)``, ``Resize(height, width,
             crop=...)`` or None. The last two resample bilinearly (half-pixel
             centres) from images of any size.
@@ -168,7 +169,7 @@ class ArraySequence(PositionAPI, PyDataset):
         """Build the kernel plan and the thread-local state (also after unpickling)."""
         self._plan = self._make_plan(self.dtype)
         # Full batches are written into reused arrays: a fresh one per batch
-        # costs more in model.fit than the kernel (see fastseq/_pool.py). Room
+        # costs more in model.fit than the kernel (see fastseq/sequence/_pool.py). Room
         # for the batches Keras' thread queue holds, plus the ones in flight.
         threaded = self.workers > 1 and not self.use_multiprocessing
         self._buffers = BufferPool(
@@ -208,7 +209,7 @@ class ArraySequence(PositionAPI, PyDataset):
         )
 
     def _make_plan(self, dtype):
-        """The batch pass for ``dtype`` (see :func:`fastseq.plans.make_plan`)."""
+        """The batch pass for ``dtype`` (see :func:`fastseq.sequence.plans.make_plan`)."""
         x, crop, normalize, data_format = self.x, self.crop, self.normalize, self.data_format
         return plans.make_plan(x, crop=crop, normalize=normalize, dtype=dtype, data_format=data_format)
 
@@ -370,7 +371,7 @@ class ArraySequence(PositionAPI, PyDataset):
     # -- internals ------------------------------------------------------------
 
     def _params(self, idx, epoch):
-        """``(origins, flips)`` for the plan: see :class:`fastseq.plans.CropFlipDraws`."""
+        """``(origins, flips)`` for the plan: see :class:`fastseq.sequence.plans.CropFlipDraws`."""
         return self._draws(self.seed, epoch, idx)
 
     def _targets(self, idx):
