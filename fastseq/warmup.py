@@ -17,7 +17,6 @@ import time
 
 import numpy as np
 
-from fastseq.kernels import config
 from fastseq.kernels import (
     CutoutParams,
     ErasingParams,
@@ -29,6 +28,7 @@ from fastseq.kernels import (
     RandomParams,
     ResizedCropParams,
     ResizePlan,
+    config,
     cutout,
     mix,
 )
