@@ -5,9 +5,12 @@ compiles nothing. The Keras-facing names (``ArraySequence``,
 ``BackupAndRestore``, ``DeviceNormalize``, ``image_dataset_from_directory``,
 ``profile``, ``StarvationMonitor``) and ``fastseq.datasets`` are imported on first use.
 
-The package has three parts: the product (``sequence``, ``callbacks``,
-``options``, ``augment``, ``order``, ``kernels/``, ``datasets/``), the
-measuring bench (``bench/``) and the starvation profiler (``profiling/``).
+The package has three parts: the product (``kernels/``, ``augment``,
+``ragged``, ``sequence/``, ``callbacks``, ``layers``, ``photos/``,
+``datasets/``), the measuring bench (``bench/``) and the starvation profiler
+(``profiling/``); ``docs/design.md`` draws the tree. The lazy table below names
+three of the profiler's objects: strings resolved on first use, so
+``import fastseq`` loads neither the profiler nor Keras.
 """
 
 from fastseq.augment import (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from fastseq.augment import INTERPOLATIONS, CenterCrop, RandomCrop, RandomResize
 from fastseq.photos import listing
 from fastseq.sequence import options
 from fastseq.sequence.array_sequence import ArraySequence
+
+if TYPE_CHECKING:
+    from fastseq.augment import CutMix, Cutout, MixUp, Normalize, RandomErasing, RandomFlip, Rescale
 
 
 class FolderSequence(ArraySequence):
@@ -53,43 +57,43 @@ class FolderSequence(ArraySequence):
 
 
 def image_dataset_from_directory(
-    directory,
-    labels="inferred",
-    label_mode="int",
-    class_names=None,
-    color_mode="rgb",
-    batch_size=32,
-    image_size=(256, 256),
-    shuffle=True,
-    seed=None,
-    validation_split=None,
-    subset=None,
-    interpolation="bilinear",
-    follow_links=False,
-    crop_to_aspect_ratio=False,
-    pad_to_aspect_ratio=False,
-    data_format=None,
-    format=None,
-    verbose=True,
+    directory: str | os.PathLike,
+    labels: str | list | None = "inferred",
+    label_mode: str | None = "int",
+    class_names: list[str] | None = None,
+    color_mode: str = "rgb",
+    batch_size: int | None = 32,
+    image_size: tuple[int, int] | int = (256, 256),
+    shuffle: bool = True,
+    seed: int | None = None,
+    validation_split: float | None = None,
+    subset: str | None = None,
+    interpolation: str = "bilinear",
+    follow_links: bool = False,
+    crop_to_aspect_ratio: bool = False,
+    pad_to_aspect_ratio: bool = False,
+    data_format: str | None = None,
+    format: str | None = None,
+    verbose: bool = True,
     *,
-    crop=None,
-    flip=None,
-    normalize=None,
-    cutout=None,
-    mix=None,
-    dtype="float32",
-    antialias=False,
-    drop_remainder=False,
-    shard=None,
-    shard_remainder="drop",
-    exif_transpose=True,
-    max_side=None,
-    cache_dir=None,
-    strict=False,
-    workers=1,
-    use_multiprocessing=False,
-    max_queue_size=10,
-):
+    crop: RandomResizedCrop | Resize | None = None,
+    flip: RandomFlip | str | None = None,
+    normalize: Normalize | Rescale | None = None,
+    cutout: Cutout | RandomErasing | None = None,
+    mix: MixUp | CutMix | None = None,
+    dtype: str = "float32",
+    antialias: bool = False,
+    drop_remainder: bool = False,
+    shard: tuple[int, int] | str | None = None,
+    shard_remainder: str = "drop",
+    exif_transpose: bool = True,
+    max_side: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    strict: bool = False,
+    workers: int = 1,
+    use_multiprocessing: bool = False,
+    max_queue_size: int = 10,
+) -> FolderSequence | tuple[FolderSequence, FolderSequence]:
     """Keras' ``image_dataset_from_directory``, decoded once and augmented from the original photos.
 
     Takes every argument of ``keras.utils.image_dataset_from_directory``
@@ -247,16 +251,8 @@ def image_dataset_from_directory(
     )
     position = {os.path.abspath(p): i for i, p in enumerate(store.files)}
 
-    common = dict(
-        normalize=normalize,
-        dtype=dtype,
-        data_format=data_format,
-        shard=shard,
-        workers=workers,
-        use_multiprocessing=use_multiprocessing,
-        max_queue_size=max_queue_size,
-    )
-    made = []
+    pydataset = dict(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
+    made, training = [], None
     for split in found.splits:
         rows = np.array([position.get(os.path.abspath(p), -1) for p in split.file_paths], np.int64)
         kept = rows >= 0  # files the store could not decode (warned about there) are left out
@@ -271,22 +267,20 @@ def image_dataset_from_directory(
             None if split.labels is None else split.labels[kept], found.label_mode,
             None if found.class_names is None else len(found.class_names),
         )
-        evaluation = split.subset == "validation" and subset == "both"
-        seq = FolderSequence(
-            store.images.take(rows[kept]),
-            y,
-            batch_size=batch,
-            shuffle=False if evaluation else bool(shuffle),
-            seed=found.seed,
-            drop_remainder=False if evaluation else drop_remainder,
-            crop=options.evaluation_crop(crop, None) if evaluation else crop,
-            flip=None if evaluation else flip,
-            cutout=None if evaluation else cutout,
-            mix=None if evaluation else mix,
-            num_classes=num_classes,
-            shard_remainder="repeat" if evaluation else shard_remainder,
-            **common,
-        )
+        images = store.images.take(rows[kept])
+        # The path every sequence takes: options (checked once) -> plan -> assembled. The validation half of
+        # subset="both" is the training half's evaluation form, as ArraySequence.for_evaluation makes it.
+        if split.subset == "validation" and subset == "both":
+            o = options.for_evaluation(training, images, y)
+        else:
+            o = options.check(
+                images, y, batch_size=batch, shuffle=bool(shuffle), seed=found.seed, drop_remainder=drop_remainder,
+                crop=crop, flip=flip, normalize=normalize, dtype=dtype, data_format=data_format,
+                num_classes=num_classes, sample_weight=None, shard=shard, shard_remainder=shard_remainder,
+                cutout=cutout, mix=mix,
+            )
+            training = o
+        seq = FolderSequence._from_options(o, **pydataset)
         seq.class_names = found.class_names
         seq.file_paths = paths
         seq.store = store

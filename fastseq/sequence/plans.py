@@ -1,6 +1,8 @@
 """How a batch is made from its sample indices: the kernel plan and the per-sample draws. NumPy only.
 
-``fastseq.ArraySequence`` asks this module, once at construction, for
+``fastseq.ArraySequence`` asks this module once, at construction (and after
+unpickling), for :func:`make`: a :class:`Plan` made from its checked
+``fastseq.sequence.options.Options`` alone. It is built from
 
 * ``make_plan``: the compiled pass that turns sample indices (and their
   crop origins or boxes and flip bits) into a batch: a
@@ -21,12 +23,60 @@ them stays as it is.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from fastseq import kernels
 from fastseq.augment import CenterCrop, Cutout, RandomCrop, RandomErasing, RandomResizedCrop, Resize
 from fastseq.kernels import ragged as ragged_kernels
 from fastseq.ragged import RaggedImages
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Everything the batches of one sequence are made with, from its options.
+
+    Attributes:
+        batch: the pass for the output dtype (see :func:`make_plan`).
+        draws: each sample's crop origin (or box) and flip bits (:class:`CropFlipDraws`).
+        cutout: the Cutout/RandomErasing box draws, or None.
+        mix: the MixUp/CutMix partner, weight and box draws, or None.
+        mix_plan: with ``mix``, the pass that makes samples and partners together, in float32 (or raw
+            uint8) whatever the output dtype, so the blend is rounded once; else None.
+        fused_mix: with ``mix`` and a ``FusedPlan``, the blend inside the fused pass; else None.
+    """
+
+    batch: object
+    draws: CropFlipDraws
+    cutout: object = None
+    mix: object = None
+    mix_plan: object = None
+    fused_mix: object = None
+
+    @property
+    def random(self):
+        """The kernel's per-sample crop and flip draw object, or None when nothing is random."""
+        return self.draws.random
+
+
+def make(o):
+    """The :class:`Plan` for checked options ``o`` (``fastseq.sequence.options.Options``)."""
+    x, dtype, data_format = o.x, o.dtype, o.data_format
+    batch = make_plan(x, crop=o.crop, normalize=o.normalize, dtype=dtype, data_format=data_format)
+    shapes = x.shapes if isinstance(x, RaggedImages) else None
+    draws = CropFlipDraws(o.crop, o.flip, o.image_shape[:2], shapes=shapes)
+    out_size = output_size(batch, data_format)
+    mix = mix_draws(o.mix, o.num_items, out_size)
+    mix_plan = fused_mix = None
+    if mix is not None:
+        pair_dtype = "uint8" if dtype == "uint8" else "float32"
+        mix_plan = batch if pair_dtype == dtype else make_plan(
+            x, crop=o.crop, normalize=o.normalize, dtype=pair_dtype, data_format=data_format
+        )
+        if isinstance(mix_plan, kernels.FusedPlan):
+            fused_mix = kernels.FusedMix(mix_plan, dtype)
+    return Plan(batch, draws, cutout_draws(o.cutout, out_size), mix, mix_plan, fused_mix)
 
 
 def make_plan(x, *, crop, normalize, dtype, data_format):
