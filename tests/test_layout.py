@@ -222,3 +222,42 @@ def test_package_inits_hand_on_their_keras_facing_names(package, name):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith(package + ".")
+
+
+def test_building_a_sequence_runs_one_way():
+    """options -> plan -> assembled: one call into each, and neither calls back (traced with sys.setprofile)."""
+    import numpy as np
+
+    from fastseq.augment import Cutout, MixUp, RandomCrop
+    from fastseq.sequence.array_sequence import ArraySequence
+
+    x = np.zeros((8, 6, 6, 3), np.uint8)
+    calls = []
+
+    def record(frame, event, arg):
+        if event != "call" or frame.f_back is None:
+            return
+        callee, caller = frame.f_globals.get("__name__", ""), frame.f_back.f_globals.get("__name__", "")
+        if callee != caller and callee.startswith("fastseq.") and caller.startswith("fastseq."):
+            calls.append((caller.rpartition(".")[2], callee.rpartition(".")[2], frame.f_code.co_name))
+
+    def traced(build):
+        calls.clear()
+        sys.setprofile(record)
+        try:
+            return build()
+        finally:
+            sys.setprofile(None)
+
+    def assert_one_way():
+        steps = [callee for caller, callee, _ in calls if caller == "array_sequence" and callee in ("options", "plans")]
+        assert steps == ["options", "plans"], calls
+        back = [c for c in calls if (c[0], c[1]) in {("options", "array_sequence"), ("options", "plans"),
+                                                       ("plans", "array_sequence"), ("plans", "options")}]
+        assert back == []
+
+    train = traced(lambda: ArraySequence(x, np.arange(8) % 2, batch_size=4, crop=RandomCrop(4, 4, padding=1),
+                                         flip="horizontal", num_classes=2, mix=MixUp(0.2), cutout=Cutout(1)))
+    assert_one_way()
+    traced(lambda: train.for_evaluation(x[:6], np.arange(6) % 2))
+    assert_one_way()

@@ -218,7 +218,7 @@ class ArraySequence(PositionAPI, PyDataset):
         plan = plans.make(self._options)
         self._plan, self._draws, self._cutout, self._mix = plan.batch, plan.draws, plan.cutout, plan.mix
         self._mix_plan, self._fused_mix = plan.mix_plan, plan.fused_mix
-        self._random = plan.random  # the per-sample crop corners and flips, when there are any
+        self._random = plan.draws.random  # the per-sample crop corners and flips, when there are any
         # Full batches are written into reused arrays: a fresh one per batch
         # costs more in model.fit than the kernel (see fastseq/sequence/_pool.py). Room
         # for the batches Keras' thread queue holds, plus the ones in flight.

@@ -54,11 +54,6 @@ class Plan:
     mix_plan: object = None
     fused_mix: object = None
 
-    @property
-    def random(self):
-        """The kernel's per-sample crop and flip draw object, or None when nothing is random."""
-        return self.draws.random
-
 
 def make(o):
     """The :class:`Plan` for checked options ``o`` (``fastseq.sequence.options.Options``)."""
