@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 from fastseq.bench.photos import make_photo_folder
-from fastseq.datasets import store as st
+from fastseq.photos import store as st
 
 GROUP = "store-build-jpeg"
 WORKERS = min(8, os.cpu_count() or 1)

@@ -5,9 +5,12 @@ compiles nothing. The Keras-facing names (``ArraySequence``,
 ``BackupAndRestore``, ``DeviceNormalize``, ``image_dataset_from_directory``,
 ``profile``, ``StarvationMonitor``) and ``fastseq.datasets`` are imported on first use.
 
-The package has three parts: the product (``sequence``, ``callbacks``,
-``options``, ``augment``, ``order``, ``kernels/``, ``datasets/``), the
-measuring bench (``bench/``) and the starvation profiler (``profiling/``).
+The package has three parts: the product (``kernels/``, ``augment``,
+``ragged``, ``sequence/``, ``callbacks``, ``layers``, ``photos/``,
+``datasets/``), the measuring bench (``bench/``) and the starvation profiler
+(``profiling/``); ``docs/design.md`` draws the tree. The lazy table below names
+three of the profiler's objects: strings resolved on first use, so
+``import fastseq`` loads neither the profiler nor Keras.
 """
 
 from fastseq.augment import (
@@ -28,14 +31,14 @@ __version__ = "0.1.0"
 
 # name -> (module, attribute); attribute None means the module itself.
 _LAZY = {
-    "ArraySequence": ("fastseq.sequence", "ArraySequence"),
+    "ArraySequence": ("fastseq.sequence.array_sequence", "ArraySequence"),
     "BackupAndRestore": ("fastseq.callbacks", "BackupAndRestore"),
     "DeviceNormalize": ("fastseq.layers", "DeviceNormalize"),
     "profile": ("fastseq.profiling.measure", "profile"),
     "ProfileReport": ("fastseq.profiling.report", "ProfileReport"),
     "StarvationMonitor": ("fastseq.profiling.monitor", "StarvationMonitor"),
     "datasets": ("fastseq.datasets", None),
-    "image_dataset_from_directory": ("fastseq.folder_sequence", "image_dataset_from_directory"),
+    "image_dataset_from_directory": ("fastseq.photos.folder_sequence", "image_dataset_from_directory"),
 }
 
 __all__ = [

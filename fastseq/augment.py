@@ -8,6 +8,7 @@ so threads, processes, batch sizes, shards and resumed runs agree.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -177,8 +178,8 @@ class RandomResizedCrop:
 
     height: int
     width: int
-    scale: tuple = (0.08, 1.0)
-    ratio: tuple = (3 / 4, 4 / 3)
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
     interpolation: str = "bilinear"
     antialias: bool = False
 
@@ -236,7 +237,7 @@ class Resize:
 
     height: int
     width: int
-    crop: tuple | None = None
+    crop: tuple[int, int] | None = None
     interpolation: str = "bilinear"
     antialias: bool = False
     crop_to_aspect_ratio: bool = False
@@ -355,8 +356,8 @@ class Normalize:
             units, each > 0, or one number for every channel.
     """
 
-    mean: object
-    std: object
+    mean: float | Sequence[float]
+    std: float | Sequence[float]
 
     def __post_init__(self):
         mean = _channel_vector("mean", self.mean, "Normalize")
@@ -396,8 +397,8 @@ class Rescale:
             per channel.
     """
 
-    scale: object
-    offset: object = 0.0
+    scale: float | Sequence[float]
+    offset: float | Sequence[float] = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "_scale", _channel_vector("scale", self.scale, "Rescale"))
@@ -555,8 +556,8 @@ class RandomErasing:
     """
 
     probability: float = 0.5
-    scale: tuple = (0.02, 0.33)
-    ratio: tuple = (0.3, 3.3)
+    scale: tuple[float, float] = (0.02, 0.33)
+    ratio: tuple[float, float] = (0.3, 3.3)
     fill: float = 0.0
 
     def __post_init__(self):

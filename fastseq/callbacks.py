@@ -6,11 +6,15 @@ import glob
 import json
 import os
 import shutil
+from typing import TYPE_CHECKING, Any
 
 import keras
 
 _STATE_FILE = "fastseq_sequence.json"
 
+
+if TYPE_CHECKING:
+    from fastseq.sequence.array_sequence import ArraySequence
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
     """``keras.callbacks.BackupAndRestore`` that also backs up and restores a sequence's position.
@@ -59,7 +63,7 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             with another number of processes.
     """
 
-    def __init__(self, backup_dir, sequence, **kwargs):
+    def __init__(self, backup_dir: str | os.PathLike, sequence: ArraySequence, **kwargs: Any) -> None:
         missing = [name for name in ("get_state", "set_state", "__len__") if not hasattr(sequence, name)]
         if missing:
             raise TypeError(

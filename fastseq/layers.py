@@ -14,6 +14,8 @@ layer moves 4x fewer bytes:
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 
@@ -39,7 +41,7 @@ class DeviceNormalize(keras.layers.Layer):
             output's compute dtype, e.g. ``"mixed_float16"``).
     """
 
-    def __init__(self, normalize, data_format="channels_last", **kwargs):
+    def __init__(self, normalize: Normalize | Rescale, data_format: str = "channels_last", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(normalize, dict):  # from get_config
             normalize = Normalize(**normalize["normalize"]) if "normalize" in normalize else Rescale(**normalize["rescale"])

@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 
-from fastseq.kernels import config
 from fastseq.kernels import (
     CutoutParams,
     ErasingParams,
@@ -30,6 +29,7 @@ from fastseq.kernels import (
     RandomParams,
     ResizedCropParams,
     ResizePlan,
+    config,
     cutout,
     mix,
 )

@@ -68,8 +68,8 @@ def weights_digest(weights):
 
 
 def main(process_id, port, out_dir, n_train, n_val, batch_size, epochs):
-    import keras
     import jax
+    import keras
 
     keras.distribution.initialize(job_addresses=f"127.0.0.1:{port}", num_processes=2, process_id=process_id)
     keras.distribution.set_distribution(

@@ -13,6 +13,7 @@ import sys
 def scenario_fit_both(directory, cache_dir, epochs=2):
     """``model.fit(train, validation_data=val)`` on ``subset="both"`` of a photo folder: a small CNN, tiny images."""
     import keras
+
     import fastseq
 
     train, val = fastseq.image_dataset_from_directory(

@@ -424,7 +424,10 @@ def cutout(batch, boxes, *, fill=0, data_format="channels_last"):
 
 
 def mix_images(a, b, weights, boxes, *, dtype="float32", data_format="channels_last"):
-    """Twin of ``kernels.mix`` (``mix`` here is the hash finaliser): ``w * a + (1 - w) * b`` in float32, ``b`` inside the box, then rounded to ``dtype``."""
+    """Twin of ``kernels.mix`` (``mix`` here is the hash finaliser).
+
+    ``w * a + (1 - w) * b`` in float32, ``b`` inside the box, then rounded to ``dtype``.
+    """
     af, bf = np.asarray(a, np.float32), np.asarray(b, np.float32)
     wa = np.asarray(weights, np.float32).reshape(-1, 1, 1, 1)
     blended = wa * af + (np.float32(1) - wa) * bf

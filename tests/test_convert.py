@@ -1,6 +1,5 @@
 """``python -m fastseq convert``: every source format into the .npy cache, atomically."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from numpy.testing import assert_array_equal
 
 import fastseq.datasets as ds
 from fastseq.datasets import convert
-from fastseq.datasets import store as image_store
+from fastseq.photos import store as image_store
 from tests import dataset_files as files
 
 REPO = Path(__file__).resolve().parents[1]

@@ -50,8 +50,10 @@ def test_cutout_centres_are_uniform_and_squares_leave_the_image():
     np.testing.assert_array_equal(np.maximum(centres[..., 0] - 2, 0), boxes[:3000, :, 0])
     np.testing.assert_array_equal(np.maximum(centres[..., 1] - 2, 0), boxes[:3000, :, 2])
     # Centres from the kernel's boxes: top + 2 when not clipped at the top, else bottom - 2.
-    cy = np.where(boxes[..., 1] - boxes[..., 0] == 4, boxes[..., 0] + 2, np.where(boxes[..., 0] > 0, boxes[..., 0] + 2, boxes[..., 1] - 2))
-    cx = np.where(boxes[..., 3] - boxes[..., 2] == 4, boxes[..., 2] + 2, np.where(boxes[..., 2] > 0, boxes[..., 2] + 2, boxes[..., 3] - 2))
+    cy = np.where(boxes[..., 1] - boxes[..., 0] == 4, boxes[..., 0] + 2,
+                  np.where(boxes[..., 0] > 0, boxes[..., 0] + 2, boxes[..., 1] - 2))
+    cx = np.where(boxes[..., 3] - boxes[..., 2] == 4, boxes[..., 2] + 2,
+                  np.where(boxes[..., 2] > 0, boxes[..., 2] + 2, boxes[..., 3] - 2))
     for values, bound in ((cy, h), (cx, w)):
         counts = np.bincount(values.reshape(-1), minlength=bound)
         assert counts.size == bound

@@ -1,4 +1,4 @@
-"""fastseq.datasets.decode against tf.io.decode_image, Keras 3.15's decoder, on files made here.
+"""fastseq.photos.decode against tf.io.decode_image, Keras 3.15's decoder, on files made here.
 
 Every case is exact (difference 0) where TensorFlow decodes the file; where TF
 refuses (Keras then stops with an error) or is wrong, the test names the case
@@ -18,7 +18,7 @@ from numpy.testing import assert_array_equal
 from PIL import Image, ImageOps
 
 from fastseq.bench.photos import photo
-from fastseq.datasets.decode import decode_image, jpeg_orientation, stored_shape
+from fastseq.photos.decode import decode_image, jpeg_orientation, stored_shape
 
 tf = pytest.importorskip("tensorflow")
 
@@ -102,7 +102,7 @@ def test_cmyk_jpeg_to_rgb(rgb, adobe):
 def test_cmyk_jpeg_under_grayscale_is_libjpeg_luma_of_the_rgb(rgb):
     """TF refuses (Keras stops); fastseq takes libjpeg's luma of the RGB it gives under "rgb"."""
     data = encode(Image.fromarray(rgb).convert("CMYK"), "JPEG", quality=90)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - TensorFlow's error class differs between versions
         keras_decode(data, "grayscale")
     r, g, b = (keras_decode(data, "rgb")[..., k].astype(np.int64) for k in range(3))
     assert_array_equal(decode_image(data, "grayscale")[..., 0], (19595 * r + 38470 * g + 7471 * b + 32768) >> 16)

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from tests import distributed_run as run
@@ -86,7 +85,7 @@ def test_identical_weights_on_both_processes(results):
 
 
 def test_every_sample_once_per_epoch_but_the_dropped_remainder(results):
-    from fastseq import order
+    from fastseq.sequence import order
 
     logs = [served(r["log"]) for r in results]
     for epoch in range(EPOCHS):

@@ -8,9 +8,9 @@ one page share one namespace, in page order, as a reader would run them.
 """
 
 import importlib
+import importlib.util
 import inspect
 import json
-import importlib.util
 import os
 import pathlib
 import re

@@ -11,7 +11,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-import fastseq
 from fastseq import ArraySequence, RandomCrop, Rescale
 
 keras = pytest.importorskip("keras")

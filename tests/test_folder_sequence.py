@@ -132,7 +132,7 @@ def test_subset_both_same_files_and_validation_batches_as_keras(photos, cache, s
         assert_close_pixels(f[0], k[0])
     # Training: each epoch serves every training file once, with its Keras label.
     label_of = {p: ktrain.class_names.index(os.path.relpath(p, photos).split(os.sep)[0]) for p in ktrain.file_paths}
-    for epoch in range(2):
+    for _epoch in range(2):
         seen = np.concatenate([train.indices(i) for i in range(len(train))])
         assert sorted(seen.tolist()) == list(range(len(train.file_paths)))
         batches = served(train)

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
-from fastseq.datasets import folders
+from fastseq.photos import listing as folders
 
 keras = pytest.importorskip("keras")
 from keras.src.utils import dataset_utils  # noqa: E402  (Keras' own listing, the reference)

@@ -27,7 +27,7 @@ def test_kernels_do_not_import_keras_or_tensorflow():
         import sys, numpy as np
         import fastseq.kernels as K
         K.fused(np.zeros((2, 4, 4, 3), np.uint8), [1, 0], mean=1, std=2)
-        import fastseq.augment, fastseq.order, fastseq.datasets
+        import fastseq.augment, fastseq.sequence.order, fastseq.datasets
         bad = [m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow')]
         print('LOADED', bad)
         """
@@ -39,7 +39,7 @@ def test_kernels_do_not_import_keras_or_tensorflow():
 def _batch_jobs(x, n_jobs=64):
     rng = np.random.default_rng(0)
     jobs = []
-    for j in range(n_jobs):
+    for _ in range(n_jobs):
         idx = rng.integers(0, len(x), 96)
         origins, flips = K.random_params(1, 2, idx, image_size=x.shape[1:3], crop_size=(28, 28), padding=4)
         jobs.append((idx, origins, flips))

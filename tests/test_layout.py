@@ -22,20 +22,38 @@ PACKAGE = ROOT / "fastseq"
 # Lowest first. A module's layer is that of its longest matching prefix.
 LAYERS = [
     ("kernels", ["fastseq.kernels"]),
-    ("numpy-only product", ["fastseq.order", "fastseq.ragged", "fastseq.augment", "fastseq._pool", "fastseq._memmap", "fastseq.options",
-                            "fastseq.warmup", "fastseq.position", "fastseq.plans", "fastseq.targets"]),
+    ("below both packages (numpy only)", ["fastseq.augment", "fastseq.ragged", "fastseq._memmap", "fastseq.warmup"]),
+    ("the batch order (numpy only)", ["fastseq.sequence.order"]),
+    ("the sequence's parts (Keras only lazily, in sharding)",
+     ["fastseq.sequence.options", "fastseq.sequence.sharding", "fastseq.sequence.plans", "fastseq.sequence.targets",
+      "fastseq.sequence.position", "fastseq.sequence._pool", "fastseq.sequence.keras_quirks"]),
+    ("the sequence (Keras-facing)", ["fastseq.sequence", "fastseq.callbacks", "fastseq.layers"]),
+    ("photos", ["fastseq.photos"]),
     ("datasets", ["fastseq.datasets"]),
-    ("Keras-facing product", ["fastseq.sequence", "fastseq.sharding", "fastseq.keras_quirks", "fastseq.callbacks", "fastseq.layers",
-                              "fastseq.folder_sequence"]),
     ("bench", ["fastseq.bench"]),
     ("profiler", ["fastseq.profiling"]),
     ("facade", ["fastseq.__main__", "fastseq"]),
 ]
 
-# Layers that must not load Keras or TensorFlow, checked in a fresh interpreter.
-KERAS_FREE = ["fastseq", "fastseq.kernels", "fastseq.order", "fastseq.ragged", "fastseq.augment", "fastseq.options", "fastseq.warmup",
-              "fastseq._pool", "fastseq.datasets", "fastseq.datasets.store", "fastseq.bench", "fastseq.bench.photos",
-              "fastseq.profiling", "fastseq.position", "fastseq.plans", "fastseq.targets"]
+# Modules that must not load Keras or TensorFlow, checked in a fresh interpreter. A package's
+# __init__ that hands on a Keras-facing name (fastseq, fastseq.sequence, fastseq.photos) does it lazily.
+KERAS_FREE = ["fastseq", "fastseq.kernels", "fastseq.sequence.order", "fastseq.ragged", "fastseq.augment",
+              "fastseq.warmup", "fastseq.sequence", "fastseq.sequence.options", "fastseq.sequence.position",
+              "fastseq.sequence.plans", "fastseq.sequence.targets", "fastseq.sequence._pool", "fastseq.sequence.sharding",
+              "fastseq.photos", "fastseq.photos.listing", "fastseq.photos.decode", "fastseq.photos.store",
+              "fastseq.datasets", "fastseq.datasets.convert", "fastseq.bench", "fastseq.bench.photos",
+              "fastseq.profiling"]
+
+# Who may import the measuring bench and the profiler: their own modules and the command lines
+# (``python -m fastseq``, and the profiler's command, which feeds the bench's synthetic data and
+# baselines to the model). The facade fastseq/__init__.py names three profiler objects in its lazy
+# table (``fastseq.profile``, ``ProfileReport``, ``StarvationMonitor``); those are strings read on
+# first use, not imports, and are allowed by name in test_only_the_command_lines_import_bench_and_profiling.
+TOOL_IMPORTERS = {
+    "fastseq.bench": ("fastseq.bench", "fastseq.__main__", "fastseq.profiling.cli"),
+    "fastseq.profiling": ("fastseq.profiling", "fastseq.__main__"),
+}
+MAX_TOP_LEVEL_MODULES = 8
 
 
 def module_name(path):
@@ -166,3 +184,80 @@ def test_datasets_after_a_plain_import_fastseq():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "fastseq.datasets.cache"
+
+
+def inside(name, package):
+    return name == package or name.startswith(package + ".")
+
+
+def test_only_the_command_lines_import_bench_and_profiling(graph):
+    bad = [f"{name} imports {t}" for name, targets in graph.items() for t in targets for tool, allowed in TOOL_IMPORTERS.items()
+           if inside(t, tool) and not any(inside(name, a) for a in allowed)]
+    assert bad == []
+    # The facade's lazy table: the profiler's three public objects, and nothing from the bench.
+    import fastseq
+
+    tools = {k: m for k, (m, _) in fastseq._LAZY.items() if inside(m, "fastseq.bench") or inside(m, "fastseq.profiling")}
+    assert sorted(tools) == ["ProfileReport", "StarvationMonitor", "profile"], tools
+
+
+def test_the_sequence_never_imports_the_photo_path(graph):
+    bad = [f"{name} imports {t}" for name, targets in graph.items() if inside(name, "fastseq.sequence")
+           for t in targets if inside(t, "fastseq.photos")]
+    assert bad == []
+    code = "import sys, fastseq.sequence.array_sequence; assert not [m for m in sys.modules if m.startswith('fastseq.photos')]"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_at_most_eight_modules_directly_in_the_package():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+
+
+@pytest.mark.parametrize("package, name", [("fastseq.sequence", "ArraySequence"), ("fastseq.photos", "FolderSequence"),
+                                           ("fastseq.photos", "image_dataset_from_directory")])
+def test_package_inits_hand_on_their_keras_facing_names(package, name):
+    code = f"import {package} as p; print(getattr(p, {name!r}).__module__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith(package + ".")
+
+
+def test_building_a_sequence_runs_one_way():
+    """options -> plan -> assembled: one call into each, and neither calls back (traced with sys.setprofile)."""
+    import numpy as np
+
+    from fastseq.augment import Cutout, MixUp, RandomCrop
+    from fastseq.sequence.array_sequence import ArraySequence
+
+    x = np.zeros((8, 6, 6, 3), np.uint8)
+    calls = []
+
+    def record(frame, event, arg):
+        if event != "call" or frame.f_back is None:
+            return
+        callee, caller = frame.f_globals.get("__name__", ""), frame.f_back.f_globals.get("__name__", "")
+        if callee != caller and callee.startswith("fastseq.") and caller.startswith("fastseq."):
+            calls.append((caller.rpartition(".")[2], callee.rpartition(".")[2], frame.f_code.co_name))
+
+    def traced(build):
+        calls.clear()
+        sys.setprofile(record)
+        try:
+            return build()
+        finally:
+            sys.setprofile(None)
+
+    def assert_one_way():
+        steps = [callee for caller, callee, _ in calls if caller == "array_sequence" and callee in ("options", "plans")]
+        assert steps == ["options", "plans"], calls
+        back = [c for c in calls if (c[0], c[1]) in {("options", "array_sequence"), ("options", "plans"),
+                                                       ("plans", "array_sequence"), ("plans", "options")}]
+        assert back == []
+
+    train = traced(lambda: ArraySequence(x, np.arange(8) % 2, batch_size=4, crop=RandomCrop(4, 4, padding=1),
+                                         flip="horizontal", num_classes=2, mix=MixUp(0.2), cutout=Cutout(1)))
+    assert_one_way()
+    traced(lambda: train.for_evaluation(x[:6], np.arange(6) % 2))
+    assert_one_way()

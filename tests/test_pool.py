@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastseq import ArraySequence, Normalize, RandomCrop, RandomFlip
-from fastseq._pool import BufferPool
+from fastseq.sequence._pool import BufferPool
 
 
 def test_a_released_buffer_is_reused_and_a_held_one_is_not():

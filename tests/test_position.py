@@ -10,7 +10,7 @@ import pickle
 import numpy as np
 import pytest
 
-from fastseq.position import Position, runs
+from fastseq.sequence.position import Position, runs
 
 
 def test_serving_every_batch_ends_the_pass_and_the_next_request_starts_the_next():

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import fastseq
 import fastseq.kernels as K
-from fastseq import options
+from fastseq.sequence import options
 from tests import reference as R
 
 DTYPES = ("float32", "float16", "bfloat16", "uint8")
@@ -134,8 +134,8 @@ def test_matches_tensorflow_resize_of_the_sliced_box():
         actual = K.resized_crop(x, np.arange(12), size=size, scaled_size=scaled, boxes=boxes)
         R_h, R_w = scaled or size
         oy, ox = (R_h - size[0]) // 2, (R_w - size[1]) // 2
-        for k, (t, l, bh, bw) in enumerate(boxes):
-            ref = tf.image.resize(x[k, t : t + bh, l : l + bw], (R_h, R_w), "bilinear", antialias=False).numpy()
+        for k, (t, left, bh, bw) in enumerate(boxes):
+            ref = tf.image.resize(x[k, t : t + bh, left : left + bw], (R_h, R_w), "bilinear", antialias=False).numpy()
             np.testing.assert_allclose(actual[k], ref[oy : oy + size[0], ox : ox + size[1]], rtol=0, atol=5e-3)
 
 

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import fastseq
 from fastseq import ArraySequence, CenterCrop, Normalize, RandomCrop, RandomFlip, Rescale
 from tests import reference as R
 
@@ -46,7 +45,7 @@ def test_every_sample_exactly_once_per_epoch_with_correct_batch_sizes(n, batch_s
     x = indexed_images(n)
     seq = ArraySequence(x, np.arange(n) * 3, batch_size=batch_size, shuffle=shuffle, seed=seed, dtype="uint8")
     assert len(seq) == -(-n // batch_size)
-    for epoch in range(2):
+    for _epoch in range(2):
         seen = []
         for i in range(len(seq)):
             bx, by = seq[i]

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastseq import order
-from fastseq.options import shard_arg
+from fastseq.sequence import order
+from fastseq.sequence.options import shard_arg
 
 
 def images(n, hw=6, seed=0):

@@ -21,8 +21,8 @@ from numpy.testing import assert_array_equal
 from PIL import Image
 
 from fastseq.bench.photos import make_photo_folder, photo
-from fastseq.datasets import store as st
-from fastseq.datasets.decode import decode_image
+from fastseq.photos import store as st
+from fastseq.photos.decode import decode_image
 from fastseq.ragged import RaggedImages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,7 +277,7 @@ def test_bad_arguments_are_named(folder, tmp_path):
 
 BUILDER = textwrap.dedent("""
     import json, sys, time
-    from fastseq.datasets import store as st
+    from fastseq.photos import store as st
     root, cache, listing, delay = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     real = st._decode_file
     def slow(path, options):

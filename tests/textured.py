@@ -18,8 +18,8 @@ def textured_image(rng, height, width, channels=3):
         img[..., c] = (128 + 50 * np.sin(freq[c, 0] * x + phase[c, 0]) * np.cos(freq[c, 1] * y + phase[c, 1])
                        + 30 * np.sin(0.05 * (x + y) + phase[c, 2]))
     for _ in range(4):  # hard edges
-        t, l = rng.integers(0, height), rng.integers(0, width)
-        img[t : t + rng.integers(1, height + 1), l : l + rng.integers(1, width + 1)] += rng.uniform(-80, 80, channels)
+        t, left = rng.integers(0, height), rng.integers(0, width)
+        img[t : t + rng.integers(1, height + 1), left : left + rng.integers(1, width + 1)] += rng.uniform(-80, 80, channels)
     img += rng.normal(0, 12, img.shape)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 

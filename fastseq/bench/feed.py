@@ -88,9 +88,9 @@ def convert_dataset(x, y, batch_size, steps):
     the data set's ``i``-th contiguous run of ``batch_size`` images (cycling),
     with their labels: new data every step, as a real loader must make, but
     no gather and no augmentation. Its buffers come from a
-    :class:`fastseq._pool.BufferPool`, as ArraySequence's do.
+    :class:`fastseq.sequence._pool.BufferPool`, as ArraySequence's do.
     """
-    from fastseq._pool import BufferPool
+    from fastseq.sequence._pool import BufferPool
 
     x4 = x if x.ndim == 4 else x[..., None]
     runs = len(x4) // batch_size
@@ -149,7 +149,7 @@ def loaders(x, y, *, batch_size, mean, std, padding=4, x_memmap=None, seed=0):
     """
     from fastseq.augment import Normalize, RandomCrop, RandomFlip
     from fastseq.bench import baselines
-    from fastseq.sequence import ArraySequence
+    from fastseq.sequence.array_sequence import ArraySequence
 
     H, W = x.shape[1:3]
     aug = dict(crop=RandomCrop(H, W, padding=padding), flip=RandomFlip("horizontal"), normalize=Normalize(mean, std))

@@ -36,8 +36,8 @@ job. Keras and TensorFlow are imported only by the rows that need them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

@@ -70,7 +70,7 @@ def photo_timings(directory=None, *, n_images=2000, seed=0, repeat=1, first_repe
     """
     import keras
 
-    from fastseq.folder_sequence import image_dataset_from_directory
+    from fastseq.photos.folder_sequence import image_dataset_from_directory
 
     work = tempfile.mkdtemp(prefix="fastseq-bench-photos-")
     try:

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+
 def interleaved(fns, *, rounds, warmup=2, settle=1):
     """Time several functions called alternately: ``{name: [seconds of each timed call]}``.
 

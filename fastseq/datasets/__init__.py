@@ -17,19 +17,21 @@ The cache: ``save(dir, x, y)`` writes ``x.npy``, ``y.npy`` and
 
 Photo folders: ``build_or_open(root, files, ...)`` decodes image files once
 (as Keras decodes them) into a ragged uint8 store in the cache folder
-(``fastseq.datasets.store``; ``decode_image`` decodes one file) and
-``open_store(path)`` opens one that ``convert`` wrote.
+(``decode_image`` decodes one file) and ``open_store(path)`` opens one that
+``convert`` wrote. These names live in ``fastseq.photos.store`` and
+``fastseq.photos.decode`` (the photo path) and are handed on from here, where
+they have always been documented; neither imports Keras.
 
 ``open`` is deliberately left out of ``__all__`` so that
 ``from fastseq.datasets import *`` does not shadow the built-in ``open``; call
 it as ``fastseq.datasets.open``.
 """
 
-from fastseq.datasets.cache import CachedDataset, open, save
+from fastseq.datasets.cache import CachedDataset, open, save  # noqa: F401 (open is left out of __all__: see above)
 from fastseq.datasets.cifar import CIFAR10_CLASSES, load_cifar10
-from fastseq.datasets.decode import decode_image
 from fastseq.datasets.mnist import FASHION_MNIST_CLASSES, MNIST_CLASSES, load_fashion_mnist, load_mnist, read_idx
-from fastseq.datasets.store import SkippedImageWarning, Store, StoreSpaceError, build_or_open, open_store
+from fastseq.photos.decode import decode_image
+from fastseq.photos.store import SkippedImageWarning, Store, StoreSpaceError, build_or_open, open_store
 
 __all__ = [
     "CIFAR10_CLASSES",

@@ -7,7 +7,7 @@ folder per split (``train/``, ``test/``; an image folder gives one split,
 ``--split``, default ``train``), each readable with ``fastseq.datasets.open``.
 An image folder without ``--size`` becomes a ragged image store instead (every
 photo its own size, decoded as Keras decodes it; ``--max-side`` caps the long
-side), readable with ``fastseq.datasets.store.open_store(OUT_DIR / "train")``.
+side), readable with ``fastseq.datasets.open_store(OUT_DIR / "train")``.
 The whole OUT_DIR is built under a temporary name beside it and renamed at the
 end, so an interrupted convert leaves nothing behind.
 """
@@ -305,7 +305,7 @@ class _SizeMismatch(ValueError):
 def _convert_folder_ragged(root, dest, grayscale, max_side, exif_transpose, workers, strict, quiet):
     import warnings
 
-    from fastseq.datasets import store
+    from fastseq.photos import store
 
     files, labels, class_names = list_image_folder(root)
     with warnings.catch_warnings():

@@ -148,7 +148,7 @@ def make_loader(name, x, y, *, batch_size, workers, dtype, mean, std):
     padding = 4 if h >= 32 else 2
     if name == "fastseq":
         from fastseq.augment import Normalize, RandomCrop, RandomFlip
-        from fastseq.sequence import ArraySequence
+        from fastseq.sequence.array_sequence import ArraySequence
 
         normalize = None if dtype == "uint8" else Normalize(mean=mean, std=std)
         seq = ArraySequence(

@@ -29,10 +29,15 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fastseq.profiling.report import ProfileReport, decide
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
 
 # --------------------------------------------------------------------------
 # Measurement.
@@ -178,12 +183,20 @@ def _position_keeper(data):
 
 
 def _is_fastseq(data):
-    from fastseq.sequence import ArraySequence
+    from fastseq.sequence.array_sequence import ArraySequence
 
     return isinstance(data, ArraySequence)
 
 
-def profile(model, data, *, steps=50, warmup=5, name=None, restore_weights=True):
+def profile(
+    model: keras.Model,
+    data: keras.utils.PyDataset | tf.data.Dataset,
+    *,
+    steps: int = 50,
+    warmup: int = 5,
+    name: str | None = None,
+    restore_weights: bool = True,
+) -> ProfileReport:
     """Measure how much ``fit(model, data)`` waits for its input.
 
     Runs, in order: the loader alone for ``warmup + steps`` batches; ``fit``

@@ -191,7 +191,7 @@ class StarvationMonitor(StepRecorder):
             fetched batches (other backends). Otherwise inferred.
     """
 
-    def __init__(self, sequence=None, batch_size=None):
+    def __init__(self, sequence: keras.utils.PyDataset | None = None, batch_size: int | None = None) -> None:
         super().__init__()
         if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}.")

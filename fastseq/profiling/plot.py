@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 
-
 def import_matplotlib():
     try:
         import matplotlib  # noqa: F401

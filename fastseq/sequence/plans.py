@@ -1,6 +1,8 @@
 """How a batch is made from its sample indices: the kernel plan and the per-sample draws. NumPy only.
 
-``fastseq.ArraySequence`` asks this module, once at construction, for
+``fastseq.ArraySequence`` asks this module once, at construction (and after
+unpickling), for :func:`make`: a :class:`Plan` made from its checked
+``fastseq.sequence.options.Options`` alone. It is built from
 
 * ``make_plan``: the compiled pass that turns sample indices (and their
   crop origins or boxes and flip bits) into a batch: a
@@ -21,6 +23,8 @@ them stays as it is.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from fastseq import kernels
@@ -29,11 +33,73 @@ from fastseq.kernels import ragged as ragged_kernels
 from fastseq.ragged import RaggedImages
 
 
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Everything the batches of one sequence are made with, from its options.
+
+    Attributes:
+        batch: the pass for the output dtype (see :func:`make_plan`).
+        draws: each sample's crop origin (or box) and flip bits (:class:`CropFlipDraws`).
+        cutout: the Cutout/RandomErasing box draws, or None.
+        mix: the MixUp/CutMix partner, weight and box draws, or None.
+        mix_plan: with ``mix``, the pass that makes samples and partners together, in float32 (or raw
+            uint8) whatever the output dtype, so the blend is rounded once; else None.
+        fused_mix: with ``mix`` and a ``FusedPlan``, the blend inside the fused pass; else None.
+    """
+
+    batch: object
+    draws: CropFlipDraws
+    cutout: object = None
+    mix: object = None
+    mix_plan: object = None
+    fused_mix: object = None
+
+
+def make(o):
+    """The :class:`Plan` for checked options ``o`` (``fastseq.sequence.options.Options``)."""
+    x, dtype, data_format = o.x, o.dtype, o.data_format
+    batch = make_plan(x, crop=o.crop, normalize=o.normalize, dtype=dtype, data_format=data_format)
+    shapes = x.shapes if isinstance(x, RaggedImages) else None
+    draws = CropFlipDraws(o.crop, o.flip, o.image_shape[:2], shapes=shapes)
+    out_size = output_size(batch, data_format)
+    mix = mix_draws(o.mix, o.num_items, out_size)
+    mix_plan = fused_mix = None
+    if mix is not None:
+        pair_dtype = "uint8" if dtype == "uint8" else "float32"
+        mix_plan = batch if pair_dtype == dtype else make_plan(
+            x, crop=o.crop, normalize=o.normalize, dtype=pair_dtype, data_format=data_format
+        )
+        if isinstance(mix_plan, kernels.FusedPlan):
+            fused_mix = kernels.FusedMix(mix_plan, dtype)
+    plan = Plan(batch, draws, cutout_draws(o.cutout, out_size), mix, mix_plan, fused_mix)
+    _start_compiles(plan, o.seed)
+    return plan
+
+
+def _start_compiles(plan, seed):
+    """Have the first batch wait for no compiler: the draws compile now, the batch pass in the background.
+
+    Until the pass is compiled (or loaded from Numba's cache), it makes
+    batches with NumPy, with the same pixels (``prepare`` of the kernel
+    plans, ``fastseq.kernels.quick``). The draws compile first, here: they
+    are small, and the background compile holds Numba's compiler lock while
+    it runs. ``FASTSEQ_BACKGROUND_COMPILE=0`` leaves both to the first batch.
+    """
+    batch_pass = plan.batch if plan.mix is None else plan.fused_mix
+    if batch_pass is None or not kernels.config.BACKGROUND_COMPILE:
+        return  # mixing after a resample: separate passes with no NumPy tier, compiled by the first batch
+    one = np.zeros(1, np.int64)
+    for draws in (plan.draws, plan.cutout, plan.mix):
+        if draws is not None:
+            draws(seed, 0, one)
+    batch_pass.prepare()
+
+
 def make_plan(x, *, crop, normalize, dtype, data_format):
     """The batch pass over ``x`` for these specs.
 
     Args:
-        x: the sequence's images (checked by ``fastseq.options.check``).
+        x: the sequence's images (checked by ``fastseq.sequence.options.check``).
         crop: a checked crop spec or None.
         normalize: a ``Normalize``/``Rescale`` or None.
         dtype: the output dtype name.
@@ -118,6 +184,11 @@ class RaggedPlan:
 
     def output_shape(self, n):
         return self._plan.output_shape(n)
+
+    def prepare(self):
+        """Compile the photo resample in the background, its NumPy tier serving meanwhile (``RaggedResizePlan.prepare``)."""
+        self._plan.prepare()
+        return self
 
     def compile(self, *, serial=False):
         self._plan.compile(serial=serial)

@@ -1,8 +1,8 @@
 """``shard="auto"``: which data shard this process serves, read from Keras' distribution or JAX.
 
 The arithmetic of shards (which samples a shard serves, how many, the
-remainder rules) is :mod:`fastseq.order`'s and the checks of an explicit
-``(index, count)`` are ``fastseq.options.shard_arg``'s; this module only
+remainder rules) is :mod:`fastseq.sequence.order`'s and the checks of an explicit
+``(index, count)`` are ``fastseq.sequence.options.shard_arg``'s; this module only
 reads the running process's place among its peers. It imports Keras (lazily),
 so it belongs to the Keras-facing layer.
 """
@@ -17,7 +17,7 @@ def resolve(shard, stacklevel=2):
 
     Args:
         shard: None, ``"auto"`` or an ``(index, count)`` pair (left for
-            ``fastseq.options.shard_arg`` to check).
+            ``fastseq.sequence.options.shard_arg`` to check).
         stacklevel: the caller's own, for the warning of
             ``warn_if_unsharded_under_processes`` to point at user code.
 

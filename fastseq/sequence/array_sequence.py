@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from keras.utils import PyDataset
 
-from fastseq import keras_quirks, kernels, options, order, plans, sharding, targets
+from fastseq import kernels
 from fastseq._memmap import MemmapRef
-from fastseq._pool import BufferPool
 from fastseq.kernels import _validate as check
-from fastseq.position import Position, PositionAPI
-from fastseq.ragged import RaggedImages
+from fastseq.sequence import keras_quirks, options, order, plans, targets
+from fastseq.sequence._pool import BufferPool
+from fastseq.sequence.position import Position, PositionAPI
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from fastseq.augment import (
+        CenterCrop,
+        CutMix,
+        Cutout,
+        MixUp,
+        Normalize,
+        RandomCrop,
+        RandomErasing,
+        RandomFlip,
+        RandomResizedCrop,
+        Rescale,
+        Resize,
+    )
+    from fastseq.ragged import RaggedImages
 
 
 class ArraySequence(PositionAPI, PyDataset):
@@ -51,7 +71,7 @@ class ArraySequence(PositionAPI, PyDataset):
       requested once, so every sample is still seen exactly once.
     * Full batches are written into reused arrays, but only into one that
       nothing else refers to: a batch (or a view of it) that a caller
-      still holds is never overwritten. See ``fastseq/_pool.py``.
+      still holds is never overwritten. See ``fastseq/sequence/_pool.py``.
 
     ``x`` may be a NumPy array or a read-only ``np.memmap``
     (``np.load(path, mmap_mode="r")``), larger than RAM: only the samples of
@@ -80,8 +100,8 @@ class ArraySequence(PositionAPI, PyDataset):
         shuffle (bool): permute the samples each epoch.
         seed (int): non-negative integer; with the epoch, fixes order and augmentation.
         drop_remainder (bool): drop the short last batch.
-        crop (RandomCrop | CenterCrop | RandomResizedCrop | Resize | None): ``RandomCrop(height, width, padding=..., pad_mode=...)``,
-            ``CenterCrop(height, width)``, ``RandomResizedCrop(height,
+        crop (RandomCrop | CenterCrop | RandomResizedCrop | Resize | None):
+            ``RandomCrop(height, width, padding=..., pad_mode=...)``, ``CenterCrop(height, width)``, ``RandomResizedCrop(height,
             width, scale=..., ratio=...)``, ``Resize(height, width,
             crop=...)`` or None. The last two resample bilinearly (half-pixel
             centres) from images of any size.
@@ -132,19 +152,50 @@ class ArraySequence(PositionAPI, PyDataset):
     """
 
     def __init__(
-        self, x, y=None, *, batch_size=32, shuffle=True, seed=0, drop_remainder=False, crop=None, flip=None,
-        normalize=None, dtype="float32", data_format="channels_last", num_classes=None, sample_weight=None,
-        shard=None, shard_remainder="drop", cutout=None, mix=None, workers=1, use_multiprocessing=False,
-        max_queue_size=10,
-    ):
+        self,
+        x: np.ndarray | RaggedImages,
+        y: ArrayLike | None = None,
+        *,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_remainder: bool = False,
+        crop: RandomCrop | CenterCrop | RandomResizedCrop | Resize | None = None,
+        flip: RandomFlip | str | None = None,
+        normalize: Normalize | Rescale | None = None,
+        dtype: str = "float32",
+        data_format: str = "channels_last",
+        num_classes: int | None = None,
+        sample_weight: ArrayLike | None = None,
+        shard: tuple[int, int] | str | None = None,
+        shard_remainder: str = "drop",
+        cutout: Cutout | RandomErasing | None = None,
+        mix: MixUp | CutMix | None = None,
+        workers: int = 1,
+        use_multiprocessing: bool = False,
+        max_queue_size: int = 10,
+    ) -> None:
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
-        shard, shard_from = sharding.resolve(shard)
-        o = options.check(
+        self._assemble(options.check(
             x, y, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder, crop=crop,
             flip=flip, normalize=normalize, dtype=dtype, data_format=data_format, num_classes=num_classes,
-            sample_weight=sample_weight, shard=shard, shard_remainder=shard_remainder, shard_from=shard_from,
-            cutout=cutout, mix=mix,
-        )
+            sample_weight=sample_weight, shard=shard, shard_remainder=shard_remainder, cutout=cutout, mix=mix,
+        ))
+
+    # -- construction: options (checked) -> plan -> assembled --------------------
+
+    @classmethod
+    def _from_options(cls, o, *, workers=1, use_multiprocessing=False, max_queue_size=10):
+        """A sequence of class ``cls`` from checked options (``fastseq.sequence.options.Options``)."""
+        seq = cls.__new__(cls)
+        super(ArraySequence, seq).__init__(workers=workers, use_multiprocessing=use_multiprocessing,
+                                           max_queue_size=max_queue_size)
+        seq._assemble(o)
+        return seq
+
+    def _assemble(self, o):
+        """The sequence from its options: the attributes, the batch order, the position, then ``_setup``."""
+        self._options = o
         self.cutout, self.mix = o.cutout, o.mix
         self.x, self.y, self.sample_weight, self._labels = o.x, o.y, o.sample_weight, o.labels
         self.batch_size, self.shuffle, self.seed, self.drop_remainder = o.batch_size, o.shuffle, o.seed, o.drop_remainder
@@ -162,13 +213,14 @@ class ArraySequence(PositionAPI, PyDataset):
         self._warned = set()
         self._setup()
 
-    # -- construction helpers -------------------------------------------------
-
     def _setup(self):
-        """Build the kernel plan and the thread-local state (also after unpickling)."""
-        self._plan = self._make_plan(self.dtype)
+        """The plan (from the options), the buffers and the thread-local state (also after unpickling)."""
+        plan = plans.make(self._options)
+        self._plan, self._draws, self._cutout, self._mix = plan.batch, plan.draws, plan.cutout, plan.mix
+        self._mix_plan, self._fused_mix = plan.mix_plan, plan.fused_mix
+        self._random = plan.draws.random  # the per-sample crop corners and flips, when there are any
         # Full batches are written into reused arrays: a fresh one per batch
-        # costs more in model.fit than the kernel (see fastseq/_pool.py). Room
+        # costs more in model.fit than the kernel (see fastseq/sequence/_pool.py). Room
         # for the batches Keras' thread queue holds, plus the ones in flight.
         threaded = self.workers > 1 and not self.use_multiprocessing
         self._buffers = BufferPool(
@@ -176,59 +228,16 @@ class ArraySequence(PositionAPI, PyDataset):
             check.numpy_dtype(self.dtype),
             capacity=4 + (self.workers + self.max_queue_size if threaded else 0),
         )
+        # Mixing outside the fused pass makes each sample and its partner into one pair batch first.
+        self._pairs = None
+        if self._mix_plan is not None and self._fused_mix is None:
+            self._pairs = BufferPool(
+                self._mix_plan.output_shape(2 * self.batch_size),
+                check.numpy_dtype("uint8" if self.dtype == "uint8" else "float32"),
+                capacity=2 + (self.workers if threaded else 0),
+            )
         self._lock = threading.Lock()
         self._stats = {"batches": 0, "kernel_seconds": 0.0, "getitem_seconds": 0.0}
-        shapes = self.x.shapes if isinstance(self.x, RaggedImages) else None
-        self._draws = plans.CropFlipDraws(self.crop, self.flip, self.image_shape[:2], shapes=shapes)
-        self._random = self._draws.random  # the per-sample crop corners and flips, when there are any
-        self._setup_mix()
-        self._start_compiles()
-
-    def _start_compiles(self):
-        """Have the first batch wait for no compiler: the draws compile now, the batch pass in the background.
-
-        Until the pass is compiled (or loaded from Numba's cache), the plan
-        makes batches with NumPy, with the same pixels (``FusedPlan.prepare``).
-        The draws are compiled first, here, because they are small and the
-        background compile holds Numba's compiler lock while it runs.
-        """
-        batch_pass = self._plan if self._mix is None else self._fused_mix
-        if not hasattr(batch_pass, "prepare") or not kernels.config.BACKGROUND_COMPILE:
-            return  # photo resamples and mixes after a resample: no NumPy tier yet, the first batch compiles
-        one = np.zeros(1, np.int64)
-        for draws in (self._draws, self._cutout, self._mix):
-            if draws is not None:
-                draws(self.seed, 0, one)
-        batch_pass.prepare()
-
-    def _setup_mix(self):
-        """The Cutout and MixUp/CutMix draws, and for mixing a plan that makes sample and partner together."""
-        out_size = plans.output_size(self._plan, self.data_format)
-        self._cutout = plans.cutout_draws(self.cutout, out_size)
-        self._mix = plans.mix_draws(self.mix, self._num_items, out_size)
-        self._pairs = self._mix_plan = self._fused_mix = None
-        if self._mix is None:
-            return
-        # Samples and partners are made in one fused call, in float32 (or raw
-        # uint8) whatever the output dtype: the blend is computed in float32
-        # and rounded once, so half-precision outputs are not rounded twice.
-        pair_dtype = "uint8" if self.dtype == "uint8" else "float32"
-        self._mix_plan = self._plan if pair_dtype == self.dtype else self._make_plan(pair_dtype)
-        if isinstance(self._mix_plan, kernels.FusedPlan):
-            # The blend inside the fused pass; the resampling pass still makes the pair batches.
-            self._fused_mix = kernels.FusedMix(self._mix_plan, self.dtype)
-            return
-        threaded = self.workers > 1 and not self.use_multiprocessing
-        self._pairs = BufferPool(
-            self._mix_plan.output_shape(2 * self.batch_size),
-            check.numpy_dtype(pair_dtype),
-            capacity=2 + (self.workers if threaded else 0),
-        )
-
-    def _make_plan(self, dtype):
-        """The batch pass for ``dtype`` (see :func:`fastseq.plans.make_plan`)."""
-        x, crop, normalize, data_format = self.x, self.crop, self.normalize, self.data_format
-        return plans.make_plan(x, crop=crop, normalize=normalize, dtype=dtype, data_format=data_format)
 
     def __getstate__(self):
         # The position pickles itself: its shared block to a worker being spawned, a copy otherwise.
@@ -236,13 +245,16 @@ class ArraySequence(PositionAPI, PyDataset):
         for key in ("_plan", "_buffers", "_lock", "_stats", "_draws", "_random", "_cutout", "_mix", "_mix_plan", "_pairs",
                     "_fused_mix"):
             state.pop(key, None)
+        # x by reference where it is a memmap; the options hold the same reference, so it is pickled once.
         state["x"] = MemmapRef.wrap(self.x)
+        state["_options"] = dataclasses.replace(self._options, x=state["x"])
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         if isinstance(self.x, MemmapRef):
             self.x = self.x.open()
+            self._options = dataclasses.replace(self._options, x=self.x)
         self._setup()
 
     # -- the Sequence protocol ------------------------------------------------
@@ -353,7 +365,15 @@ class ArraySequence(PositionAPI, PyDataset):
 
     # -- evaluation -----------------------------------------------------------
 
-    def for_evaluation(self, x, y=None, *, sample_weight=None, batch_size=None, **pydataset_kwargs):
+    def for_evaluation(
+        self,
+        x: np.ndarray | RaggedImages,
+        y: ArrayLike | None = None,
+        *,
+        sample_weight: ArrayLike | None = None,
+        batch_size: int | None = None,
+        **pydataset_kwargs: Any,
+    ) -> ArraySequence:
         """A sequence for validation/test data with this one's preprocessing but no randomness.
 
         Same normalisation, dtype, layout, ``num_classes``; ``shuffle=False``,
@@ -378,17 +398,13 @@ class ArraySequence(PositionAPI, PyDataset):
         sharded sequence returns the outputs in shard order; build an
         unsharded ``ArraySequence`` for it.
         """
-        crop = options.evaluation_crop(self.crop, options.image_size_of(x))
-        return ArraySequence(
-            x, y, batch_size=batch_size or self.batch_size, shuffle=False, seed=self.seed, crop=crop, flip=None,
-            normalize=self.normalize, dtype=self.dtype, data_format=self.data_format, num_classes=self.num_classes,
-            sample_weight=sample_weight, shard=self.shard, shard_remainder="repeat", **pydataset_kwargs,
-        )
+        o = options.for_evaluation(self._options, x, y, sample_weight=sample_weight, batch_size=batch_size)
+        return ArraySequence._from_options(o, **pydataset_kwargs)
 
     # -- internals ------------------------------------------------------------
 
     def _params(self, idx, epoch):
-        """``(origins, flips)`` for the plan: see :class:`fastseq.plans.CropFlipDraws`."""
+        """``(origins, flips)`` for the plan: see :class:`fastseq.sequence.plans.CropFlipDraws`."""
         return self._draws(self.seed, epoch, idx)
 
     def _targets(self, idx):

@@ -22,7 +22,7 @@ import multiprocessing
 
 import numpy as np
 
-from fastseq import options
+from fastseq.sequence import options
 
 _HEADER = 24  # [epoch, offset, served count] as int64
 
@@ -250,7 +250,7 @@ class Position:
 class PositionAPI:
     """A sequence's epoch and resume methods, read from and written to its ``Position``.
 
-    Mixed into ``fastseq.ArraySequence`` (whose ``__init__`` sets
+    Mixed into ``fastseq.ArraySequence`` (whose ``_assemble`` sets
     ``self._position``); the epoch hooks themselves (``on_epoch_begin``,
     ``on_epoch_end``) stay with the sequence, which knows its Keras caller.
     """

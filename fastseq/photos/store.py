@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastseq.datasets import decode as _decode
+from fastseq.photos import decode as _decode
 from fastseq.ragged import RaggedImages
 
 FORMAT = "fastseq.image-store"

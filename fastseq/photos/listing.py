@@ -34,7 +34,7 @@ A class folder without images is not an error in Keras (its class keeps its
 index; no sample has it); it is not here either, but it gets a warning.
 
 Nothing here imports Keras: the Keras-facing function lives in
-:mod:`fastseq.folder_sequence`.
+:mod:`fastseq.photos.folder_sequence`.
 """
 
 from __future__ import annotations

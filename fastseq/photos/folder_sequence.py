@@ -1,8 +1,8 @@
 """``fastseq.image_dataset_from_directory``: Keras' call, served by an ``ArraySequence`` over a decoded store.
 
-The listing, labels and split are Keras' own (:mod:`fastseq.datasets.folders`);
+The listing, labels and split are Keras' own (:mod:`fastseq.photos.listing`);
 the photos are decoded once into a ragged uint8 store on disk
-(:mod:`fastseq.datasets.store`); every batch is resampled from the original
+(:mod:`fastseq.photos.store`); every batch is resampled from the original
 photos by the ragged resize kernel, through ``ArraySequence``.
 """
 
@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fastseq import options
 from fastseq.augment import INTERPOLATIONS, CenterCrop, RandomCrop, RandomResizedCrop, Resize
-from fastseq.datasets import folders
-from fastseq.sequence import ArraySequence
+from fastseq.photos import listing
+from fastseq.sequence import options
+from fastseq.sequence.array_sequence import ArraySequence
+
+if TYPE_CHECKING:
+    from fastseq.augment import CutMix, Cutout, MixUp, Normalize, RandomErasing, RandomFlip, Rescale
+
 
 class FolderSequence(ArraySequence):
     """An ``ArraySequence`` over a photo folder, as ``image_dataset_from_directory`` returns it.
@@ -52,43 +57,43 @@ class FolderSequence(ArraySequence):
 
 
 def image_dataset_from_directory(
-    directory,
-    labels="inferred",
-    label_mode="int",
-    class_names=None,
-    color_mode="rgb",
-    batch_size=32,
-    image_size=(256, 256),
-    shuffle=True,
-    seed=None,
-    validation_split=None,
-    subset=None,
-    interpolation="bilinear",
-    follow_links=False,
-    crop_to_aspect_ratio=False,
-    pad_to_aspect_ratio=False,
-    data_format=None,
-    format=None,
-    verbose=True,
+    directory: str | os.PathLike,
+    labels: str | list | None = "inferred",
+    label_mode: str | None = "int",
+    class_names: list[str] | None = None,
+    color_mode: str = "rgb",
+    batch_size: int | None = 32,
+    image_size: tuple[int, int] | int = (256, 256),
+    shuffle: bool = True,
+    seed: int | None = None,
+    validation_split: float | None = None,
+    subset: str | None = None,
+    interpolation: str = "bilinear",
+    follow_links: bool = False,
+    crop_to_aspect_ratio: bool = False,
+    pad_to_aspect_ratio: bool = False,
+    data_format: str | None = None,
+    format: str | None = None,
+    verbose: bool = True,
     *,
-    crop=None,
-    flip=None,
-    normalize=None,
-    cutout=None,
-    mix=None,
-    dtype="float32",
-    antialias=False,
-    drop_remainder=False,
-    shard=None,
-    shard_remainder="drop",
-    exif_transpose=True,
-    max_side=None,
-    cache_dir=None,
-    strict=False,
-    workers=1,
-    use_multiprocessing=False,
-    max_queue_size=10,
-):
+    crop: RandomResizedCrop | Resize | None = None,
+    flip: RandomFlip | str | None = None,
+    normalize: Normalize | Rescale | None = None,
+    cutout: Cutout | RandomErasing | None = None,
+    mix: MixUp | CutMix | None = None,
+    dtype: str = "float32",
+    antialias: bool = False,
+    drop_remainder: bool = False,
+    shard: tuple[int, int] | str | None = None,
+    shard_remainder: str = "drop",
+    exif_transpose: bool = True,
+    max_side: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    strict: bool = False,
+    workers: int = 1,
+    use_multiprocessing: bool = False,
+    max_queue_size: int = 10,
+) -> FolderSequence | tuple[FolderSequence, FolderSequence]:
     """Keras' ``image_dataset_from_directory``, decoded once and augmented from the original photos.
 
     Takes every argument of ``keras.utils.image_dataset_from_directory``
@@ -101,7 +106,7 @@ def image_dataset_from_directory(
     of ``crop``).
 
     The first call decodes every listed photo once into a store on disk
-    (see ``fastseq.datasets.store``); later calls on the same folder, with
+    (see ``fastseq.photos.store``); later calls on the same folder, with
     any ``image_size``, crop, split or seed, decode nothing. With
     ``shuffle=False`` the batches come in Keras' order. With
     ``shuffle=True`` the listing is shuffled as Keras shuffles it (so the
@@ -182,18 +187,18 @@ def image_dataset_from_directory(
     """
     from keras import config
 
-    from fastseq.datasets import store as photo_store
+    from fastseq.photos import store as photo_store
 
     # Keras' order of checks: labels, label_mode, color_mode, image_size, interpolation, format, split.
-    folders.check_label_args(labels, label_mode, class_names)
-    num_channels = folders.color_mode_channels(color_mode)
-    image_size = folders.image_size_arg(image_size)
+    listing.check_label_args(labels, label_mode, class_names)
+    num_channels = listing.color_mode_channels(color_mode)
+    image_size = listing.image_size_arg(image_size)
     interpolation = _interpolation_arg(interpolation)
     if format not in (None, "tf", "grain"):
         raise ValueError(f'`format` should be either "tf" or "grain". Received: format={format!r}')
     if crop_to_aspect_ratio and pad_to_aspect_ratio:
         raise ValueError("Only one of `pad_to_aspect_ratio`, `crop_to_aspect_ratio` can be set to `True`.")
-    folders.check_validation_split_arg(validation_split, subset, shuffle, seed)
+    listing.check_validation_split_arg(validation_split, subset, shuffle, seed)
     if data_format is None:
         data_format = config.image_data_format()
     if data_format not in options.DATA_FORMATS:
@@ -221,7 +226,7 @@ def image_dataset_from_directory(
             f"label_mode='categorical' (or 'binary'), got label_mode={label_mode!r}."
         )
 
-    listing = folders.list_folder(
+    found = listing.list_folder(
         directory,
         labels=labels,
         label_mode=label_mode,
@@ -236,7 +241,7 @@ def image_dataset_from_directory(
     )
     store = photo_store.build_or_open(
         directory,
-        listing.files,
+        found.files,
         color_mode=color_mode,
         exif_transpose=exif_transpose,
         max_side=max_side,
@@ -246,17 +251,9 @@ def image_dataset_from_directory(
     )
     position = {os.path.abspath(p): i for i, p in enumerate(store.files)}
 
-    common = dict(
-        normalize=normalize,
-        dtype=dtype,
-        data_format=data_format,
-        shard=shard,
-        workers=workers,
-        use_multiprocessing=use_multiprocessing,
-        max_queue_size=max_queue_size,
-    )
-    made = []
-    for split in listing.splits:
+    pydataset = dict(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
+    made, training = [], None
+    for split in found.splits:
         rows = np.array([position.get(os.path.abspath(p), -1) for p in split.file_paths], np.int64)
         kept = rows >= 0  # files the store could not decode (warned about there) are left out
         paths = [p for p, k in zip(split.file_paths, kept) if k]
@@ -266,27 +263,25 @@ def image_dataset_from_directory(
                 + (f" ({split.subset})" if split.subset else "")
                 + " could be decoded; see the warnings above for each file."
             )
-        y, num_classes = folders.label_targets(
-            None if split.labels is None else split.labels[kept], listing.label_mode,
-            None if listing.class_names is None else len(listing.class_names),
+        y, num_classes = listing.label_targets(
+            None if split.labels is None else split.labels[kept], found.label_mode,
+            None if found.class_names is None else len(found.class_names),
         )
-        evaluation = split.subset == "validation" and subset == "both"
-        seq = FolderSequence(
-            store.images.take(rows[kept]),
-            y,
-            batch_size=batch,
-            shuffle=False if evaluation else bool(shuffle),
-            seed=listing.seed,
-            drop_remainder=False if evaluation else drop_remainder,
-            crop=options.evaluation_crop(crop, None) if evaluation else crop,
-            flip=None if evaluation else flip,
-            cutout=None if evaluation else cutout,
-            mix=None if evaluation else mix,
-            num_classes=num_classes,
-            shard_remainder="repeat" if evaluation else shard_remainder,
-            **common,
-        )
-        seq.class_names = listing.class_names
+        images = store.images.take(rows[kept])
+        # The path every sequence takes: options (checked once) -> plan -> assembled. The validation half of
+        # subset="both" is the training half's evaluation form, as ArraySequence.for_evaluation makes it.
+        if split.subset == "validation" and subset == "both":
+            o = options.for_evaluation(training, images, y)
+        else:
+            o = options.check(
+                images, y, batch_size=batch, shuffle=bool(shuffle), seed=found.seed, drop_remainder=drop_remainder,
+                crop=crop, flip=flip, normalize=normalize, dtype=dtype, data_format=data_format,
+                num_classes=num_classes, sample_weight=None, shard=shard, shard_remainder=shard_remainder,
+                cutout=cutout, mix=mix,
+            )
+            training = o
+        seq = FolderSequence._from_options(o, **pydataset)
+        seq.class_names = found.class_names
         seq.file_paths = paths
         seq.store = store
         seq.unbatched = unbatched

@@ -2,10 +2,16 @@
 
 :func:`check` turns what a user passes to ``ArraySequence(...)`` into an
 :class:`Options` record, or raises a ``TypeError``/``ValueError`` that names
-the argument, the value received and what to do instead. Keeping this apart
-from :mod:`fastseq.sequence` lets the class read as the ``PyDataset``
-protocol, the epoch and the batch assembly only, and lets the checks be
-tested without Keras.
+the argument, the value received and what to do instead; :func:`for_evaluation`
+makes the options of an evaluation sequence from a training sequence's.
+Keeping this apart from :mod:`fastseq.sequence.array_sequence` lets the class
+read as the ``PyDataset`` protocol, the epoch and the batch assembly only, and
+lets the checks be tested without Keras.
+
+A sequence is built one way: these options first (``shard="auto"`` is read
+here, through :mod:`fastseq.sequence.sharding`), then the plan from them
+(``fastseq.sequence.plans.make``), then the sequence assembles from both.
+Nothing here calls back into the plan or the sequence.
 """
 
 from __future__ import annotations
@@ -15,8 +21,6 @@ import numbers
 
 import numpy as np
 
-from fastseq import order
-from fastseq.ragged import RaggedImages
 from fastseq.augment import (
     EVAL_CROP_FRACTION,
     CenterCrop,
@@ -32,6 +36,8 @@ from fastseq.augment import (
     Resize,
 )
 from fastseq.kernels import _validate as validate
+from fastseq.ragged import RaggedImages
+from fastseq.sequence import order, sharding
 
 DTYPES = ("float32", "float16", "bfloat16", "uint8")
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -50,6 +56,7 @@ class Options:
         image_shape: ``(H, W, C)`` of one image (C is 1 for ``(N, H, W)`` input).
         num_items: number of samples.
         shard: ``(index, count)``; ``(0, 1)`` when not sharded.
+        shard_from: where a ``shard="auto"`` pair was read (for error messages), else None.
         shard_remainder: one of ``order.REMAINDERS``.
         shard_items: samples this shard serves per epoch (``num_items`` unsharded).
         crop: a ``RandomCrop``/``CenterCrop`` that fits the image, a
@@ -82,6 +89,7 @@ class Options:
     num_classes: int | None
     cutout: Cutout | RandomErasing | None = None
     mix: MixUp | CutMix | None = None
+    shard_from: str | None = None
 
 
 def check(
@@ -107,8 +115,10 @@ def check(
 ):
     """Check and normalise ``ArraySequence``'s arguments.
 
-    ``shard`` is None or ``(index, count)`` here: ``"auto"`` is resolved by
-    the caller, which names where the pair came from in ``shard_from``.
+    ``shard="auto"`` is read here (``fastseq.sequence.sharding.resolve``),
+    which also warns when processes train in step on an unsharded sequence.
+    ``shard_from`` names where an ``(index, count)`` pair came from, for one
+    that was read for another sequence (``for_evaluation``).
 
     Returns:
         An :class:`Options`.
@@ -116,6 +126,9 @@ def check(
     Raises:
         TypeError, ValueError: naming the argument, the value received and the fix.
     """
+    # stacklevel 3: the warning points at the line that built the sequence (sharding -> here -> the builder).
+    shard, read_from = sharding.resolve(shard, stacklevel=3)
+    shard_from = shard_from or read_from
     ragged = isinstance(x, RaggedImages)
     if ragged:
         # Photos of different sizes: only a crop that resamples each one to a fixed size makes a batch.
@@ -202,6 +215,24 @@ def check(
         num_classes=num_classes,
         cutout=cutout_arg(cutout, dtype),
         mix=mix_arg(mix, y, num_classes),
+        shard_from=shard_from,
+    )
+
+
+def for_evaluation(o, x, y=None, *, sample_weight=None, batch_size=None):
+    """The options of an evaluation sequence over ``x`` after training with options ``o``.
+
+    The same normalisation, dtype, layout, ``num_classes``, seed and shard;
+    ``shuffle=False``, no flips, no cutout or mix, no dropped batch, the crop
+    made deterministic (:func:`evaluation_crop`) and
+    ``shard_remainder="repeat"`` (see ``ArraySequence.for_evaluation``).
+    ``batch_size`` None keeps ``o``'s.
+    """
+    crop = evaluation_crop(o.crop, image_size_of(x))
+    return check(
+        x, y, batch_size=batch_size or o.batch_size, shuffle=False, seed=o.seed, drop_remainder=False, crop=crop,
+        flip=None, normalize=o.normalize, dtype=o.dtype, data_format=o.data_format, num_classes=o.num_classes,
+        sample_weight=sample_weight, shard=o.shard, shard_remainder="repeat", shard_from=o.shard_from,
     )
 
 
