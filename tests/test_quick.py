@@ -185,7 +185,7 @@ def test_concurrent_batches_while_compiling(numpy_tier):
     x = rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)
     plan = K.FusedPlan(x, crop=(8, 8), padding=2, scale=1 / 255).prepare()
     cases = []
-    for k in range(8):
+    for _ in range(8):
         indices = rng.integers(0, 64, 16).astype(np.int64)
         origins = rng.integers(0, 5, (16, 2)).astype(np.int64)
         flips = rng.integers(0, 4, 16).astype(np.uint8)

@@ -15,8 +15,8 @@ NumPy, like the kernel (compiled without ``fastmath``), fuses none of them:
   pixel's tap count are 0, and adding ``0 * v`` to a sum that is never
   ``-0.0`` leaves it unchanged). Lanczos and Gaussian weights call sin/exp,
   whose last bit NumPy's vector versions need not share with the libm calls
-  of the compiled pass: those weights come from :func:`_sat_weights`, a
-  small compiled loop over ``ragged._sat_kernel`` itself (about 1-2 s to
+  of the compiled pass: those weights come from :func:`fastseq.kernels.filters.sat_weights`, a
+  small compiled loop over ``filters._sat_kernel`` itself (about 1-2 s to
   compile, once, cached on disk), compiled by the plan's ``prepare()``
   before the background compile takes Numba's compiler lock;
 * bilinear: ``p + (q - p) * f`` across, then down (the kernel's
@@ -32,30 +32,22 @@ NumPy. ``tests/test_quick_ragged.py`` holds it to the twin and the kernel.
 """
 
 import numpy as np
-from numba import njit
 
-from fastseq.kernels import ragged as _rg
-from fastseq.kernels.config import JIT
+from fastseq.kernels import filters as _rg
+from fastseq.kernels import resize as _kinds
 from fastseq.kernels.quick import _half_bits, _lay_out
 
 _F32 = np.float32
 _TINY = np.float32(1000.0) * np.float32(1.1754943508222875e-38)  # the kernel's "total is not ~0" threshold
 _RADIUS = {_rg._TRIANGLE: 1.0, _rg._GAUSSIAN: 1.5, _rg._LANCZOS3: 3.0, _rg._LANCZOS5: 5.0}  # else 2 (Keys, Mitchell)
-#: The filters whose weights call sin/exp: computed by the compiled :func:`_sat_weights`.
+#: The filters whose weights call sin/exp: computed by the compiled :func:`fastseq.kernels.filters.sat_weights`.
 TRANSCENDENTAL = (_rg._LANCZOS3, _rg._LANCZOS5, _rg._GAUSSIAN)
 
 
-@njit(**JIT)
-def _sat_weights(filt, x, out):
-    """``out[i] = ragged._sat_kernel(filt, x[i])``: the kernel's own weight function, one scalar call each."""
-    for i in range(x.shape[0]):
-        out[i] = _rg._sat_kernel(filt, x[i])
-
-
 def compile_helpers():
-    """Compile (or load from Numba's cache) :func:`_sat_weights` for the types :func:`resample` passes."""
+    """Compile (or load from Numba's cache) :func:`fastseq.kernels.filters.sat_weights` for the types :func:`resample` passes."""
     x = np.zeros(1, np.float32)
-    _sat_weights(_rg._GAUSSIAN, x, np.empty(1, np.float32))
+    _rg.sat_weights(_rg._GAUSSIAN, x, np.empty(1, np.float32))
 
 
 def _kernel_values(filt, x):
@@ -63,7 +55,7 @@ def _kernel_values(filt, x):
     if filt in TRANSCENDENTAL:
         flat = np.ascontiguousarray(x, np.float32).reshape(-1)
         out = np.empty_like(flat)
-        _sat_weights(filt, flat, out)
+        _rg.sat_weights(filt, flat, out)
         return out.reshape(x.shape)
     x = np.abs(x)
     one, two, zero = _F32(1.0), _F32(2.0), _F32(0.0)
@@ -294,13 +286,13 @@ def resample(pixels, offsets, shapes, C, indices, order, boxes, windows, flips, 
         else:
             _span_sample(result[k], img, top, left, bh, bw, oy, ox, rh, rw, hflip, vflip, h, w, filt, antialias,
                          table)
-    if kind == _rg._RAW:
+    if kind == _kinds._RAW:
         values = np.clip(np.rint(result), _F32(0.0), _F32(255.0)).astype(np.uint8)
     else:
         values = result
         values *= a
         values += b
-        if kind != _rg._AFFINE:
-            values = _half_bits(values, kind == _rg._BF16)
+        if kind != _kinds._AFFINE:
+            values = _half_bits(values, kind == _kinds._BF16)
     _lay_out(values, channels_first, out)
     return True

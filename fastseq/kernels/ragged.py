@@ -57,9 +57,24 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from fastseq.kernels import _validate as check
-from fastseq.kernels import config
+from fastseq.kernels import config, quick_ragged
 from fastseq.kernels._intrinsics import fetch_add, lerp4
 from fastseq.kernels.config import JIT, PARALLEL_JIT, RESAMPLE_COST, announced, launch, mark_warm
+from fastseq.kernels.filters import (
+    _AREA,
+    _CUBIC_TABLE,
+    _GAUSSIAN,
+    _KEYS,
+    _LANCZOS3,
+    _LANCZOS5,
+    _LERP,
+    _MITCHELL,
+    _NEAREST,
+    _TRIANGLE,
+    MAX_SIDE,
+    _sat_kernel,
+    _sat_radius,
+)
 from fastseq.kernels.images import ReadOrder
 from fastseq.kernels.random import KeyedDraws, index_array
 from fastseq.kernels.resize import _AFFINE, _BF16, _HALF, _RAW, _draw_bounds, _emit, _resized_crop_one
@@ -67,12 +82,7 @@ from fastseq.kernels.resize import _AFFINE, _BF16, _HALF, _RAW, _draw_bounds, _e
 #: The interpolations ``tf.image.resize`` (and so Keras' ``image_dataset_from_directory``) offers.
 INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
 
-# Filters of the span pass; _LERP is the bilinear pass.
-_LERP, _NEAREST, _AREA, _CUBIC_TABLE, _TRIANGLE, _KEYS, _LANCZOS3, _LANCZOS5, _GAUSSIAN, _MITCHELL = range(-1, 9)
-# Output kinds (as fastseq.kernels.resize).
 _u = uint64
-#: Largest box or window side accepted (a guard against absurd sizes, not a real limit).
-MAX_SIDE = 1 << 20
 
 
 def _cubic_table():
@@ -150,53 +160,6 @@ def _lerp_axis(n, pos0, flip, resized, box, lo, hi, frac):
         lo[t] = min(max(np.int64(xf), 0), box - 1)
         hi[t] = min(max(np.int64(math.ceil(x)), 0), box - 1)
         frac[t] = x - xf
-
-
-@njit(inline="always", **JIT)
-def _sat_kernel(filt, x):
-    """TensorFlow's sampling kernels (sampling_kernels.h), float32."""
-    x = abs(x)
-    if filt == _TRIANGLE:
-        return np.float32(1.0) - x if x < np.float32(1.0) else np.float32(0.0)
-    if filt == _KEYS:
-        if x >= np.float32(2.0):
-            return np.float32(0.0)
-        if x >= np.float32(1.0):
-            return ((np.float32(-0.5) * x + np.float32(2.5)) * x - np.float32(4.0)) * x + np.float32(2.0)
-        return ((np.float32(1.5) * x - np.float32(2.5)) * x) * x + np.float32(1.0)
-    if filt == _MITCHELL:
-        if x >= np.float32(2.0):
-            return np.float32(0.0)
-        if x >= np.float32(1.0):
-            return (((np.float32(-7.0 / 18.0)) * x + np.float32(2.0)) * x - np.float32(10.0 / 3.0)) * x + np.float32(
-                16.0 / 9.0)
-        return (((np.float32(7.0 / 6.0)) * x - np.float32(2.0)) * x) * x + np.float32(8.0 / 9.0)
-    if filt == _GAUSSIAN:
-        if x >= np.float32(1.5):
-            return np.float32(0.0)
-        sigma = np.float32(1.5) / np.float32(3.0)
-        return np.float32(math.exp(-np.float64(x) * np.float64(x) / (2.0 * np.float64(sigma) * np.float64(sigma))))
-    radius = np.float32(3.0) if filt == _LANCZOS3 else np.float32(5.0)
-    if x > radius:
-        return np.float32(0.0)
-    if x <= np.float32(1e-3):
-        return np.float32(1.0)
-    pi = np.float32(3.14159265359)
-    return (radius * np.float32(math.sin(pi * x)) * np.float32(math.sin(pi * x / radius))
-            / (pi * pi * x * x))
-
-
-@njit(inline="always", **JIT)
-def _sat_radius(filt):
-    if filt == _TRIANGLE:
-        return np.float32(1.0)
-    if filt == _GAUSSIAN:
-        return np.float32(1.5)
-    if filt == _LANCZOS3:
-        return np.float32(3.0)
-    if filt == _LANCZOS5:
-        return np.float32(5.0)
-    return np.float32(2.0)  # Keys, Mitchell
 
 
 @njit(**JIT)
@@ -796,8 +759,6 @@ class RaggedResizePlan(config.Tiered):
         first, since the background compile then holds Numba's compiler lock.
         """
         if config.BACKGROUND_COMPILE and self._filter in (_LANCZOS3, _LANCZOS5, _GAUSSIAN):
-            from fastseq.kernels import quick_ragged
-
             quick_ragged.compile_helpers()
         return super().prepare()
 
@@ -832,8 +793,6 @@ class RaggedResizePlan(config.Tiered):
         if n:
             args = self._kernel_args(indices, boxes, windows, flips, out)
             if self._numpy_tier():
-                from fastseq.kernels import quick_ragged  # imported only while a prepared plan's kernel compiles
-
                 if not quick_ragged.resample(*args):
                     raise AssertionError("NumPy tier refused arguments that passed every check")  # pragma: no cover
                 return out
