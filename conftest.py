@@ -4,6 +4,11 @@ Both suites draw their data from here, so a benchmark measures the very
 arrays the correctness tests check.
 """
 
+import os
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 
@@ -23,6 +28,55 @@ def pytest_configure(config):
     if hasattr(opt, "benchmark_disable") and not getattr(opt, "benchmark_only", False):
         if not getattr(opt, "benchmark_enable", False):
             opt.benchmark_disable = True
+    if _whole_suite(config):
+        _precompile()
+        _parallel(config)
+
+
+def _whole_suite(config):
+    """``python -m pytest`` with no paths (the README's test command), in the controlling process.
+
+    Only then is the suite sped up below: a developer running one file gets
+    neither the precompile nor the worker processes. Timed benchmark runs
+    (``--benchmark-only``) are left alone too: they must run in one process.
+    """
+    return (
+        not hasattr(config, "workerinput")
+        and config.args_source == pytest.Config.ArgsSource.TESTPATHS
+        and not getattr(config.option, "benchmark_only", False)
+        and os.environ.get("FASTSEQ_TEST_FAST", "1") != "0"
+    )
+
+
+def _precompile():
+    """Compile every kernel variant the suite reaches, one process per core, into the cache all tests share.
+
+    Numba compiles on one thread, and the suite's tests and their Keras
+    subprocesses would otherwise each compile the variants they meet first,
+    one at a time (and some of them twice, in parallel workers). This is
+    ``python -m fastseq compile``, as the docs advise for CI; the tests that
+    measure a cold compile use caches of their own (``NUMBA_CACHE_DIR``).
+    """
+    t0 = time.perf_counter()
+    command = [sys.executable, "-m", "fastseq", "compile", "--all", "--resize", "--augmentations", "--photos",
+               "--jobs", str(_workers())]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:
+        raise pytest.UsageError(f"precompiling the kernels failed ({' '.join(command)}):\n{result.stderr}")
+    print(f"fastseq: kernels compiled or loaded in {time.perf_counter() - t0:.0f} s ({result.stdout.splitlines()[-1]})",
+          file=sys.stderr, flush=True)
+
+
+def _workers():
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def _parallel(config):
+    """Tests in one worker process per core (at most 4), handed out one at a time (pytest-xdist's worksteal)."""
+    if config.pluginmanager.hasplugin("xdist") and config.option.numprocesses is None and _workers() > 1:
+        config.option.numprocesses = _workers()
+        config.option.dist = "worksteal"
+        config.option.tx = ["popen"] * _workers()
 
 
 @pytest.fixture(scope="session")
