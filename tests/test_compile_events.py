@@ -63,3 +63,32 @@ def test_the_quickstart_compiles_only_its_own_variant():
     twice = [f"{f['module']}:{f['name']}" for f in result["functions"]
              if f["module"].startswith("fastseq.") and f["count"] > 1]
     assert not twice, f"compiled more than once: {twice}"
+
+
+def test_nested_compiles_count_once_and_each_function_gets_its_own_share():
+    import numba
+
+    @numba.njit
+    def inner(x):
+        return x + 1
+
+    @numba.njit
+    def outer(x):
+        return inner(x) * 2
+
+    with compile_rows.CompileEvents() as events:
+        assert outer(1) == 4
+    s = events.summary()
+    by_name = {f["name"].rsplit(".", 1)[-1]: f for f in s["functions"] if f["module"] == __name__}
+    o, i = by_name["outer"], by_name["inner"]  # inner compiled inside outer's compile
+    assert o["count"] == i["count"] == 1
+    assert o["inclusive_s"] == pytest.approx(o["exclusive_s"] + i["inclusive_s"], abs=1e-3)
+    assert s["compile_s"] == pytest.approx(o["inclusive_s"], abs=1e-3)  # the outermost only: no double count
+    assert 0 < s["llvm_s"] <= s["compile_s"]
+
+
+def test_unknown_variants_are_refused_with_the_list(capsys):
+    import argparse
+
+    assert compile_rows.run(argparse.Namespace(variants="quickstart,nope", jobs=1, markdown=None)) == 2
+    assert "nope" in capsys.readouterr().err
