@@ -535,7 +535,8 @@ def table_lines(results, *, top=3, markdown=False):
             rows.append([r["variant"], "", "", "", "", f"({r.get('skipped') or r.get('error')})"])
     if markdown:
         lines = ["| " + " | ".join(cols) + " |", "|---|--:|--:|--:|--:|---|"]
-        lines += ["| " + " | ".join([f"`{row[0]}`", *row[1:5], row[5].replace("|", "\\|")]) + " |" for row in rows]
+        cell = lambda text: text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+        lines += ["| " + " | ".join([f"`{row[0]}`", *row[1:5], cell(row[5])]) + " |" for row in rows]
         return lines
     widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c) for i, c in enumerate(cols[:5])]
 
