@@ -11,7 +11,7 @@ import statistics
 
 import numpy as np
 
-from fastseq.bench import synthetic, verdicts
+from fastseq.bench import compile_rows, synthetic, verdicts
 from fastseq.bench.kernel_rows import AUGMENTATION_ROWS, BUILDERS, ROWS, Row, all_threads, cifar_job, mnist_job
 from fastseq.bench.timing import measure
 
@@ -61,6 +61,7 @@ def configure_parser(parser):
     parser.add_argument("--markdown", metavar="PATH", default=None,
                         help="also write the tables as a Markdown page to PATH, headed by the date, the command and "
                         "the machine (CPU model, cores, load, versions): the docs' numbers page is made this way")
+    compile_rows.configure_parser(parser)  # --compile, --variants, --jobs
     return parser
 
 
@@ -255,6 +256,8 @@ def run(args, out=None):
     summary; return the exit status."""
     import sys
 
+    if getattr(args, "compile", False):
+        return compile_rows.run(args, out)  # the cold-compile table instead of the throughput rows
     out = out or sys.stdout
     markdown = getattr(args, "markdown", None)
     if markdown:

@@ -1,0 +1,94 @@
+"""Issue 26: the README quickstart's first batch, from an empty Numba cache, compiles only its own variant.
+
+One fresh interpreter with an empty ``NUMBA_CACHE_DIR`` builds the
+quickstart's sequence and makes its first batch
+(``fastseq.bench.compile_rows``' ``quickstart`` row); Numba's compile events
+name every function it compiled. The lists below say which fastseq
+functions belong to that variant: change them here, in one place, when the
+kernels change.
+"""
+
+import pytest
+
+from fastseq.bench import compile_rows
+
+#: Every fastseq function the quickstart compiles must match one of these: ``module:qualname`` exactly, or a
+#: whole module when the entry ends with ":".
+ALLOWED = (
+    "fastseq.kernels.random:",  # the crop and flip draws
+    "fastseq.kernels.images:_checked",
+    "fastseq.kernels.images:_fused",
+    "fastseq.kernels.images:_fused_block_overload.<locals>.impl",
+    "fastseq.kernels.images:_block_affine",  # the float32 channels_last block
+)
+#: ... and these must be among them.
+REQUIRED = (
+    "fastseq.kernels.images:_block_affine",
+    "fastseq.kernels.random:_random_params",
+)
+#: Other variants' functions and the serial twins: never compiled for the quickstart's first batch.
+DENIED = (
+    "fastseq.kernels.images:_block_table",
+    "fastseq.kernels.images:_block_raw",
+    "fastseq.kernels.images:_block_cf_affine",
+    "fastseq.kernels.images:_block_cf_table",
+    "fastseq.kernels.images:_block_cf_raw",
+    "fastseq.kernels.images:_checked_serial",
+)
+#: Modules none of whose functions the quickstart compiles.
+DENIED_MODULES = ("fastseq.kernels.resize", "fastseq.kernels.mix", "fastseq.kernels.ragged", "fastseq.kernels.halfprec")
+
+
+def allowed(name):
+    return any(name == a or (a.endswith(":") and name.startswith(a)) for a in ALLOWED)
+
+
+@pytest.mark.slow
+def test_the_quickstart_compiles_only_its_own_variant():
+    pytest.importorskip("keras")
+    result = compile_rows.measured("quickstart")
+    assert "error" not in result, f"{result.get('error')}\n{result.get('stderr', '')}"
+    assert result["shape"] == [128, 32, 32, 3] and result["dtype"] == "float32"
+    assert result["events"] > 0 and result["compile_s"] > 0, result
+    names = [f"{f['module']}:{f['name']}" for f in result["functions"]]
+    assert all(f["module"] and f["name"] for f in result["functions"]), names
+    ours = [n for n in names if n.startswith("fastseq.")]
+    denied = [n for n in ours if n in DENIED or n.split(":")[0] in DENIED_MODULES]
+    assert not denied, f"the quickstart compiled other variants' functions: {denied}"
+    strangers = [n for n in ours if not allowed(n)]
+    assert not strangers, f"the quickstart compiled functions outside its variant: {strangers} (ALLOWED: {ALLOWED})"
+    missing = [n for n in REQUIRED if n not in ours]
+    assert not missing, f"not compiled: {missing}; compiled: {ours}"
+    # Each of its functions compiled once (one signature), not once per caller.
+    twice = [f"{f['module']}:{f['name']}" for f in result["functions"]
+             if f["module"].startswith("fastseq.") and f["count"] > 1]
+    assert not twice, f"compiled more than once: {twice}"
+
+
+def test_nested_compiles_count_once_and_each_function_gets_its_own_share():
+    import numba
+
+    @numba.njit
+    def inner(x):
+        return x + 1
+
+    @numba.njit
+    def outer(x):
+        return inner(x) * 2
+
+    with compile_rows.CompileEvents() as events:
+        assert outer(1) == 4
+    s = events.summary()
+    by_name = {f["name"].rsplit(".", 1)[-1]: f for f in s["functions"] if f["module"] == __name__}
+    o, i = by_name["outer"], by_name["inner"]  # inner compiled inside outer's compile
+    assert o["count"] == i["count"] == 1
+    assert o["inclusive_s"] == pytest.approx(o["exclusive_s"] + i["inclusive_s"], abs=1e-3)
+    assert s["compile_s"] == pytest.approx(o["inclusive_s"], abs=1e-3)  # the outermost only: no double count
+    assert 0 < s["llvm_s"] <= s["compile_s"]
+
+
+def test_unknown_variants_are_refused_with_the_list(capsys):
+    import argparse
+
+    assert compile_rows.run(argparse.Namespace(variants="quickstart,nope", jobs=1, markdown=None)) == 2
+    assert "nope" in capsys.readouterr().err
