@@ -2,10 +2,11 @@
 
 One fresh interpreter with an empty ``NUMBA_CACHE_DIR`` builds the
 quickstart's sequence and makes its first batch
-(``fastseq.bench.compile_rows``' ``quickstart`` row); Numba's compile events
-name every function it compiled. The lists below say which fastseq
-functions belong to that variant: change them here, in one place, when the
-kernels change.
+(``fastseq.bench.compile_rows``' ``quickstart`` row), then waits for the
+kernel it compiles in the background (the tiered start); Numba's compile
+events name every function compiled. The first batch itself compiles only
+the crop and flip draws. The lists below say which fastseq functions belong
+to that variant: change them here, in one place, when the kernels change.
 """
 
 import pytest
@@ -59,6 +60,10 @@ def test_the_quickstart_compiles_only_its_own_variant():
     assert not strangers, f"the quickstart compiled functions outside its variant: {strangers} (ALLOWED: {ALLOWED})"
     missing = [n for n in REQUIRED if n not in ours]
     assert not missing, f"not compiled: {missing}; compiled: {ours}"
+    # The first batch waited for the draws only: the fused kernel compiled in the background.
+    first = [n for n in result["first_batch_functions"] if n.startswith("fastseq.")]
+    assert first and all(n.startswith("fastseq.kernels.random:") for n in first), first
+    assert result["background_s"] > 0
     # Each of its functions compiled once (one signature), not once per caller.
     twice = [f"{f['module']}:{f['name']}" for f in result["functions"]
              if f["module"].startswith("fastseq.") and f["count"] > 1]
