@@ -1,5 +1,6 @@
 """Compile time, which users wait through: the one-line notice and ``python -m fastseq compile``."""
 
+import importlib
 import logging
 import subprocess
 import sys
@@ -99,3 +100,36 @@ def test_compile_kernels_in_processes_reports_every_variant_in_order():
     assert seen == list(timings) == list(warmup.compile_kernels(**kwargs, _only="names")) == [
         "random crop and flip parameters", "fused kernel, float32 channels_last", "fused kernel, uint8 channels_last"]
     assert all(s > 0 for s in timings.values())
+
+
+@pytest.mark.parametrize("memmap", [False, True], ids=["ram", "memmap"])
+def test_compile_warms_the_very_signature_the_batches_use(memmap, tmp_path):
+    """After ``plan.compile()`` a batch compiles nothing: ``python -m fastseq compile`` must warm what batches run.
+
+    (FusedPlan.compile passed a writable read order where batches of images in RAM pass a cached read-only one:
+    Numba types those apart, so the quickstart's first batch compiled again after the compile command.)
+    """
+    from fastseq import kernels as K
+
+    x = np.arange(4 * 6 * 6 * 3, dtype=np.uint8).reshape(4, 6, 6, 3)
+    if memmap:
+        np.save(tmp_path / "x.npy", x)
+        x = np.load(tmp_path / "x.npy", mmap_mode="r")
+    idx = np.array([3, 0, 2], np.int64)
+    plans = [
+        (K.images._checked, K.FusedPlan(x, crop=(6, 6), padding=1, scale=0.5),
+         lambda p: p(idx, np.zeros((3, 2), np.int64), np.zeros(3, np.uint8))),
+        (K.resize._checked, K.ResizePlan(x, size=(5, 5), scale=0.5),
+         lambda p: p(idx, np.array([[0, 0, 6, 6]] * 3, np.int64), np.zeros(3, np.uint8))),
+    ]
+    mix_plan = K.FusedMix(K.FusedPlan(x, crop=(6, 6), padding=1, scale=0.5), "float32")
+    both = np.concatenate([idx, idx[::-1]])
+    mix_module = importlib.import_module("fastseq.kernels.mix")  # K.mix is the function of that name
+    plans.append((mix_module._fused_mix, mix_plan,
+                  lambda p: p(both, np.zeros((6, 2), np.int64), np.zeros(6, np.uint8), np.full(3, 0.5, np.float32),
+                              np.zeros((3, 4), np.int64))))
+    for kernel, plan, batch in plans:
+        plan.compile()
+        compiled = set(kernel.overloads)
+        batch(plan)
+        assert set(kernel.overloads) == compiled, f"{type(plan).__name__}: a batch compiled another signature"

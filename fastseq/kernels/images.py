@@ -910,10 +910,13 @@ class FusedPlan(config.Tiered):
         one = np.zeros(1, np.int64)
         origins, flips = np.zeros((1, 2), np.int64), np.zeros(1, np.uint8)
         out = np.empty(self.output_shape(1), check.numpy_dtype(self.dtype))
-        self._launch_warm(one, one, origins, flips, out)  # no compile notice: the caller asked for this
+        # The batches' own read order: a cached read-only arange for images in RAM, which Numba types apart
+        # from a writable array (a writable one here compiled a specialisation no batch used).
+        order = self._read_order(one)
+        self._launch_warm(one, order, origins, flips, out)  # no compile notice: the caller asked for this
         mark_warm(self._variant_key)
         if serial:
-            _checked_serial(*self._kernel_args(one, one, origins, flips, out))
+            _checked_serial(*self._kernel_args(one, order, origins, flips, out))
 
 
 def fused(
