@@ -1,11 +1,13 @@
 """Group ``compile``: each kernel variant's first batch from an empty Numba cache, in a fresh process (issue 26).
 
 One row per variant of ``fastseq.bench.compile_rows.VARIANTS`` (the same
-rows as ``python -m fastseq bench --compile``): the time from just before
-construction to the end of the first batch. ``extra_info`` has that time,
-the process's CPU time over it, the time inside Numba's compile events, the
-part of it under the LLVM lock, and the slowest functions by exclusive
-compile time. Figures, not asserts: there is no timed target here.
+rows as ``python -m fastseq bench --compile``). The row's own time is the
+whole child process (imports, data, a serial row's parallel kernel, the
+first batch); ``extra_info`` has the figures of the table: the time from
+just before construction to the end of the first batch, the process's CPU
+time over it, the time inside Numba's compile events, the part of it under
+the LLVM lock, and the slowest functions by exclusive compile time.
+Figures, not asserts: there is no timed target here.
 
 A plain ``pytest`` runs benchmarks once as correctness checks
 (``--benchmark-disable``) inside the suite's 10-minute budget, so it runs
