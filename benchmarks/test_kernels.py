@@ -224,16 +224,18 @@ def cold_first_batch(cache_dir):
 def test_cold_first_batch(benchmark, tmp_path):
     """ArraySequence(...)[0] with an empty Numba cache (a new install), then again with the cache it left.
 
-    Cold, the first batch compiles its kernel variant and says so in one
-    line; warm, it loads the variant from the cache and says nothing. Wall
-    time is the target (<= 15 s cold); on a shared machine the process's CPU
-    time is reported beside it.
+    Cold, the sequence compiles its kernel variant in the background (the
+    tiered start: the first batch comes from NumPy meanwhile) and says so in
+    one line, then in another how long it took; warm, it loads the variant
+    from the cache and says nothing. Wall time is the target (<= 5 s cold);
+    on a shared machine the process's CPU time is reported beside it.
     """
     benchmark.group = "first-call"
     cold, cold_err = benchmark.pedantic(cold_first_batch, args=(tmp_path / "cache",), rounds=1, iterations=1)
     warm, warm_err = cold_first_batch(tmp_path / "cache")
-    notice = "fastseq: compiling the fused kernel for float32 channels_last batches (once"
+    notice = "fastseq: compiling the fused kernel for float32 channels_last batches in the background (once"
     assert notice in cold_err and cold_err.count("fastseq: compiling") == 1, cold_err
+    assert cold_err.count("fastseq: compiled the fused kernel for float32 channels_last batches in ") == 1, cold_err
     assert "fastseq: compiling" not in warm_err, warm_err
     assert warm["first_batch_s"] < cold["first_batch_s"]
     info = {f"cold_{k}": round(v, 3) for k, v in cold.items()}

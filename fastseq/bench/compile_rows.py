@@ -379,8 +379,6 @@ def _rows():
 #: Every row, by name, in table order.
 VARIANTS = {v.name: v for v in _rows()}
 
-#: What a plain (``--benchmark-disable``) pytest run measures: one cold compile.
-QUICK = ("quickstart",)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -426,9 +424,8 @@ def keras_available():
 
 
 def _package_root():
-    import fastseq
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(fastseq.__file__)))
+    """The folder holding the ``fastseq`` package this module belongs to (``fastseq/bench/..`` up twice)."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def measure(variant, *, timeout=900, keep_cache=None):

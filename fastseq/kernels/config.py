@@ -315,8 +315,14 @@ def background_compile(kernel, args, what):
         A :class:`BackgroundCompile` (already ready when the kernel has these
         types compiled in this process).
     """
+    global _parallel_used
     types = tuple(numba.typeof(a) for a in args)
     key = (kernel, types)
+    # Compiling a kernel that calls parallel code starts Numba's threading layer (lowering reads its thread
+    # count), as a launch does: a child forked after this must run the serial twins. GNU OpenMP terminates a
+    # forked child that starts a parallel region ("fork() called from a process already using GNU OpenMP"),
+    # which is what torch's DataLoader workers met when every batch of the parent had come from NumPy.
+    _parallel_used = True
     with _compiles_lock:
         job = _compiles.get(key)
         if job is None:
