@@ -133,3 +133,20 @@ def test_compile_warms_the_very_signature_the_batches_use(memmap, tmp_path):
         compiled = set(kernel.overloads)
         batch(plan)
         assert set(kernel.overloads) == compiled, f"{type(plan).__name__}: a batch compiled another signature"
+
+
+def test_images_in_ram_and_memory_mapped_share_one_compiled_specialisation(tmp_path):
+    """The same variant over a memmap compiles nothing more: the images and the read order reach the kernel as
+    read-only arrays either way (a memmap's sorted read order was writable: a second specialisation)."""
+    from fastseq import kernels as K
+
+    x = np.arange(5 * 4 * 4 * 3, dtype=np.uint8).reshape(5, 4, 4, 3)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    idx = np.array([4, 1, 3], np.int64)
+    args = (idx, np.zeros((3, 2), np.int64), np.zeros(3, np.uint8))
+    in_ram = K.FusedPlan(x, crop=(4, 4), padding=1, scale=0.5)(*args)
+    compiled = set(K.images._checked.overloads)
+    from_file = K.FusedPlan(mapped, crop=(4, 4), padding=1, scale=0.5)(*args)
+    assert set(K.images._checked.overloads) == compiled
+    np.testing.assert_array_equal(from_file, in_ram)

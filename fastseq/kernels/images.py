@@ -709,8 +709,13 @@ class ReadOrder:
             # Out-of-range indices (refused by the launch) still give an array in range(n).
             keys = indices * n + np.arange(n)
             keys.sort()
-            return np.remainder(keys, n, out=keys)
-        return np.argsort(indices, kind="stable")
+            order = np.remainder(keys, n, out=keys)
+        else:
+            order = np.argsort(indices, kind="stable")
+        # Read-only, as the cached order of images in RAM is: Numba types a read-only array apart from a
+        # writable one, and a memmap's batches would otherwise compile a specialisation of their own.
+        order.flags.writeable = False
+        return order
 
 
 class FusedPlan(config.Tiered):
