@@ -27,27 +27,34 @@ from tests.test_resize import resize_case
 class _NeverReady:
     """A background compile that never finishes: the plan keeps serving from NumPy."""
 
-    calls = 0
-
     def ready(self):
         return False
 
 
-@pytest.fixture
-def numpy_tier(monkeypatch):
-    """Prepared plans serve every batch from ``quick`` (their compile never becomes ready)."""
+def serve_from_numpy(monkeypatch, module, name, batch_arg):
+    """Make prepared plans serve every batch from ``module.name`` (a NumPy tier); return the list of batch sizes served.
+
+    Their background compile never becomes ready, and a spy records ``len(args[batch_arg])`` of each call, so a
+    test can show the NumPy path really ran. Shared with tests/test_quick_ragged.py.
+    """
     job = _NeverReady()
     monkeypatch.setattr(config, "BACKGROUND_COMPILE", True)
     monkeypatch.setattr(config, "background_compile", lambda kernel, args, what: job)
     served = []
-    real = quick.fused
+    real = getattr(module, name)
 
     def spy(*args):
-        served.append(args[3].shape[0])
+        served.append(args[batch_arg].shape[0])
         return real(*args)
 
-    monkeypatch.setattr(quick, "fused", spy)
+    monkeypatch.setattr(module, name, spy)
     return served
+
+
+@pytest.fixture
+def numpy_tier(monkeypatch):
+    """Prepared plans serve every batch from ``quick`` (their compile never becomes ready); the batch sizes served."""
+    return serve_from_numpy(monkeypatch, quick, "fused", 3)
 
 
 def _plan_kwargs(kwargs):

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from fastseq.kernels import config, quick_ragged
 from fastseq.kernels import ragged as RK
 from tests import reference as R
+from tests.test_quick import serve_from_numpy
 from tests.test_ragged_resize import (
     DTYPES,
     PROPERTY,
@@ -31,28 +32,10 @@ from tests.test_ragged_resize import (
 from tests.textured import ragged_images
 
 
-class _NeverReady:
-    """A background compile that never finishes: the plan keeps serving from NumPy."""
-
-    def ready(self):
-        return False
-
-
 @pytest.fixture
 def numpy_tier(monkeypatch):
     """Prepared plans serve every batch from ``quick_ragged`` (their compile never becomes ready); returns the calls."""
-    job = _NeverReady()
-    monkeypatch.setattr(config, "BACKGROUND_COMPILE", True)
-    monkeypatch.setattr(config, "background_compile", lambda kernel, args, what: job)
-    served = []
-    real = quick_ragged.resample
-
-    def spy(*args):
-        served.append(args[4].shape[0])
-        return real(*args)
-
-    monkeypatch.setattr(quick_ragged, "resample", spy)
-    return served
+    return serve_from_numpy(monkeypatch, quick_ragged, "resample", 4)
 
 
 def _plan(c, **extra):

@@ -181,6 +181,15 @@ def threading_layer():
 COMPILE_NOTICE_SECONDS = 2.0
 
 
+def _say(message):
+    """``message`` on the ``fastseq`` logger at INFO where the application configured logging, else on stderr."""
+    logger = logging.getLogger("fastseq")
+    if logger.hasHandlers():
+        logger.info(message)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
 @contextlib.contextmanager
 def compile_notice(what):
     """Say once, on the ``fastseq`` logger, that a slow first call is compiling ``what``.
@@ -197,14 +206,7 @@ def compile_notice(what):
         "`python -m fastseq compile` does it ahead of time)"
     )
 
-    def notify():
-        logger = logging.getLogger("fastseq")
-        if logger.hasHandlers():
-            logger.info(message)
-        else:
-            print(message, file=sys.stderr, flush=True)
-
-    timer = threading.Timer(COMPILE_NOTICE_SECONDS, notify)
+    timer = threading.Timer(COMPILE_NOTICE_SECONDS, _say, (message,))
     timer.daemon = True
     timer.start()
     try:
@@ -333,14 +335,6 @@ def background_compile(kernel, args, what):
             else:
                 job.start()
     return job
-
-
-def _say(message):
-    logger = logging.getLogger("fastseq")
-    if logger.hasHandlers():
-        logger.info(message)
-    else:
-        print(message, file=sys.stderr, flush=True)
 
 
 def _hold_compiles_for_fork():

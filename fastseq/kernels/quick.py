@@ -44,6 +44,21 @@ def source(q, n, mode):
     return np.where(s >= n, period - s, s)
 
 
+def _boxes_inside(eboxes, h, w):
+    """Whether every erase box ``(top, bottom, left, right)`` lies inside ``h x w`` (none: True), as the kernels check."""
+    if not (eboxes.shape[0] and eboxes.shape[1]):
+        return True
+    y0, y1, x0, x1 = (eboxes[..., i] for i in range(4))
+    return bool(((y0 >= 0) & (y0 <= y1) & (y1 <= h) & (x0 >= 0) & (x0 <= x1) & (x1 <= w)).all())
+
+
+def _erase(values, eboxes, efill):
+    """Write ``efill[0]`` over every non-empty box of NHWC ``values`` (Cutout / RandomErasing, after the rest)."""
+    for k, j in zip(*np.nonzero((eboxes[..., 1] > eboxes[..., 0]) & (eboxes[..., 3] > eboxes[..., 2]))):
+        top, bottom, left, right = eboxes[k, j]
+        values[k, top:bottom, left:right] = efill[0]
+
+
 def fused(xf, H, W, indices, order, origins, flips, size, max_top, max_left, pad, mode, fill, h, w, kind,
           channels_first, a, b, table, eboxes, efill, out, blocks=None):
     """The NumPy tier of ``images._checked``: the same arguments, the same result in ``out``.
@@ -61,10 +76,8 @@ def fused(xf, H, W, indices, order, origins, flips, size, max_top, max_left, pad
         and flips.max() <= 3
     ):
         return False
-    if eboxes.shape[0] and eboxes.shape[1]:
-        y0, y1, x0, x1 = (eboxes[..., i] for i in range(4))
-        if not ((y0 >= 0) & (y0 <= y1) & (y1 <= h) & (x0 >= 0) & (x0 <= x1) & (x1 <= w)).all():
-            return False
+    if not _boxes_inside(eboxes, h, w):
+        return False
     images = xf[: size * H * W * C].reshape(size, H, W, C)
     rows = np.arange(h)
     cols = np.arange(w)
@@ -87,9 +100,7 @@ def fused(xf, H, W, indices, order, origins, flips, size, max_top, max_left, pad
         result = table[values.astype(np.intp) + np.arange(0, 256 * C, 256)]
     else:
         result = values
-    for k, j in zip(*np.nonzero((eboxes[..., 1] > eboxes[..., 0]) & (eboxes[..., 3] > eboxes[..., 2]))):
-        top, bottom, left, right = eboxes[k, j]
-        result[k, top:bottom, left:right] = efill[0]
+    _erase(result, eboxes, efill)
     _lay_out(result, channels_first, out)
     return True
 
@@ -190,10 +201,8 @@ def fused_mix(xf, H, W, indices, order, origins, flips, size, max_top, max_left,
     if not fused(xf, H, W, indices, None, origins, flips, size, max_top, max_left, pad, mode, fill, h, w, _RAW,
                  None, a, b, None, no_boxes, None, raw):
         return False
-    if eboxes.shape[0] and eboxes.shape[1]:
-        y0, y1, x0, x1 = (eboxes[..., i] for i in range(4))
-        if not ((y0 >= 0) & (y0 <= y1) & (y1 <= h) & (x0 >= 0) & (x0 <= x1) & (x1 <= w)).all():
-            return False
+    if not _boxes_inside(eboxes, h, w):
+        return False
     raw = raw.reshape(2 * n, h, w, C).astype(np.float32)
     raw *= a
     raw += b
@@ -212,8 +221,6 @@ def fused_mix(xf, H, W, indices, order, origins, flips, size, max_top, max_left,
         values = blended
     else:
         values = _half_bits(blended, okind == _M_BF16)
-    for k, j in zip(*np.nonzero((eboxes[..., 1] > eboxes[..., 0]) & (eboxes[..., 3] > eboxes[..., 2]))):
-        top, bottom, left, right = eboxes[k, j]
-        values[k, top:bottom, left:right] = efill[0]
+    _erase(values, eboxes, efill)
     _lay_out(values, channels_first, out)
     return True
