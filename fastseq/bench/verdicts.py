@@ -96,6 +96,19 @@ PHOTO_LABELS = {
 _FUSED = "fastseq's kernel"
 _AUG = ("one more pass inside the kernel", "mixing two samples per output")
 
+
+def _fit_targets(convert):
+    """The model.fit targets, the same on every array shape but fastseq / convert's."""
+    step = "ArraySequence's own cost per step"
+    return (
+        Target("fit fastseq/convert", "min", convert, step),
+        Target("fit fastseq/tf.data", "min", 4.0, step),
+        Target("fit fastseq/numpy", "min", 3.0, step),
+        Target("fit fastseq/grain", "min", 20.0, step),
+        Target("fit memmap/fastseq", "min", 0.9, "page faults of the mapped file"),
+        Target("fit uint8/noop", "min", 1.0, "DeviceNormalize on the same CPU cores"),
+    )
+
 #: What fastseq commits to, per shape. How each was measured: docs/guides/benchmarks.md ("Targets per shape").
 TARGETS = {
     "cifar": (
@@ -108,12 +121,7 @@ TARGETS = {
         Target("+erasing", "max", 1.15, _AUG[0]),
         Target("+mixup", "max", 1.6, _AUG[1]),
         Target("+cutmix", "max", 1.6, _AUG[1]),
-        Target("fit fastseq/convert", "min", 0.95, "ArraySequence's own cost per step"),
-        Target("fit fastseq/tf.data", "min", 4.0, "ArraySequence's own cost per step"),
-        Target("fit fastseq/numpy", "min", 3.0, "ArraySequence's own cost per step"),
-        Target("fit fastseq/grain", "min", 20.0, "ArraySequence's own cost per step"),
-        Target("fit memmap/fastseq", "min", 0.9, "page faults of the mapped file"),
-        Target("fit uint8/noop", "min", 1.0, "DeviceNormalize on the same CPU cores"),
+        *_fit_targets(convert=0.95),
     ),
     # 28x28x1: a batch of 512 is 1.6 MB of float32, which the work rule runs on one thread. The time to
     # the contiguous ceiling is set by the random gather of 784-byte images (NumPy's gather alone: 2.6x),
@@ -130,12 +138,7 @@ TARGETS = {
         Target("+erasing", "max", 1.3, _AUG[0]),
         Target("+mixup", "max", 3.5, "two random gathers per output"),
         Target("+cutmix", "max", 3.5, "two random gathers per output"),
-        Target("fit fastseq/convert", "min", 0.9, "ArraySequence's own cost per step"),
-        Target("fit fastseq/tf.data", "min", 4.0, "ArraySequence's own cost per step"),
-        Target("fit fastseq/numpy", "min", 3.0, "ArraySequence's own cost per step"),
-        Target("fit fastseq/grain", "min", 20.0, "ArraySequence's own cost per step"),
-        Target("fit memmap/fastseq", "min", 0.9, "page faults of the mapped file"),
-        Target("fit uint8/noop", "min", 1.0, "DeviceNormalize on the same CPU cores"),
+        *_fit_targets(convert=0.9),
     ),
     "photos-224": (
         Target("photo epoch", "min", 4.0, "the 224 resample from the store"),
