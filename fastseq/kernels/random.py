@@ -181,3 +181,72 @@ def random_params(seed, epoch, indices, *, image_size, crop_size, padding=0, hor
         image_size=image_size, crop_size=crop_size, padding=padding, horizontal=horizontal, vertical=vertical
     )
     return plan(seed, epoch, indices)
+
+
+# ---- uniforms for the ops of augment=[...] (fastseq/augment/chain.py) ----
+#: The ops' streams start here, far above the fixed streams of the crop, flips, Cutout and mix above.
+OP_STREAM_BASE = 1 << 16
+
+
+@njit(**JIT)
+def _uniforms(key, indices, streams, out):
+    """``out[k, j]``: a uniform float64 in [0, 1) from stream ``streams[j]`` of sample ``indices[k]``.
+
+    53 bits of the hash per value (``(word >> 11) * 2**-53``), so every value
+    is a multiple of 2**-53 and strictly below 1. Returns the smallest index.
+    """
+    smallest = 0
+    for k in range(indices.shape[0]):
+        smallest = min(smallest, indices[k])
+        base = _mix_scalar(key ^ (uint64(indices[k]) * uint64(0x9E3779B97F4A7C15)))
+        for j in range(streams.shape[0]):
+            out[k, j] = np.float64(_word(base, streams[j], 0) >> uint64(11)) * (1.0 / 9007199254740992.0)
+    return smallest
+
+
+@njit(**JIT)
+def _uniform_field(key, indices, stream, out):
+    """``out[k, j]``: the j-th uniform float64 in [0, 1) of ``stream`` for sample ``indices[k]`` (``j`` is the counter)."""
+    smallest = 0
+    for k in range(indices.shape[0]):
+        smallest = min(smallest, indices[k])
+        base = _mix_scalar(key ^ (uint64(indices[k]) * uint64(0x9E3779B97F4A7C15)))
+        for j in range(out.shape[1]):
+            out[k, j] = np.float64(_word(base, stream, j) >> uint64(11)) * (1.0 / 9007199254740992.0)
+    return smallest
+
+
+def uniforms(seed, epoch, indices, streams):
+    """Uniform float64 draws in [0, 1), a pure function of ``(seed, epoch, index, stream)``.
+
+    Args:
+        seed: non-negative integer seed of the run.
+        epoch: non-negative integer epoch.
+        indices: 1-D non-negative integer sample indices.
+        streams: 1-D integer stream numbers in ``[0, 2**32)``, one column each.
+
+    Returns:
+        float64 ``(len(indices), len(streams))``.
+    """
+    key = _seed_epoch_key(seed, epoch)
+    idx = index_array(indices)
+    streams = np.ascontiguousarray(streams, dtype=np.uint64).reshape(-1)
+    out = np.empty((idx.size, streams.size), np.float64)
+    if _uniforms(key, idx, streams, out) < 0:
+        raise ValueError(f"indices must be >= 0, got {idx.min()}.")
+    return out
+
+
+def uniform_field(seed, epoch, indices, stream, count):
+    """``count`` uniform float64 draws in [0, 1) per sample from one ``stream`` (a noise field's values).
+
+    Returns:
+        float64 ``(len(indices), count)``; column ``j`` is the stream's ``j``-th value.
+    """
+    key = _seed_epoch_key(seed, epoch)
+    idx = index_array(indices)
+    count = check.integer("count", count, minimum=0)
+    out = np.empty((idx.size, count), np.float64)
+    if _uniform_field(key, idx, np.uint64(stream), out) < 0:
+        raise ValueError(f"indices must be >= 0, got {idx.min()}.")
+    return out

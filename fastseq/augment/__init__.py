@@ -1,0 +1,39 @@
+"""User-facing augmentation specs, one module per family (NumPy only).
+
+* ``crops``: the window each sample is read from: ``RandomCrop``,
+  ``CenterCrop``, ``RandomResizedCrop``, ``Resize``, and ``RandomFlip``;
+* ``normalize``: ``Normalize`` and ``Rescale``, the output's units;
+* ``erase_mix``: ``Cutout``, ``RandomErasing``, ``MixUp`` and ``CutMix``,
+  passes over the made batch;
+* ``geometry``: Keras' geometric layers (``RandomRotation`` ...) and
+  ``RandomAffine``, each a 3x3 matrix per sample (or a displacement field);
+* ``color``: Keras' color and filter layers (``RandomBrightness`` ...),
+  run on each sample's values inside the pass;
+* ``chain``: the one place that turns the ordered ``augment=[...]`` list
+  into the per-sample program of the pass.
+
+Every spec validates its arguments and draws nothing: the per-sample
+parameters are a pure function of ``(seed, epoch, sample index, op)``
+(``fastseq.kernels.random``), so threads, processes, batch sizes, shards
+and resumed runs agree.
+"""
+
+from fastseq.augment.crops import (
+    EVAL_CROP_FRACTION,
+    FLIP_MODES,
+    INTERPOLATIONS,
+    PAD_MODES,
+    CenterCrop,
+    RandomCrop,
+    RandomFlip,
+    RandomResizedCrop,
+    Resize,
+)
+from fastseq.augment.erase_mix import CutMix, Cutout, MixUp, RandomErasing
+from fastseq.augment.normalize import Normalize, Rescale
+
+__all__ = [
+    "EVAL_CROP_FRACTION", "FLIP_MODES", "INTERPOLATIONS", "PAD_MODES",
+    "CenterCrop", "CutMix", "Cutout", "MixUp", "Normalize", "RandomCrop", "RandomErasing", "RandomFlip",
+    "RandomResizedCrop", "Rescale", "Resize",
+]
