@@ -118,6 +118,15 @@ class ArraySequence(PositionAPI, PyDataset):
             alike; needs ``num_classes`` or float one-hot ``y``. The order of
             the passes: crop, flip, normalise, then mix, then cutout.
             Evaluation sequences (``for_evaluation``) never mix or cut out.
+        augment (list | None): Keras' augmentation layers as fastseq ops
+            (``fastseq.RandomRotation(0.1)``, ``fastseq.RandomBrightness(0.2)``, ...), one op or a
+            list, applied in the order listed, as a ``keras.Sequential`` of
+            the same layers would, after the crop and flip and before the
+            normalisation: crop, flip, ``augment``, normalise, mix, cutout.
+            The crop, the flips and consecutive geometric ops are one
+            resample of the original image (``fastseq.augment.chain``); color
+            ops run on each sample in cache. ``for_evaluation`` drops every
+            random op.
         dtype (str): "float32", "float16", "bfloat16" or "uint8" (raw pixels, for
             normalisation on the device; no ``normalize`` then).
         data_format (str): "channels_last" (N, h, w, C) or "channels_first" (N, C, h, w).
@@ -171,6 +180,7 @@ class ArraySequence(PositionAPI, PyDataset):
         shard_remainder: str = "drop",
         cutout: Cutout | RandomErasing | None = None,
         mix: MixUp | CutMix | None = None,
+        augment: object = None,
         workers: int = 1,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
@@ -180,6 +190,7 @@ class ArraySequence(PositionAPI, PyDataset):
             x, y, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder, crop=crop,
             flip=flip, normalize=normalize, dtype=dtype, data_format=data_format, num_classes=num_classes,
             sample_weight=sample_weight, shard=shard, shard_remainder=shard_remainder, cutout=cutout, mix=mix,
+            augment=augment,
         ))
 
     # -- construction: options (checked) -> plan -> assembled --------------------
@@ -196,7 +207,7 @@ class ArraySequence(PositionAPI, PyDataset):
     def _assemble(self, o):
         """The sequence from its options: the attributes, the batch order, the position, then ``_setup``."""
         self._options = o
-        self.cutout, self.mix = o.cutout, o.mix
+        self.cutout, self.mix, self.augment = o.cutout, o.mix, list(o.augment)
         self.x, self.y, self.sample_weight, self._labels = o.x, o.y, o.sample_weight, o.labels
         self.batch_size, self.shuffle, self.seed, self.drop_remainder = o.batch_size, o.shuffle, o.seed, o.drop_remainder
         self.crop, self.flip, self.normalize = o.crop, o.flip, o.normalize

@@ -21,6 +21,7 @@ import numbers
 
 import numpy as np
 
+from fastseq.augment import chain
 from fastseq.augment import (
     EVAL_CROP_FRACTION,
     CenterCrop,
@@ -90,6 +91,7 @@ class Options:
     cutout: Cutout | RandomErasing | None = None
     mix: MixUp | CutMix | None = None
     shard_from: str | None = None
+    augment: tuple = ()
 
 
 def check(
@@ -112,6 +114,7 @@ def check(
     shard_from=None,
     cutout=None,
     mix=None,
+    augment=None,
 ):
     """Check and normalise ``ArraySequence``'s arguments.
 
@@ -216,6 +219,7 @@ def check(
         cutout=cutout_arg(cutout, dtype),
         mix=mix_arg(mix, y, num_classes),
         shard_from=shard_from,
+        augment=augment_arg(augment, crop, C, ragged),
     )
 
 
@@ -223,7 +227,8 @@ def for_evaluation(o, x, y=None, *, sample_weight=None, batch_size=None):
     """The options of an evaluation sequence over ``x`` after training with options ``o``.
 
     The same normalisation, dtype, layout, ``num_classes``, seed and shard;
-    ``shuffle=False``, no flips, no cutout or mix, no dropped batch, the crop
+    ``shuffle=False``, no flips, no cutout or mix, no random op of ``augment`` (``AutoContrast`` and
+    ``Equalization`` stay), no dropped batch, the crop
     made deterministic (:func:`evaluation_crop`) and
     ``shard_remainder="repeat"`` (see ``ArraySequence.for_evaluation``).
     ``batch_size`` None keeps ``o``'s.
@@ -233,6 +238,7 @@ def for_evaluation(o, x, y=None, *, sample_weight=None, batch_size=None):
         x, y, batch_size=batch_size or o.batch_size, shuffle=False, seed=o.seed, drop_remainder=False, crop=crop,
         flip=None, normalize=o.normalize, dtype=o.dtype, data_format=o.data_format, num_classes=o.num_classes,
         sample_weight=sample_weight, shard=o.shard, shard_remainder="repeat", shard_from=o.shard_from,
+        augment=chain.evaluation_ops(o.augment),
     )
 
 
@@ -449,3 +455,20 @@ def mix_arg(mix, y, num_classes):
             "(N, num_classes)."
         )
     return mix
+
+
+def augment_arg(augment, crop, channels, ragged):
+    """The ordered ops of ``augment=[...]`` as a tuple (see ``fastseq.augment.chain``); () for none."""
+    ops = chain.as_ops(augment)
+    if ops:
+        for op in ops:
+            op.check_channels(channels)
+        if isinstance(crop, (RandomResizedCrop, Resize)) and (
+            crop.interpolation not in chain.INTERP_CODES or crop.antialias or getattr(crop, "pad_to_aspect_ratio", False)
+        ):
+            raise ValueError(
+                f"augment: with crop={crop!r} the crop is resampled in the same pass as the augment ops, which "
+                "interpolate 'bilinear' or 'nearest' without antialias (Keras' geometric layers); use "
+                "interpolation='bilinear' or 'nearest', antialias=False and no pad_to_aspect_ratio."
+            )
+    return ops

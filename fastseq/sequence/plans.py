@@ -28,7 +28,9 @@ import dataclasses
 import numpy as np
 
 from fastseq import kernels
+from fastseq.augment import chain as augment_chain
 from fastseq.augment import CenterCrop, Cutout, RandomCrop, RandomErasing, RandomResizedCrop, Resize
+from fastseq.kernels import augment_pass
 from fastseq.kernels import ragged as ragged_kernels
 from fastseq.ragged import RaggedImages
 
@@ -58,17 +60,23 @@ class Plan:
 def make(o):
     """The :class:`Plan` for checked options ``o`` (``fastseq.sequence.options.Options``)."""
     x, dtype, data_format = o.x, o.dtype, o.data_format
-    batch = make_plan(x, crop=o.crop, normalize=o.normalize, dtype=dtype, data_format=data_format)
     shapes = x.shapes if isinstance(x, RaggedImages) else None
     draws = CropFlipDraws(o.crop, o.flip, o.image_shape[:2], shapes=shapes)
+    if o.augment:
+        batch, draws = _augment_plan(o, draws, dtype)
+    else:
+        batch = make_plan(x, crop=o.crop, normalize=o.normalize, dtype=dtype, data_format=data_format)
     out_size = output_size(batch, data_format)
     mix = mix_draws(o.mix, o.num_items, out_size)
     mix_plan = fused_mix = None
     if mix is not None:
         pair_dtype = "uint8" if dtype == "uint8" else "float32"
-        mix_plan = batch if pair_dtype == dtype else make_plan(
-            x, crop=o.crop, normalize=o.normalize, dtype=pair_dtype, data_format=data_format
-        )
+        if pair_dtype == dtype:
+            mix_plan = batch
+        elif o.augment:
+            mix_plan = _augment_plan(o, draws, pair_dtype)[0]
+        else:
+            mix_plan = make_plan(x, crop=o.crop, normalize=o.normalize, dtype=pair_dtype, data_format=data_format)
         if isinstance(mix_plan, kernels.FusedPlan):
             fused_mix = kernels.FusedMix(mix_plan, dtype)
     plan = Plan(batch, draws, cutout_draws(o.cutout, out_size), mix, mix_plan, fused_mix)
@@ -92,7 +100,64 @@ def _start_compiles(plan, seed):
     for draws in (plan.draws, plan.cutout, plan.mix):
         if draws is not None:
             draws(seed, 0, one)
-    batch_pass.prepare()
+    if hasattr(batch_pass, "prepare"):  # the augmentation pass has no NumPy tier: its first batch compiles it
+        batch_pass.prepare()
+
+
+def _augment_plan(o, crop_draws, dtype):
+    """The augmentation pass and its draws, for options with an ``augment`` list (``fastseq.augment.chain``)."""
+    x, crop = o.x, o.crop
+    if isinstance(crop, RandomResizedCrop):
+        out_size = (crop.height, crop.width)
+    elif isinstance(crop, Resize):
+        out_size = crop.output_size
+    elif crop is not None:
+        out_size = (crop.height, crop.width)
+    else:
+        out_size = o.image_shape[:2]
+    chain = augment_chain.Chain(o.augment, crop=crop, out_size=out_size, channels=o.image_shape[2])
+    boxes = None
+    if isinstance(x, RaggedImages):
+        pixels, offsets, shapes = x.pixels, x.offsets, x.shapes
+        if isinstance(crop, Resize):
+            boxes = ragged_kernels.keras_boxes(x.shapes, (crop.height, crop.width),
+                                               crop_to_aspect_ratio=crop.crop_to_aspect_ratio)
+    else:
+        x4 = x if x.ndim == 4 else x[..., None]
+        N, H, W, C = x4.shape
+        pixels, offsets, shapes = x4.reshape(-1), np.arange(N, dtype=np.int64) * (H * W * C), np.tile([H, W, C], (N, 1))
+    normalize = {} if o.normalize is None else o.normalize.kernel_kwargs()
+    batch = augment_pass.AugmentPass(
+        pixels, offsets, shapes, out_size=out_size, prog=chain.prog, run_interp=chain.run_interp,
+        run_mode=chain.run_mode, run_fill=chain.run_fill, n_params=chain.n_params, n_fields=chain.n_fields,
+        variant=chain.variant, dtype=dtype, data_format=o.data_format, **normalize,
+    )
+    return batch, AugmentDraws(chain, crop_draws, o.image_shape[:2], out_size, boxes)
+
+
+class AugmentDraws:
+    """Each sample's pass parameters for an ``augment`` list: ``draws(seed, epoch, idx) -> (AugmentDraw, None)``.
+
+    The crop's corners or boxes and the flips come from the sequence's
+    :class:`CropFlipDraws` (the very draws a sequence without ``augment``
+    makes); :func:`fastseq.augment.chain.window_matrices` turns them into
+    each sample's window map, and the chain composes the ops' draws onto it.
+    """
+
+    def __init__(self, chain, crop_draws, image_size, out_size, boxes=None):
+        self.chain, self.crop_draws, self.image_size, self.out_size = chain, crop_draws, image_size, out_size
+        self.random = crop_draws.random
+        self._boxes = boxes  # a Resize of photos of different sizes: Keras' box of each photo
+
+    def __call__(self, seed, epoch, idx):
+        idx = np.asarray(idx, np.int64)
+        origins, flips = self.crop_draws(seed, epoch, idx)
+        boxes = None if self._boxes is None else self._boxes[idx]
+        window = augment_chain.window_matrices(self.chain.crop, origins, flips, idx.size, self.image_size,
+                                               self.out_size, boxes)
+        mats, cparams, fields = self.chain.draw(seed, epoch, idx, window, kernels.random.uniforms,
+                                                kernels.random.uniform_field)
+        return augment_pass.AugmentDraw(mats, cparams, fields), None
 
 
 def make_plan(x, *, crop, normalize, dtype, data_format):
