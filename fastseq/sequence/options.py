@@ -21,7 +21,6 @@ import numbers
 
 import numpy as np
 
-from fastseq.augment import chain
 from fastseq.augment import (
     EVAL_CROP_FRACTION,
     CenterCrop,
@@ -35,6 +34,7 @@ from fastseq.augment import (
     RandomResizedCrop,
     Rescale,
     Resize,
+    chain,
 )
 from fastseq.kernels import _validate as validate
 from fastseq.ragged import RaggedImages

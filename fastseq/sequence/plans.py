@@ -28,8 +28,8 @@ import dataclasses
 import numpy as np
 
 from fastseq import kernels
-from fastseq.augment import chain as augment_chain
 from fastseq.augment import CenterCrop, Cutout, RandomCrop, RandomErasing, RandomResizedCrop, Resize
+from fastseq.augment import chain as augment_chain
 from fastseq.kernels import augment_pass
 from fastseq.kernels import ragged as ragged_kernels
 from fastseq.ragged import RaggedImages
