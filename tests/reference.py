@@ -716,3 +716,113 @@ def keras_pad_windows(shapes, image_size):
         rows.append((max(0, math.floor((f(th) - rh) / f(2))), max(0, math.floor((f(tw) - rw) / f(2))),
                      max(1, math.floor(rh)), max(1, math.floor(rw))))
     return np.array(rows, np.int64).reshape(-1, 4)
+
+
+# ---- Geometry: warp (fastseq/kernels/warp.py) --------------------------------
+# TensorFlow's ImageProjectiveTransformV3 without a field, Keras' map_coordinates with one, one pixel at a time.
+
+
+def _tf_map(c, n, mode):
+    """TensorFlow's MapCoordinate for one coordinate, then its clamp (constant: unchanged)."""
+    if mode == "constant":
+        return c
+    if n <= 1:
+        return 0.0
+    if mode == "reflect":
+        if c < 0:
+            c = 2 * n * math.floor(-c / (2 * n)) + c
+            c = c + 2 * n if c < -n else -c - 1
+        elif c > n - 1:
+            c -= 2 * n * math.floor(c / (2 * n))
+            if c >= n:
+                c = 2 * n - c - 1
+    elif mode == "wrap":
+        if c < 0:
+            c += n * (math.floor(-c / (n - 1)) + 1)
+        elif c > n - 1:
+            c -= n * math.floor(c / (n - 1))
+    elif mode == "mirror":
+        c = abs(c) % (2 * (n - 1))
+        if c > n - 1:
+            c = 2 * (n - 1) - c
+    return min(max(c, 0.0), n - 1.0)
+
+
+def _index(i, n, mode):
+    """map_coordinates' index for one neighbour: (index or None for fill)."""
+    if mode == "constant":
+        return i if 0 <= i < n else None
+    if mode == "nearest":
+        return min(max(i, 0), n - 1)
+    if mode == "wrap":
+        return i % n
+    if mode == "reflect":
+        i %= 2 * n
+        return 2 * n - 1 - i if i >= n else i
+    if n == 1:  # mirror
+        return 0
+    i = abs(i) % (2 * (n - 1))
+    return 2 * (n - 1) - i if i >= n else i
+
+
+def warp_pixel(img, px, py, interpolation, mode, fill):
+    """TensorFlow's ImageProjectiveTransformV3 at input point (px, py): a (C,) float64 vector."""
+    H, W, C = img.shape
+    img = img.astype(np.float64)
+
+    def read(yy, xx):
+        return img[yy, xx] if 0 <= yy < H and 0 <= xx < W else np.full(C, fill)
+
+    px, py = _tf_map(px, W, mode), _tf_map(py, H, mode)
+    if interpolation == "nearest":
+        def rnd(v):  # std::round
+            return int(math.copysign(math.floor(abs(v) + 0.5), v))
+        return read(rnd(py), rnd(px))
+    x0, y0 = math.floor(px), math.floor(py)
+    x1, y1 = x0 + 1, y0 + 1
+    top = (x1 - px) * read(y0, x0) + (px - x0) * read(y0, x1)
+    bottom = (x1 - px) * read(y1, x0) + (px - x0) * read(y1, x1)
+    return (y1 - py) * top + (py - y0) * bottom
+
+
+def map_coordinates_pixel(img, px, py, interpolation, mode, fill):
+    """Keras' map_coordinates (order 0 or 1) at (px, py), with reflect = d c b a | a b c d on both sides."""
+    H, W, C = img.shape
+    img = img.astype(np.float64)
+    if interpolation == "nearest":
+        nodes_x, nodes_y = [(round(px), 1.0)], [(round(py), 1.0)]  # Python's round: half to even, as tf.round
+    else:
+        x0, y0 = math.floor(px), math.floor(py)
+        nodes_x = [(x0, 1 - (px - x0)), (x0 + 1, px - x0)]
+        nodes_y = [(y0, 1 - (py - y0)), (y0 + 1, py - y0)]
+    total = np.zeros(C)
+    for iy, wy in nodes_y:
+        for ix, wx in nodes_x:
+            jy, jx = _index(iy, H, mode), _index(ix, W, mode)
+            value = np.full(C, fill) if jy is None or jx is None else img[jy, jx]
+            total += wy * wx * value
+    return total
+
+
+def warp(images, matrices, *, interpolation="bilinear", fill_mode="reflect", fill_value=0.0, fields=None, output_size=None):
+    """Twin of fastseq.kernels.warp.warp: float32 (N, h, w, C)."""
+    N, H, W, C = images.shape
+    h, w = (H, W) if output_size is None else output_size
+    matrices = np.broadcast_to(np.asarray(matrices, np.float64), (N, 3, 3))
+    out = np.empty((N, h, w, C), np.float32)
+    for i in range(N):
+        m = matrices[i]
+        for y in range(h):
+            for x in range(w):
+                xo, yo = float(x), float(y)
+                if fields is not None:
+                    yo += float(fields[i, y, x, 0])
+                    xo += float(fields[i, y, x, 1])
+                px, py, pz = m @ np.array([xo, yo, 1.0])
+                if pz == 0:
+                    out[i, y, x] = fill_value
+                    continue
+                px, py = px / pz, py / pz
+                sample = warp_pixel if fields is None else map_coordinates_pixel
+                out[i, y, x] = sample(images[i], px, py, interpolation, fill_mode, fill_value)
+    return out
