@@ -160,3 +160,119 @@ def test_keras_gray_input_grayscale_and_degeneration():
     for op in (RandomGrayscale(1.0), RandomColorDegeneration((0.5, 0.5))):
         p = draws(op, 4, 0)
         np.testing.assert_allclose(color(x, op, params=[p]), keras_pixels(op, x.astype(np.float32), p), atol=1e-4)
+
+
+# ---- (c) argument checks ----
+
+
+@pytest.mark.parametrize("make, argument", [
+    (lambda: RandomBrightness(1.5), "factor"),
+    (lambda: RandomBrightness((0.1, "a")), "factor"),
+    (lambda: RandomBrightness(0.1, value_range=(1, 0)), "value_range"),
+    (lambda: RandomContrast(-0.1), "factor"),
+    (lambda: RandomContrast((1.5, 2.0)), "factor"),
+    (lambda: RandomSaturation((0.2, 1.2)), "factor"),
+    (lambda: RandomHue(-0.5), "factor"),
+    (lambda: RandomHue(0.5, value_range=5), "value_range"),
+    (lambda: RandomColorJitter(hue_factor=2.0), "hue_factor"),
+    (lambda: RandomColorJitter(brightness_factor=(0, 3)), "brightness_factor"),
+    (lambda: RandomGrayscale(1.5), "factor"),
+    (lambda: RandomInvert(2.0), "factor"),
+    (lambda: Solarization(addition_factor=1.5), "addition_factor"),
+    (lambda: Solarization(threshold_factor=(0.1, 2)), "threshold_factor"),
+    (lambda: RandomPosterization(9), "factor"),
+    (lambda: RandomPosterization(2.5), "factor"),
+    (lambda: RandomPosterization((0, 4)), "factor"),
+    (lambda: AutoContrast(value_range=(0, 0)), "value_range"),
+    (lambda: Equalization(bins=1), "bins"),
+    (lambda: RandomSharpness(1.1), "factor"),
+    (lambda: RandomColorDegeneration(-1.5), "factor"),
+    (lambda: RandomGaussianBlur(kernel_size=4), "kernel_size"),
+    (lambda: RandomGaussianBlur(kernel_size=(3, 5)), "kernel_size"),
+    (lambda: RandomGaussianBlur(sigma=2.0), "sigma"),
+    (lambda: RandomGaussianBlur(factor=(0.5, 1.5)), "factor"),
+])
+def test_arguments_are_checked(make, argument):
+    with pytest.raises(ValueError, match=argument) as info:
+        make()
+    assert str(info.value).split(":")[0] in NAMES_BY_CLASS
+
+
+NAMES_BY_CLASS = {type(s).__name__ for s in specs()}
+
+
+def test_channels_and_wrapper_checks():
+    x = images(0, (2, 4, 4, 4))
+    for op in (RandomSaturation(0.5), RandomHue(0.5), RandomGrayscale(), RandomColorJitter(saturation_factor=0.5)):
+        with pytest.raises(ValueError, match="channels"):
+            color(x, op, seed=0)
+    color(x, RandomColorJitter(brightness_factor=0.5, contrast_factor=0.5), seed=0)  # 4 channels are fine there
+    with pytest.raises(TypeError, match="images"):
+        color(x.astype(np.float64), RandomBrightness(0.1), seed=0)
+    with pytest.raises(ValueError, match=r"u\[0\]"):
+        color(x, RandomBrightness(0.1), u=[np.zeros((2, 2))])
+    with pytest.raises(ValueError, match="out"):
+        color(x, RandomBrightness(0.1), seed=0, out=np.zeros((2, 4, 4, 4), np.float64))
+
+
+# ---- (d) the draws: params(u) for uniform u against Keras' own get_random_transformation ----
+
+N_DRAWS = 4000
+
+
+def keras_draws(op, value_range):
+    import keras
+
+    layer = op.keras_layer()
+    x = keras.ops.zeros((N_DRAWS, 1, 1, 3))
+    t = layer.get_random_transformation(x, training=True, seed=keras.random.SeedGenerator(7))
+    step = (value_range[1] - value_range[0]) / 255.0
+    get = {
+        RandomBrightness: lambda: np.ravel(t["rgb_delta"]) / step,
+        RandomContrast: lambda: np.ravel(t["contrast_factor"]),
+        RandomSaturation: lambda: np.ravel(t["factor"]),
+        RandomHue: lambda: np.ravel(t["factor"]),
+        RandomGrayscale: lambda: np.ravel(t).astype(np.float64),
+        RandomInvert: lambda: np.ravel(t["apply_inversion"]).astype(np.float64),
+        Solarization: lambda: np.stack([np.ravel(t["additions"]), np.ravel(t["thresholds"])], axis=1),
+        RandomPosterization: lambda: np.ravel(t["shift_factor"]).astype(np.float64),
+        RandomSharpness: lambda: np.ravel(t["factor"]) * 2,
+        RandomColorDegeneration: lambda: np.ravel(t["factor"]),
+        RandomGaussianBlur: lambda: np.ravel(t["should_apply_blur"]).astype(np.float64),
+    }[type(op)]
+    return np.asarray(get(), np.float64).reshape(N_DRAWS, -1)
+
+
+@pytest.mark.parametrize("op, columns", [
+    (RandomBrightness((-0.3, 0.6), value_range=(0, 1)), [0]),
+    (RandomContrast(0.4), [0]),
+    (RandomContrast((0.2, 1.5)), [0]),
+    (RandomSaturation((0.2, 0.7)), [0]),
+    (RandomHue(0.6), [0]),
+    (RandomGrayscale(0.3), [0]),
+    (RandomInvert((0.2, 0.6)), [0]),
+    (Solarization(addition_factor=(0.1, 0.4), threshold_factor=0.8), [0, 1]),
+    (RandomPosterization((2, 7)), [0]),
+    (RandomSharpness((0.1, 0.9)), [0]),
+    (RandomColorDegeneration(0.7), [0]),
+    (RandomGaussianBlur(factor=(0.1, 0.5)), [0]),
+], ids=lambda v: type(v).__name__ if not isinstance(v, list) else "")
+def test_draws_match_keras_distribution(op, columns):
+    ours = op.params(np.random.default_rng(3).random((N_DRAWS, op.n_draws)))[:, columns]
+    theirs = keras_draws(op, getattr(op, "value_range", (0, 255)))
+    assert ours.shape == theirs.shape
+    spread = np.maximum(theirs.max(axis=0) - theirs.min(axis=0), 1e-9)
+    # Means within 4 standard errors; supports alike (ends within 2% of the spread).
+    se = np.maximum(theirs.std(axis=0), 1e-9) / np.sqrt(N_DRAWS)
+    np.testing.assert_array_less(np.abs(ours.mean(axis=0) - theirs.mean(axis=0)), 4 * np.sqrt(2) * se + 1e-9)
+    np.testing.assert_array_less(np.abs(ours.min(axis=0) - theirs.min(axis=0)), 0.02 * spread + 1e-9)
+    np.testing.assert_array_less(np.abs(ours.max(axis=0) - theirs.max(axis=0)), 0.02 * spread + 1e-9)
+    if isinstance(op, RandomPosterization):
+        assert set(np.unique(ours)) == set(np.unique(theirs))
+
+
+def test_non_random_ops_are_marked():
+    assert not AutoContrast().random and not Equalization().random
+    assert all(s.random for s in specs() if not isinstance(s, (AutoContrast, Equalization)))
+    assert all(s.family == "color" for s in specs())
+    assert len({s.code for s in specs()}) == 14
