@@ -826,3 +826,108 @@ def warp(images, matrices, *, interpolation="bilinear", fill_mode="reflect", fil
                 sample = warp_pixel if fields is None else map_coordinates_pixel
                 out[i, y, x] = sample(images[i], px, py, interpolation, fill_mode, fill_value)
     return out
+
+# ---- color ops (fastseq.kernels.color): one HWC float32 sample in pixel units, the op's params row ----
+
+
+def _rgb_to_hsv(img):
+    r, g, b = (img[..., k].astype(np.float64) for k in range(3))
+    v = img.max(axis=-1).astype(np.float64)
+    rng = v - img.min(axis=-1)
+    s = np.where(v > 0, rng / np.where(v > 0, v, 1), 0.0)
+    safe = np.where(rng > 0, rng, 1)
+    h = np.where(r == v, (g - b) / safe, np.where(g == v, (b - r) / safe + 2, (r - g) / safe + 4)) / 6
+    h = np.where(rng > 0, h, 0.0)
+    return np.where(h < 0, h + 1, h), s, v
+
+
+def _hsv_to_rgb(h, s, v):
+    dh = h * 6
+    d = [np.clip(np.abs(dh - 3) - 1, 0, 1), np.clip(2 - np.abs(dh - 2), 0, 1), np.clip(2 - np.abs(dh - 4), 0, 1)]
+    return np.stack([(1 - s + s * dk) * v for dk in d], axis=-1)
+
+
+def _conv_same(img, kernel2d, pad):
+    kh, kw = kernel2d.shape
+    padded = np.pad(img.astype(np.float64), ((kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)), constant_values=pad)
+    out = np.zeros(img.shape, np.float64)
+    for di in range(kh):
+        for dj in range(kw):
+            out += kernel2d[di, dj] * padded[di:di + img.shape[0], dj:dj + img.shape[1]]
+    return out
+
+
+def _gray(img):
+    return img[..., 0:1] * 0.2989 + img[..., 1:2] * 0.5870 + img[..., 2:3] * 0.1140
+
+
+def color_op(img, code, p):
+    """One sample (HWC, pixel units) through the op ``code`` with params row ``p``: float64 where it does not matter."""
+    x = img.astype(np.float64)
+    C = x.shape[-1]
+    if code == 1:
+        return np.clip(x + p[0], 0, 255)
+    if code == 2:
+        m = x.mean(axis=(0, 1))
+        return np.clip((x - m) * p[0] + m, 0, 255)
+    if code == 3:
+        h, s, v = _rgb_to_hsv(p[3] + x * p[4])
+        return (_hsv_to_rgb(h, np.clip(s * p[0], p[1], p[2]), v) - p[3]) / p[4]
+    if code == 4:
+        h, s, v = _rgb_to_hsv(x)
+        h = h + p[0]
+        h = np.where(h > 1, h - 1, h)
+        h = np.where(h < 0, h + 1, h)
+        return np.clip(_hsv_to_rgb(h, s, v), 0, 255)
+    if code == 5:
+        for on, code_k, cols in ((0, 1, slice(1, 2)), (2, 2, slice(3, 4)), (4, 3, slice(5, 10)), (10, 4, slice(11, 12))):
+            if p[on] > 0.5:
+                x = color_op(x, code_k, p[cols])
+        return x
+    if code == 6:
+        return np.repeat(_gray(x), 3, axis=-1) if p[0] > 0.5 and C == 3 else x
+    if code == 7:
+        return p[1] - x if p[0] > 0.5 else x
+    if code == 8:
+        y = np.clip(x + p[0], 0, 255)
+        return np.where(y < p[1], y, 255 - y)
+    if code == 9:
+        q = np.clip(img, 0, 255).astype(np.uint8)
+        s = int(p[0])
+        return ((q >> s) << s).astype(np.float64)
+    if code == 10:
+        out = x.copy()
+        for c in range(C):
+            lo, hi = x[..., c].min(), x[..., c].max()
+            if hi > lo:
+                out[..., c] = np.clip((x[..., c] - lo) * 255 / (hi - lo), 0, 255)
+        return out
+    if code == 11:
+        bins = int(p[0])
+        f = np.float32
+        out = x.copy()
+        for c in range(C):
+            ch = img[..., c].astype(np.float32)
+            idx = np.clip(np.trunc(ch * f(bins - 1) / f(255)).astype(np.int64), 0, bins - 1)
+            hist = np.bincount(idx.ravel(), minlength=bins)
+            if np.count_nonzero(hist) <= 1:
+                continue
+            cdf = np.cumsum(hist)
+            cdf_min = cdf[np.nonzero(cdf)[0][0]]
+            den = max(cdf[-1] - cdf_min, 1)
+            lut = np.clip(np.round((cdf - cdf_min) * 255 / den), 0, 255)
+            out[..., c] = lut[np.clip(ch / f(255) * f(bins - 1), 0, bins - 1).astype(np.int64)]
+        return out
+    if code == 12:
+        kernel = np.full((3, 3), 1 / 13)
+        kernel[1, 1] = 5 / 13
+        return np.clip(x + (1 - p[0]) * (_conv_same(x, kernel, p[1]) - x), 0, 255)
+    if code == 13:
+        return np.clip(x + p[0] * (_gray(x) - x), 0, 255) if C == 3 else np.clip(x, 0, 255)
+    if code == 14:
+        if p[0] < 0.5:
+            return np.clip(x, 0, 255)
+        k = int(p[1])
+        wx, wy = np.asarray(p[5:5 + k]), np.asarray(p[5 + k:5 + 2 * k])
+        return np.clip(_conv_same(x, np.outer(wy, wx), p[2]), 0, 255)
+    raise ValueError(f"unknown color code {code}")
