@@ -79,7 +79,7 @@ class Run:
 
 
 def _rule(op):
-    return (op.interpolation, getattr(op, "fill_mode", "constant"), float(op.fill_value))
+    return (op.interpolation, op.fill_mode, float(op.pixel_fill))
 
 
 def _streams(ops):
@@ -126,7 +126,7 @@ class Chain:
                     stages.append(("warp", len(runs) - 1))
                     run = runs[-1]
                 run.rule = _rule(op)
-                if getattr(op, "has_field", False):
+                if hasattr(op, "fields"):  # RandomElasticTransform: a displacement field ends its run
                     run.field_op = op
                 else:
                     run.ops.append(op)
@@ -176,12 +176,12 @@ class Chain:
             return (crop.interpolation, "nearest", 0.0)
         return ("nearest", "constant", 0.0)
 
-    def draw(self, seed, epoch, indices, window, uniforms, uniform_field):
+    def draw(self, seed, epoch, indices, window, uniforms):
         """Per-sample parameters: ``(mats, cparams, fields)`` for the pass.
 
         Args:
             window: float64 ``(n, 3, 3)``: each sample's crop-and-flip map (:func:`window_matrices`).
-            uniforms, uniform_field: ``fastseq.kernels.random``'s draws (passed in: this module imports no Numba).
+            uniforms: ``fastseq.kernels.random.uniforms`` (passed in: this module imports no Numba).
         """
         n = len(indices)
         h, w = self.out_size
@@ -195,8 +195,7 @@ class Chain:
             mats[:, r] = m
             if run.field_op is not None:
                 op = run.field_op
-                fields[:, run.field_slot] = op.fields(u[:, self._columns[id(op)]], seed, epoch, indices,
-                                                      self._first_stream[id(op)] + _FIELD_STREAM, h, w, uniform_field)
+                fields[:, run.field_slot] = op.fields(seed, epoch, indices, self._first_stream[id(op)] + _FIELD_STREAM, h, w)
         cparams = np.empty((n, self.n_params))
         for op, start, stop in self._color:
             cparams[:, start:stop] = op.params(u[:, self._columns[id(op)]])

@@ -81,6 +81,7 @@ def image_dataset_from_directory(
     normalize: Normalize | Rescale | None = None,
     cutout: Cutout | RandomErasing | None = None,
     mix: MixUp | CutMix | None = None,
+    augment: object = None,
     dtype: str = "float32",
     antialias: bool = False,
     drop_remainder: bool = False,
@@ -161,6 +162,9 @@ def image_dataset_from_directory(
         cutout (Cutout | RandomErasing | None): as ``fastseq.ArraySequence``.
         mix (MixUp | CutMix | None): as ``fastseq.ArraySequence``; needs
             ``label_mode="categorical"`` (or ``"binary"``).
+        augment (list | None): as ``fastseq.ArraySequence``: Keras' augmentation layers as fastseq
+            ops, in order, after the crop and flip; the crop of each original
+            photo and the geometric ops are one resample.
         dtype (str): ``"float32"`` (Keras'), ``"float16"``, ``"bfloat16"`` or ``"uint8"``.
         antialias (bool): low-pass filter when shrinking (not Keras' default).
         drop_remainder (bool): drop the short last training batch.
@@ -220,6 +224,7 @@ def image_dataset_from_directory(
             "normalise on the device with fastseq.DeviceNormalize) or choose a float dtype."
         )
     options.cutout_arg(cutout, dtype)
+    options.augment_arg(augment, crop, num_channels, ragged=True)
     if mix is not None and label_mode not in ("categorical", "binary"):
         raise ValueError(
             f"mix={mix!r} mixes labels as well as images, so they must be one-hot or binary floats: pass "
@@ -277,7 +282,7 @@ def image_dataset_from_directory(
                 images, y, batch_size=batch, shuffle=bool(shuffle), seed=found.seed, drop_remainder=drop_remainder,
                 crop=crop, flip=flip, normalize=normalize, dtype=dtype, data_format=data_format,
                 num_classes=num_classes, sample_weight=None, shard=shard, shard_remainder=shard_remainder,
-                cutout=cutout, mix=mix,
+                cutout=cutout, mix=mix, augment=augment,
             )
             training = o
         seq = FolderSequence._from_options(o, **pydataset)

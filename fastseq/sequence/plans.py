@@ -155,8 +155,7 @@ class AugmentDraws:
         boxes = None if self._boxes is None else self._boxes[idx]
         window = augment_chain.window_matrices(self.chain.crop, origins, flips, idx.size, self.image_size,
                                                self.out_size, boxes)
-        mats, cparams, fields = self.chain.draw(seed, epoch, idx, window, kernels.random.uniforms,
-                                                kernels.random.uniform_field)
+        mats, cparams, fields = self.chain.draw(seed, epoch, idx, window, kernels.random.uniforms)
         return augment_pass.AugmentDraw(mats, cparams, fields), None
 
 
