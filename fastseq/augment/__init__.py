@@ -18,6 +18,22 @@ parameters are a pure function of ``(seed, epoch, sample index, op)``
 and resumed runs agree.
 """
 
+from fastseq.augment.color import (
+    AutoContrast,
+    Equalization,
+    RandomBrightness,
+    RandomColorDegeneration,
+    RandomColorJitter,
+    RandomContrast,
+    RandomGaussianBlur,
+    RandomGrayscale,
+    RandomHue,
+    RandomInvert,
+    RandomPosterization,
+    RandomSaturation,
+    RandomSharpness,
+    Solarization,
+)
 from fastseq.augment.crops import (
     EVAL_CROP_FRACTION,
     FLIP_MODES,
@@ -30,10 +46,49 @@ from fastseq.augment.crops import (
     Resize,
 )
 from fastseq.augment.erase_mix import CutMix, Cutout, MixUp, RandomErasing
+from fastseq.augment.geometry import (
+    RandomAffine,
+    RandomElasticTransform,
+    RandomPerspective,
+    RandomRotation,
+    RandomShear,
+    RandomTranslation,
+    RandomZoom,
+)
 from fastseq.augment.normalize import Normalize, Rescale
+
+#: Keras' 14 color and filter layers and its 6 geometric ones (plus RandomAffine), as fastseq ops.
+COLOR_OPS = (
+    AutoContrast, Equalization, RandomBrightness, RandomColorDegeneration, RandomColorJitter, RandomContrast, RandomGaussianBlur,
+    RandomGrayscale, RandomHue, RandomInvert, RandomPosterization, RandomSaturation, RandomSharpness, Solarization,
+)
+GEOMETRY_OPS = (
+    RandomAffine, RandomElasticTransform, RandomPerspective, RandomRotation, RandomShear, RandomTranslation, RandomZoom,
+)
 
 __all__ = [
     "EVAL_CROP_FRACTION", "FLIP_MODES", "INTERPOLATIONS", "PAD_MODES",
     "CenterCrop", "CutMix", "Cutout", "MixUp", "Normalize", "RandomCrop", "RandomErasing", "RandomFlip",
-    "RandomResizedCrop", "Rescale", "Resize",
+    "RandomResizedCrop", "Rescale", "Resize", "COLOR_OPS", "GEOMETRY_OPS",
+    "AutoContrast",
+    "Equalization",
+    "RandomAffine",
+    "RandomBrightness",
+    "RandomColorDegeneration",
+    "RandomColorJitter",
+    "RandomContrast",
+    "RandomElasticTransform",
+    "RandomGaussianBlur",
+    "RandomGrayscale",
+    "RandomHue",
+    "RandomInvert",
+    "RandomPerspective",
+    "RandomPosterization",
+    "RandomRotation",
+    "RandomSaturation",
+    "RandomSharpness",
+    "RandomShear",
+    "RandomTranslation",
+    "RandomZoom",
+    "Solarization",
 ]

@@ -153,10 +153,10 @@ class Chain:
         prog, colors = [], iter(self._color)
         for kind, what in stages:
             if kind == "warp":
-                prog.append((0, what, runs[what].field_slot, 0))
+                prog.append((0, what, runs[what].field_slot, 0, -1))
             else:
                 op, start, stop = next(colors)
-                prog.append((1, op.code, start, stop))
+                prog.append((1, op.code, start, stop, -1))
         self.prog = np.array(prog, np.int64)
         # One uniforms call per batch for every op: columns per op.
         firsts = _streams(self.ops)

@@ -1,18 +1,23 @@
 """The augmentation pass: each sample resampled once from its original image, colored in cache, converted.
 
 What a sample goes through, as a program of stages shared by the batch
-(``prog``, int64 ``(S, 4)``, made by ``fastseq.augment.chain``):
+(``prog``, int64 ``(S, 5)``, made by ``fastseq.augment.chain``):
 
-* ``STAGE_WARP`` ``[0, run, field, 0]``: resample through run ``run``'s
+* ``STAGE_WARP`` ``[0, run, field, 0, gate]``: resample through run ``run``'s
   3x3 matrix (``mats[b, run]``, the composition of the crop, the flips and
   the run's geometric ops) and, where ``field >= 0``, the displacement
   field ``fields[b, field]`` of an elastic op, with the run's
   interpolation, border rule and fill (``run_interp``, ``run_mode``,
   ``run_fill``). Stage 0 is always a warp, and reads the uint8 source
   image; a later one (after a color op) reads the sample's float32 values.
-* ``STAGE_COLOR`` ``[1, code, start, stop]``: color op ``code``
+* ``STAGE_COLOR`` ``[1, code, start, stop, gate]``: color op ``code``
   (``fastseq.kernels.color``) on the sample's values in place, with its
   parameters ``cparams[b, start:stop]``.
+
+A stage with ``gate >= 0`` runs only for the samples whose
+``cparams[b, gate]`` is not 0: a policy (RandAugment, ...) lists every op it
+may choose, and each sample's draws switch on the ones it chose. Stage 0
+is never gated.
 
 Then the values are normalised (``float32(v) * a[c] + b[c]``, no FMA) and
 written once into the batch in its dtype and layout: float32, float16 or
@@ -28,16 +33,13 @@ samples, run on Python threads (``run_split``; the loops release the GIL)
 around one per-sample function. Numba-compiled; parallel over the batch.
 """
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numba
 import numpy as np
 from numba import njit
 
 from fastseq.kernels import _validate as check
 from fastseq.kernels.color import _color_op
-from fastseq.kernels.config import JIT, RESAMPLE_COST, announced, mark_warm, threads_for
+from fastseq.kernels.config import JIT, RESAMPLE_COST, announced, mark_warm, run_split, threads_for
 from fastseq.kernels.halfprec import f32_to_bf16_bits, f32_to_f16_bits
 from fastseq.kernels.warp import FILL_CONSTANT, FILL_MIRROR, FILL_NEAREST, FILL_REFLECT, FILL_WRAP, _warp_sample
 
@@ -159,7 +161,8 @@ def _sample_copy(k, xf, offs, dims, C, prog, run_interp, run_mode, run_fill, mat
     r = prog[0, 1]
     _copy_sample(xf, offs[k], dims[k, 0], dims[k, 1], C, mats[k, r], run_mode[r], run_fill[r], buf)
     for s in range(1, prog.shape[0]):
-        _color_op(buf, prog[s, 1], cparams[k, prog[s, 2]:prog[s, 3]])
+        if prog[s, 4] < 0 or cparams[k, prog[s, 4]] != 0.0:
+            _color_op(buf, prog[s, 1], cparams[k, prog[s, 2]:prog[s, 3]])
     _emit(buf, out, k, channels_first, kind, a, b)
 
 
@@ -171,6 +174,8 @@ def _sample_warp(k, xf, offs, dims, C, prog, run_interp, run_mode, run_fill, mat
     if prog.shape[0] > 1:
         other = np.empty((h, w, C), np.float32)
         for s in range(1, prog.shape[0]):
+            if prog[s, 4] >= 0 and cparams[k, prog[s, 4]] == 0.0:
+                continue
             r, fs = prog[s, 1], prog[s, 2]
             field = fields[k, fs] if fs >= 0 else no_field
             _warp_sample(buf.reshape(h * w * C), 0, h, w, C, mats[k, r], field, run_interp[r], run_mode[r], run_fill[r],
@@ -186,6 +191,8 @@ def _sample_warp_color(k, xf, offs, dims, C, prog, run_interp, run_mode, run_fil
     other = np.empty((h, w, C), np.float32)
     _first(k, xf, offs, dims, C, prog, run_interp, run_mode, run_fill, mats, fields, no_field, buf)
     for s in range(1, prog.shape[0]):
+        if prog[s, 4] >= 0 and cparams[k, prog[s, 4]] == 0.0:
+            continue
         if prog[s, 0] == STAGE_COLOR:
             _color_op(buf, prog[s, 1], cparams[k, prog[s, 2]:prog[s, 3]])
         else:
@@ -221,37 +228,6 @@ def _pass_warp_color(start, stop, xf, offs, dims, C, prog, ri, rm, rf, mats, cpa
 
 
 _VARIANTS = {"copy": _pass_copy, "warp": _pass_warp, "warp_color": _pass_warp_color}
-_pool = (None, None)  # (pid, executor): a forked child makes its own
-
-
-def _executor():
-    global _pool
-    pid, executor = _pool
-    if pid != os.getpid():
-        executor = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 1) - 1), thread_name_prefix="fastseq-augment")
-        _pool = (os.getpid(), executor)
-    return executor
-
-
-def run_split(kernel, n, threads, *args):
-    """``kernel(start, stop, *args)`` over ``range(n)`` in ``threads`` contiguous chunks, the caller running the first.
-
-    The chunks write disjoint samples, so the pixels never depend on the thread count.
-    """
-    if threads <= 1 or n < 2:
-        kernel(0, n, *args)
-        return
-    threads = min(threads, n)
-    bounds = [n * i // threads for i in range(threads + 1)]
-    pool = _executor()
-    futures = [pool.submit(kernel, bounds[i], bounds[i + 1], *args) for i in range(1, threads)]
-    try:
-        kernel(bounds[0], bounds[1], *args)
-    finally:
-        for f in futures:
-            f.result()
-
-
 _MODES = (FILL_CONSTANT, FILL_NEAREST, FILL_REFLECT, FILL_WRAP, FILL_MIRROR)
 
 
@@ -312,6 +288,7 @@ class AugmentPass:
         if variant not in _VARIANTS:
             raise ValueError(f"variant must be one of {tuple(_VARIANTS)}, got {variant!r}.")
         self.variant = variant
+        self._check_prog()
         self._kernel = _VARIANTS[variant]
         coeffs = check.affine(self.channels, mean, std, scale, offset)
         self.dtype = check.output_dtype(dtype, coeffs is not None)
@@ -322,6 +299,33 @@ class AugmentPass:
         self._a, self._b = np.tile(a, self.out_size[1]), np.tile(b, self.out_size[1])  # along a row: see _emit
         self._kind = {"uint8": _RAW, "float32": _AFFINE, "float16": _F16, "bfloat16": _BF16}[self.dtype]
         self._variant_key = ("augment", variant, self.dtype, self.channels_first)
+
+    def _check_prog(self):
+        """Every index the program holds in range: the kernels read them without bounds checks."""
+        prog, P = self.prog, self.n_params
+        problem = None
+        if prog.ndim != 2 or prog.shape[1] != 5 or prog.shape[0] < 1 or prog[0, 0] != STAGE_WARP or prog[0, 4] != -1:
+            problem = "it must be int64 (S, 5), stage 0 an ungated warp"
+        elif not (len(self._run_interp) == len(self._run_fill) == self.n_runs and self.n_runs >= 1):
+            problem = "run_interp, run_mode and run_fill must have one entry per run"
+        else:
+            for kind, a, b, c, gate in prog.tolist():
+                if not -1 <= gate < P:
+                    problem = f"gate {gate} is outside the {P} parameters"
+                elif kind == STAGE_WARP and not (0 <= a < self.n_runs and -1 <= b < self.n_fields):
+                    problem = f"warp stage ({a}, {b}) names a run or field that does not exist"
+                elif kind == STAGE_COLOR and not (1 <= a <= 14 and 0 <= b <= c <= P):
+                    problem = f"color stage ({a}, {b}, {c}) names an unknown op or parameters outside {P}"
+                elif kind not in (STAGE_WARP, STAGE_COLOR):
+                    problem = f"unknown stage kind {kind}"
+                if problem:
+                    break
+        if problem:
+            raise ValueError(f"prog: {problem}; got {prog.tolist()}.")
+        if self.variant == "copy" and (self.n_runs != 1 or (prog[1:, 0] == STAGE_WARP).any()):
+            raise ValueError("variant 'copy' takes one run (the crop's window) and color stages only.")
+        if self.variant == "warp" and (prog[:, 0] == STAGE_COLOR).any():
+            raise ValueError("variant 'warp' takes no color stage; use 'warp_color'.")
 
     def __len__(self):
         return self._offsets.shape[0]

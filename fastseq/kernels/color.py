@@ -11,10 +11,11 @@ neighbours from a padded scratch copy of the sample.
 sample; ``color(images, ops, ...)`` is the validated batch wrapper.
 """
 
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from fastseq.kernels.config import JIT, PARALLEL_JIT, launch
+from fastseq.kernels.config import JIT, run_split, threads_for
 
 BRIGHTNESS, CONTRAST, SATURATION, HUE, JITTER, GRAYSCALE, INVERT, SOLARIZATION, POSTERIZATION, AUTO_CONTRAST, \
     EQUALIZATION, SHARPNESS, DEGENERATION, GAUSSIAN_BLUR = range(1, 15)
@@ -363,20 +364,13 @@ def _color_op(buf, code, p):
             _clip_all(buf)
 
 
-@njit(**PARALLEL_JIT)
-def _color_batch(out, codes, params):
-    """out: float32 (N, H, W, C), changed in place; codes: int64 (K,); params: float64 (K, N, P).
-
-    Numba-compiled; parallel over the batch.
-    """
-    for i in prange(out.shape[0]):
-        for k in range(codes.shape[0]):
-            _color_op(out[i], codes[k], params[k, i])
-
-
 @njit(**JIT)
-def _color_batch_serial(out, codes, params):
-    for i in range(out.shape[0]):
+def _color_batch(start, stop, out, codes, params):
+    """Samples ``start:stop`` of out: float32 (N, H, W, C), changed in place; codes: int64 (K,); params: float64 (K, N, P).
+
+    Numba-compiled; run over the batch in chunks on threads (``config.run_split``).
+    """
+    for i in range(start, stop):
         for k in range(codes.shape[0]):
             _color_op(out[i], codes[k], params[k, i])
 
@@ -448,5 +442,5 @@ def color(images, ops, u=None, params=None, out=None, seed=None):
         raise ValueError(f"out must be a writeable C-contiguous float32 array of shape {(N, H, W, C)}, got {got}.")
     if out is not images:
         np.copyto(out, images, casting="unsafe")
-    launch(_color_batch, out, codes, table, serial=_color_batch_serial, work=out.nbytes * COLOR_COST)
+    run_split(_color_batch, N, threads_for(out.nbytes * COLOR_COST, numba.get_num_threads()), out, codes, table)
     return out
