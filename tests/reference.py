@@ -931,3 +931,46 @@ def color_op(img, code, p):
         wx, wy = np.asarray(p[5:5 + k]), np.asarray(p[5 + k:5 + 2 * k])
         return np.clip(_conv_same(x, np.outer(wy, wx), p[2]), 0, 255)
     raise ValueError(f"unknown color code {code}")
+
+
+# ---- the augmentation pass (fastseq/kernels/augment_pass.py): the program, one sample at a time ----
+
+FILL_NAMES = {0: "constant", 1: "nearest", 2: "reflect", 3: "wrap", 4: "mirror"}
+
+
+def augment_pass(images, mats, cparams, fields, prog, run_interp, run_mode, run_fill, out_size, *, mean=None, std=None,
+                 scale=None, offset=None, dtype="float32", data_format="channels_last"):
+    """Twin of ``AugmentPass``: each sample's stages (warp twin, color twin), then normalise, convert, lay out.
+
+    ``images``: the samples' uint8 HWC source images (a list: they may differ in size).
+    """
+    n = len(images)
+    C = images[0].shape[2] if n else 1
+    h, w = out_size
+    values = np.empty((n, h, w, C), np.float32)
+    for k, img in enumerate(images):
+        buf = None
+        for s, (kind, a, b, c, gate) in enumerate(np.asarray(prog).tolist()):
+            if gate >= 0 and cparams[k, gate] == 0:
+                continue
+            if kind == 0:
+                src = img if s == 0 else buf
+                field = None if b < 0 else fields[k, b][None]
+                buf = warp(src[None], mats[k, a][None], interpolation=("nearest", "bilinear")[run_interp[a]],
+                           fill_mode=FILL_NAMES[run_mode[a]], fill_value=float(run_fill[a]), fields=field,
+                           output_size=(h, w))[0]
+            else:
+                buf = color_op(buf, a, cparams[k, b:c]).astype(np.float32)
+        values[k] = buf
+    if dtype == "uint8":
+        result = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    else:
+        a, b = coefficients(C, mean, std, scale, offset)
+        result = values * a.astype(np.float32) + b.astype(np.float32)
+        if dtype == "float16":
+            result = result.astype(np.float16)
+        elif dtype == "bfloat16":
+            result = result.astype(ml_dtypes.bfloat16)
+    if data_format == "channels_first":
+        result = np.ascontiguousarray(result.transpose(0, 3, 1, 2))
+    return result

@@ -144,7 +144,9 @@ class Chain:
                 self.n_fields += 1
         self.has_geometry = any(r.ops or r.field_op is not None for r in runs)
         self.has_color = bool(self._color)
-        self.variant = "warp_color" if self.has_geometry and self.has_color else "warp" if self.has_geometry else "copy"
+        # A window of whole pixels (no crop, RandomCrop, CenterCrop, flips) is copied; a resize needs the warp.
+        resamples = self.has_geometry or isinstance(crop, (RandomResizedCrop, Resize))
+        self.variant = "warp_color" if resamples and self.has_color else "warp" if resamples else "copy"
         # The program.
         first_rule = runs[0].rule if runs[0].rule is not None else self._crop_rule()
         self.run_interp = np.array([INTERP_CODES[(r.rule or first_rule)[0]] for r in runs], np.int64)
