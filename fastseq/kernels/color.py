@@ -125,6 +125,14 @@ def _hsv_pass(x, cf, m0, m1, m2, clo, chi, lo, step, sf, s_lo, s_hi, delta, olo,
     so LLVM vectorises the pixels; neutral parameters (cf 1, m 0, lo 0, step 1, sf 1, delta 0, infinite
     clips) leave a step out exactly.
     """
+    if step == _ONE and lo == _Z:  # unscaled (hue, jitter without saturation): no divisions by step
+        _hsv_loop(x, cf, m0, m1, m2, clo, chi, _Z, _ONE, sf, s_lo, s_hi, delta, olo, ohi, False)
+    else:
+        _hsv_loop(x, cf, m0, m1, m2, clo, chi, lo, step, sf, s_lo, s_hi, delta, olo, ohi, True)
+
+
+@njit(inline="always", **JIT)
+def _hsv_loop(x, cf, m0, m1, m2, clo, chi, lo, step, sf, s_lo, s_hi, delta, olo, ohi, scaled):
     sixth, third, two_thirds = _SIXTH, _THIRD, _TWO_THIRDS
     f2, f3, f4, f6 = np.float32(2.0), np.float32(3.0), np.float32(4.0), np.float32(6.0)
     for q in range(x.size // 3):
@@ -152,9 +160,14 @@ def _hsv_pass(x, cf, m0, m1, m2, clo, chi, lo, step, sf, s_lo, s_hi, delta, olo,
         dg = _clip(f2 - abs(dh - f2), _Z, _ONE)
         db = _clip(f2 - abs(dh - f4), _Z, _ONE)
         one_s = _ONE - s
-        x[i] = _clip(((one_s + s * dr) * v - lo) / step, olo, ohi)
-        x[i + 1] = _clip(((one_s + s * dg) * v - lo) / step, olo, ohi)
-        x[i + 2] = _clip(((one_s + s * db) * v - lo) / step, olo, ohi)
+        if scaled:
+            x[i] = _clip(((one_s + s * dr) * v - lo) / step, olo, ohi)
+            x[i + 1] = _clip(((one_s + s * dg) * v - lo) / step, olo, ohi)
+            x[i + 2] = _clip(((one_s + s * db) * v - lo) / step, olo, ohi)
+        else:
+            x[i] = _clip((one_s + s * dr) * v, olo, ohi)
+            x[i + 1] = _clip((one_s + s * dg) * v, olo, ohi)
+            x[i + 2] = _clip((one_s + s * db) * v, olo, ohi)
 
 
 @njit(**JIT)
@@ -249,10 +262,13 @@ def _solarization(buf, add, threshold):
 
 @njit(**JIT)
 def _posterization(buf, shift):
+    # Keras' cast to uint8 truncates, then (q >> shift) << shift: the same as floor(floor(v) / 2**shift) * 2**shift,
+    # exact in float32 (powers of two), and vectorised (no int conversion of each value).
     x = buf.reshape(-1)
+    pw = np.float32(1 << shift)
+    inv = _ONE / pw
     for i in range(x.size):
-        q = np.int32(_clip(x[i], _Z, _MAX))  # Keras' cast to uint8 truncates
-        x[i] = np.float32((q >> shift) << shift)
+        x[i] = np.floor(np.floor(_clip(x[i], _Z, _MAX)) * inv) * pw
 
 
 @njit(**JIT)
@@ -294,17 +310,31 @@ def _auto_contrast(buf):
 
 @njit(**JIT)
 def _equalization(buf, bins):
+    # Both of Keras' indices (the histogram's and the lookup's, rounded differently) in one vectorised pass
+    # (its divisions 8 at a time), with each channel's offset into one table; then the counts, then the lookup.
     h, w, C = buf.shape
     x = buf.reshape(-1)
+    n = x.size
     top = bins - 1
     ftop = np.float32(top)
-    hist = np.zeros(C * bins, np.int64)
-    lut = np.empty(C * bins, np.float32)
-    for q in range(h * w):
-        for c in range(C):
-            k = int(x[q * C + c] * ftop / _MAX)  # Keras' histogram index: truncated, then clipped
-            hist[c * bins + min(max(k, 0), top)] += 1
-    live = np.zeros(C, np.bool_)
+    L = _LANES * C
+    off = np.empty(L, np.int32)
+    for k in range(L):
+        off[k] = (k % C) * bins
+    hi = np.empty(n, np.int32)
+    li = np.empty(n, np.int32)
+    for b in range(0, n, L):
+        e = min(L, n - b)
+        xb, hb, lb = x[b:b + e], hi[b:b + e], li[b:b + e]
+        for k in range(e):
+            v = xb[k]
+            hb[k] = np.int32(_clip(v * ftop / _MAX, _Z, ftop)) + off[k]  # Keras: truncated, then clipped
+            lb[k] = np.int32(_clip(v / _MAX * ftop, _Z, ftop)) + off[k]  # Keras' lookup index
+    hist = np.zeros(C * bins, np.int32)
+    for i in range(n):
+        hist[hi[i]] += 1
+    lut = np.zeros(C * bins, np.float32)
+    live = np.zeros(L, np.bool_)
     for c in range(C):
         o = c * bins
         nonzero = 0
@@ -316,7 +346,8 @@ def _equalization(buf, bins):
                     first = k
         if nonzero <= 1:
             continue
-        live[c] = True
+        for k in range(c, L, C):
+            live[k] = True
         cdf_min = hist[o + first]
         denominator = h * w - cdf_min
         if denominator == 0:
@@ -325,12 +356,12 @@ def _equalization(buf, bins):
         for k in range(bins):
             cdf += hist[o + k]
             lut[o + k] = np.float32(min(max(np.rint((cdf - cdf_min) * 255.0 / denominator), 0.0), 255.0))
-    for q in range(h * w):
-        for c in range(C):
-            if live[c]:
-                i = q * C + c
-                v = _clip(x[i] / _MAX * ftop, _Z, ftop)  # Keras' lookup index: another rounding
-                x[i] = lut[c * bins + int(v)]
+    for b in range(0, n, L):
+        e = min(L, n - b)
+        xb, lb = x[b:b + e], li[b:b + e]
+        for k in range(e):
+            v = lut[lb[k]]
+            xb[k] = v if live[k] else xb[k]  # a channel with one value stays as it is
 
 
 @njit(**JIT)
