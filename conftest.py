@@ -58,7 +58,7 @@ def _precompile():
     measure a cold compile use caches of their own (``NUMBA_CACHE_DIR``).
     """
     t0 = time.perf_counter()
-    command = [sys.executable, "-m", "fastseq", "compile", "--all", "--resize", "--augmentations", "--photos",
+    command = [sys.executable, "-m", "fastseq", "compile", "--all", "--resize", "--augmentations", "--photos", "--augment",
                "--jobs", str(_workers())]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode:

@@ -39,7 +39,7 @@ DATA_FORMATS = ("channels_last", "channels_first")
 
 
 def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, multiprocessing=False, resize=False,
-                    augmentations=False, photos=False, report=None, jobs=1, _only=None):
+                    augmentations=False, photos=False, augment=False, report=None, jobs=1, _only=None):
     """Compile (or load from the cache) the fused kernel for each dtype and layout, and the random parameters.
 
     Args:
@@ -52,6 +52,10 @@ def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, mul
             (``kernels/mix.py``) for each dtype (one variant serves both layouts).
         photos: also the photo-folder resample (``image_dataset_from_directory``) and its
             RandomResizedCrop boxes for each dtype (one variant serves both layouts and every interpolation).
+        augment: also the pass of ``augment=[...]`` (Keras' geometry and color ops,
+            ``fastseq.kernels.augment_pass``): its three variants (a whole-pixel window with color
+            ops; geometric ops; both) for each dtype (one variant serves both layouts; float16 and
+            bfloat16 share one), and the ops' draws.
         report: called as ``report(what, seconds)`` after each variant.
         jobs: processes compiling at once. Numba compiles on one thread, so
             on a machine with several cores ``jobs`` processes (one variant
@@ -69,7 +73,7 @@ def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, mul
     if jobs > 1:
         return _compile_in_processes(dict(dtypes=list(dtypes), data_formats=list(data_formats),
                                           multiprocessing=multiprocessing, resize=resize,
-                                          augmentations=augmentations, photos=photos), jobs, report)
+                                          augmentations=augmentations, photos=photos, augment=augment), jobs, report)
     seen = []
 
     def timed(what, fn):
@@ -122,6 +126,8 @@ def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, mul
             what = f"photo resample kernel, {plan.variant}" + (" + serial twin" if multiprocessing else "")
             if what not in timings:
                 timed(what, lambda plan=plan: plan.compile(serial=multiprocessing))
+    if augment:
+        _compile_augment(dtypes, timed)
     if _only is not None and _only != "names":
         return {what: seconds for what, seconds in timings.items() if seconds is not None}
     return timings
@@ -174,6 +180,28 @@ def _compile_augmentations(dtypes, data_formats, multiprocessing, timed):
                 timed(what, lambda fm=fused_mix: fm.compile(serial=multiprocessing))
 
 
+def _compile_augment(dtypes, timed):
+    """The ops' uniforms, and the augmentation pass's variants per storage type (float32, the half types' bits, uint8)."""
+    from fastseq.kernels.augment_pass import AugmentPass
+    from fastseq.kernels.random import uniforms
+
+    timed("augmentation op draws", lambda: uniforms(0, 0, np.zeros(1, np.int64), np.zeros(1, np.uint64)))
+    progs = {"copy": [[0, 0, -1, 0, -1], [1, 1, 0, 1, -1]], "warp": [[0, 0, -1, 0, -1]],
+             "warp_color": [[0, 0, -1, 0, -1], [1, 1, 0, 1, -1], [0, 0, -1, 0, -1]]}
+    done = set()
+    for dtype in dtypes:
+        key = "half" if dtype in ("float16", "bfloat16") else dtype
+        if key in done:
+            continue
+        done.add(key)
+        normalize = {} if dtype == "uint8" else {"mean": 0.0, "std": 1.0}
+        for variant, prog in progs.items():
+            plan = AugmentPass(np.zeros(12, np.uint8), np.zeros(1, np.int64), np.array([[2, 2, 3]]), out_size=(2, 2),
+                               prog=prog, run_interp=[1], run_mode=[2], run_fill=[0.0], n_params=1, n_fields=0,
+                               variant=variant, dtype=dtype, **normalize)
+            timed(f"augmentation pass ({variant}), {key}", plan.compile)
+
+
 def _compile_in_processes(kwargs, jobs, report):
     """:func:`compile_kernels` with each variant in a process of its own, ``jobs`` at a time; timings in order."""
     import concurrent.futures
@@ -217,6 +245,8 @@ def configure_parser(parser):
                         help="also the Cutout/RandomErasing and MixUp/CutMix kernels")
     parser.add_argument("--photos", action="store_true",
                         help="also the photo-folder resample kernel (image_dataset_from_directory) for each dtype")
+    parser.add_argument("--augment", action="store_true",
+                        help="also the pass of augment=[...] (Keras' geometry and color ops) for each dtype")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="variants compiled at once, each in a process of its own (default: one per core; "
                         "Numba compiles on one thread)")
@@ -232,6 +262,7 @@ def run(args):
         raise SystemExit(f"--jobs must be at least 1, got {args.jobs}.")
     timings = compile_kernels(dtypes, formats, multiprocessing=args.multiprocessing, resize=args.resize,
                               augmentations=getattr(args, "augmentations", False), photos=getattr(args, "photos", False),
+                              augment=getattr(args, "augment", False),
                               report=lambda what, s: print(f"  {what:<58} {s:6.1f} s", flush=True), jobs=args.jobs)
     print(f"compiled {len(timings)} kernels in {time.perf_counter() - t0:.1f} s; later runs load them from the cache.")
     return 0

@@ -237,6 +237,39 @@ def scenario_trained(
     }
 
 
+def scenario_augmented(epochs=2, workers=2):
+    """``model.fit`` on a sequence with an ``augment`` list, batches fetched by ``workers`` threads: what was served,
+    and whether each served batch equals the one a fresh sequence makes offline for that epoch and batch."""
+    import keras
+
+    import fastseq
+
+    log = []
+
+    def make(cls=fastseq.ArraySequence, **kw):
+        return cls(indexed_images(60, (12, 12)), np.arange(60) % 4, batch_size=10, seed=5, flip="horizontal",
+                   crop=fastseq.RandomCrop(12, 12, padding=2),
+                   augment=[fastseq.RandomRotation(0.1), fastseq.RandomColorJitter(brightness_factor=0.2)], **kw)
+
+    class Logged(fastseq.ArraySequence):
+        def __getitem__(self, i):
+            x, y = super().__getitem__(i)
+            log.append((tuple(int(v) for v in np.asarray(y)), hashlib.md5(np.ascontiguousarray(x).tobytes()).hexdigest()))
+            return x, y
+
+    seq = make(Logged, workers=workers)
+    _model(keras, (12, 12, 3)).fit(seq, epochs=epochs, verbose=0)
+    fresh = make()
+    offline = {}
+    for epoch in range(epochs):
+        fresh.set_epoch(epoch)
+        for i in range(len(fresh)):
+            x, y = fresh[i]
+            offline[tuple(int(v) for v in y), hashlib.md5(np.ascontiguousarray(x).tobytes()).hexdigest()] = epoch
+    distinct = [len({entry for entry in log if offline.get(entry) == epoch}) for epoch in range(epochs)]
+    return {"served": len(log), "len": len(seq), "matched": [offline.get(entry) for entry in log], "distinct": distinct}
+
+
 def scenario_resume(backup_dir, log_path, weights_path, epochs, kill_at=None, shuffle=False, steps_per_epoch=None):
     """``fit`` with fastseq.BackupAndRestore; SIGKILLs itself at ``kill_at = (epoch, step)``.
 

@@ -21,6 +21,7 @@ RUNS = [
     ["trained", {"epochs": 3, "workers": 2, "use_multiprocessing": True}],
     ["monitor", {"epochs": 2}],
     ["trained", {"epochs": 8, "steps_per_epoch": 4, "workers": 2, "n": 300}],
+    ["augmented", {"epochs": 2, "workers": 2}],
 ]
 
 
@@ -30,7 +31,7 @@ def backend_runs(request):
     keras_runs.require(backend)
     out = keras_runs.run("many", backend, timeout=600, runs=RUNS)
     assert out["rc"] == 0 and out["result"] is not None, out["stderr"]
-    patterns, hand_loop, steps_w1, steps_w2, processes, monitor, long_pass = out["result"]
+    patterns, hand_loop, steps_w1, steps_w2, processes, monitor, long_pass, augmented = out["result"]
     return backend, dict(
         patterns=patterns,
         hand_loop=hand_loop,
@@ -39,6 +40,7 @@ def backend_runs(request):
         processes=processes,
         monitor=monitor,
         long_pass=long_pass,
+        augmented=augmented,
     )
 
 
@@ -216,3 +218,13 @@ def test_spawned_workers_mark_the_parents_position(method):
     assert seq.unserved() == [0, 2, 4]
     keras_runs.serve(seq, [0, 2, 4])
     assert seq.epoch == 0 and seq.get_state()["epoch"] == 1  # the pass is complete
+
+
+def test_fit_on_an_augment_list_serves_the_offline_batches(backend_runs):
+    """Keras' worker threads fetch batches of an ``augment=[...]`` sequence: each one equals the batch a fresh sequence
+    makes offline for its epoch (the labels name the samples, the digest the pixels), every epoch complete."""
+    backend, r = backend_runs
+    result = r["augmented"]
+    assert result["served"] >= 2 * result["len"], backend
+    assert None not in result["matched"], backend
+    assert result["distinct"] == [result["len"]] * 2, backend  # each epoch: every batch, each the offline one
