@@ -73,15 +73,21 @@ def _index(i, n, mode):
 def _copy_sample(src, off, H, W, C, m, mode, fill, dst):
     """The integer window of a crop with flips: ``m`` is ``[[+-1, 0, tx], [0, +-1, ty], [0, 0, 1]]``.
 
-    A row whose window lies inside the image, unflipped, is one straight conversion of ``w * C``
-    bytes (vectorised); the others go pixel by pixel through the border rule.
+    Per row, the span of output pixels whose source lies inside the image is one straight loop
+    (forwards, or backwards under a horizontal flip); only the pixels beyond the image's edge go
+    through the border rule.
     """
     h, w = dst.shape[0], dst.shape[1]
     sx, tx = int(m[0, 0]), int(m[0, 2])
     sy, ty = int(m[1, 1]), int(m[1, 2])
     f = np.float32(fill)
     flat = dst.reshape(h, w * C)
-    inside = sx == 1 and tx >= 0 and tx + w <= W
+    # Output columns [x0, x1) read source columns inside [0, W).
+    if sx == 1:
+        x0, x1 = max(0, -tx), min(w, W - tx)
+    else:
+        x0, x1 = max(0, tx - W + 1), min(w, tx + 1)
+    x1 = max(x0, x1)
     for y in range(h):
         iy = _index(sy * y + ty, H, mode)
         drow = flat[y]
@@ -89,20 +95,23 @@ def _copy_sample(src, off, H, W, C, m, mode, fill, dst):
             drow[:] = f
             continue
         row = off + iy * W * C
-        if inside:
-            start = row + tx * C
-            for j in range(w * C):
-                drow[j] = np.float32(src[start + j])
-            continue
-        for x in range(w):
-            ix = _index(sx * x + tx, W, mode)
-            if ix < 0:
-                for c in range(C):
-                    drow[x * C + c] = f
-            else:
-                p = row + ix * C
+        if sx == 1:
+            start = row + (x0 + tx) * C
+            for j in range((x1 - x0) * C):
+                drow[x0 * C + j] = np.float32(src[start + j])
+        else:
+            for x in range(x0, x1):
+                p = row + (tx - x) * C
                 for c in range(C):
                     drow[x * C + c] = np.float32(src[p + c])
+        for x in range(0, x0):
+            ix = _index(sx * x + tx, W, mode)
+            for c in range(C):
+                drow[x * C + c] = f if ix < 0 else np.float32(src[row + ix * C + c])
+        for x in range(x1, w):
+            ix = _index(sx * x + tx, W, mode)
+            for c in range(C):
+                drow[x * C + c] = f if ix < 0 else np.float32(src[row + ix * C + c])
 
 
 @njit(**JIT)
