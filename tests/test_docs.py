@@ -159,6 +159,55 @@ def test_every_drawn_picture_is_committed_and_shown():
         assert f"(../images/{name}.png)" in page, name
 
 
+def test_every_augment_grid_is_committed_and_shown_with_its_call():
+    """Each ``augment=[...]`` picture exists, is on the page, and the call printed there is the one that drew it."""
+    script = load_script()
+    page = (DOCS / "guides" / "augmentation.md").read_text(encoding="utf-8")
+    grids = script.keras_ops(96)
+    drawn = {type(op).__name__ for *_, kwargs in grids for op in kwargs.get("augment", [])}
+    assert drawn >= {c.__name__ for c in (*fastseq.augment.GEOMETRY_OPS, *fastseq.augment.COLOR_OPS)}
+    for name, _, call, _ in grids:
+        assert (DOCS / "images" / f"{name}.png").is_file(), f"run python {SCRIPT.relative_to(ROOT)}"
+        assert f"(../images/{name}.png)" in page, name
+        assert f"`{call}`" in page, f"{name}: the page must show the call that drew it, `{call}`"
+
+
+IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)")
+
+
+@pytest.mark.parametrize("path", PAGES, ids=rel)
+def test_every_picture_a_page_shows_exists(path):
+    """``mkdocs build --strict`` catches a missing picture on a docs page, but not in the README, and slowly."""
+    missing = []
+    for target in IMAGE.findall(path.read_text(encoding="utf-8")):
+        if "://" not in target and not (path.parent / target.split("#")[0]).is_file():
+            missing.append(target)
+    assert not missing, f"{rel(path)} shows pictures that do not exist: {missing}"
+
+
+@pytest.mark.slow
+def test_the_picture_script_draws_every_augment_grid(tmp_path):
+    from PIL import Image
+
+    script = load_script()
+    tile, count, columns = 24, 5, 3
+    paths = script.draw_keras(str(tmp_path), tile=tile, count=count, columns=columns)
+    grids = script.keras_ops(tile)
+    assert [os.path.basename(p) for p in paths] == [f"{name}.png" for name, *_ in grids]
+    source = script.sample_image("grace_hopper.jpg", tile)
+    gap = max(2, tile // 32)
+    for path, (name, _, _, kwargs) in zip(paths, grids):
+        picture = np.asarray(Image.open(path).convert("RGB"))
+        assert picture.shape == (2 * tile + gap, columns * tile + (columns - 1) * gap, 3), path
+        np.testing.assert_array_equal(picture[:tile, :tile], source)
+        if "crop" in kwargs or not all(op.random for op in kwargs["augment"]):
+            continue  # another output size; or deterministic
+        cells = [picture[r * (tile + gap) : r * (tile + gap) + tile, c * (tile + gap) : c * (tile + gap) + tile]
+                 for r in range(2) for c in range(columns)][1 : count + 1]
+        assert not all(np.array_equal(d, source) for d in cells), f"{name}: no tile changed"
+        assert len({d.tobytes() for d in cells}) > 1, f"{name}: every tile drew the same"
+
+
 @pytest.mark.slow
 def test_the_picture_script_draws_every_op(tmp_path):
     from PIL import Image

@@ -10,6 +10,13 @@ exactly as a training loop would get them. The photograph is the portrait of
 Grace Hopper that ships inside matplotlib (``mpl-data/sample_data``), so the
 script needs nothing downloaded; MixUp and CutMix mix it with the gift-box
 drawing shipped beside it.
+
+Keras' layers (``augment=[...]``) get a grid each instead of a row: the
+photo, then the first samples of one batch of the photo repeated, so every
+tile is another sample's draw. ``KERAS_OPS`` lists them as (file name,
+title, call): the call is the ``ArraySequence`` keyword arguments exactly as
+the guide prints them under the picture, and this script evaluates that very
+text, so the caption cannot drift from the picture.
 """
 
 from __future__ import annotations
@@ -60,6 +67,88 @@ def ops(size):
         ("augment-mixup", dict(mix=fastseq.MixUp(alpha=0.4), num_classes=2)),
         ("augment-cutmix", dict(mix=fastseq.CutMix(alpha=1.0), num_classes=2)),
     ]
+
+
+#: One grid per op of ``augment=[...]``: (file name, title, ``ArraySequence`` keyword arguments as written in the
+#: guide). ``{crop}`` stands for three quarters of the tile's side. Keras' defaults where they show the op well.
+KERAS_OPS = [
+    # geometry: one matrix per sample, composed with the crop and flips, one resample
+    ("augment-random-rotation", "RandomRotation", "augment=[fastseq.RandomRotation(0.1)]"),
+    ("augment-random-zoom", "RandomZoom", "augment=[fastseq.RandomZoom(0.3)]"),
+    ("augment-random-translation", "RandomTranslation",
+     'augment=[fastseq.RandomTranslation(0.2, 0.2, fill_mode="constant")]'),
+    ("augment-random-shear", "RandomShear", "augment=[fastseq.RandomShear(x_factor=0.3, y_factor=0.3)]"),
+    ("augment-random-perspective", "RandomPerspective", "augment=[fastseq.RandomPerspective(scale=0.5)]"),
+    ("augment-random-elastic-transform", "RandomElasticTransform",
+     "augment=[fastseq.RandomElasticTransform(factor=(1.0, 1.0), scale=(1.0, 1.0))]"),
+    ("augment-random-affine", "RandomAffine",
+     "augment=[fastseq.RandomAffine(rotation=0.05, scale=(0.8, 1.2), translation=0.1, shear=0.2)]"),
+    # color and filters: on each sample's values, in pixel units 0..255
+    ("augment-random-brightness", "RandomBrightness", "augment=[fastseq.RandomBrightness(0.4)]"),
+    ("augment-random-contrast", "RandomContrast", "augment=[fastseq.RandomContrast((0.6, 0.6))]"),
+    ("augment-random-saturation", "RandomSaturation", "augment=[fastseq.RandomSaturation(0.8)]"),
+    ("augment-random-hue", "RandomHue", "augment=[fastseq.RandomHue(0.5)]"),
+    ("augment-random-color-jitter", "RandomColorJitter",
+     "augment=[fastseq.RandomColorJitter(brightness_factor=0.2, contrast_factor=(0.3, 0.3), "
+     "saturation_factor=0.5, hue_factor=0.1)]"),
+    ("augment-random-grayscale", "RandomGrayscale", "augment=[fastseq.RandomGrayscale(0.5)]"),
+    ("augment-random-invert", "RandomInvert", "augment=[fastseq.RandomInvert()]"),
+    ("augment-solarization", "Solarization",
+     "augment=[fastseq.Solarization(addition_factor=0.2, threshold_factor=(0.5, 1.0))]"),
+    ("augment-random-posterization", "RandomPosterization", "augment=[fastseq.RandomPosterization((1, 4))]"),
+    ("augment-auto-contrast", "AutoContrast", "augment=[fastseq.AutoContrast()]"),
+    ("augment-equalization", "Equalization", "augment=[fastseq.Equalization()]"),
+    ("augment-random-sharpness", "RandomSharpness", "augment=[fastseq.RandomSharpness(1.0)]"),
+    ("augment-random-color-degeneration", "RandomColorDegeneration",
+     "augment=[fastseq.RandomColorDegeneration(1.0)]"),
+    ("augment-random-gaussian-blur", "RandomGaussianBlur",
+     "augment=[fastseq.RandomGaussianBlur(kernel_size=7, sigma=(0.5, 3.0))]"),
+    # the slots and the list together: the crop's window and the rotation are one resample of the photo
+    ("augment-chain", "CenterCrop + RandomRotation + RandomBrightness, one resample",
+     "crop=fastseq.CenterCrop({crop}, {crop}), flip=\"horizontal\", "
+     "augment=[fastseq.RandomRotation(0.1), fastseq.RandomBrightness(0.3)]"),
+]
+
+
+def keras_ops(tile):
+    """``(file name, title, call, keyword arguments)`` of every grid; ``call`` is the text the guide shows."""
+    out = []
+    for name, title, template in KERAS_OPS:
+        call = template.format(crop=tile * 3 // 4)
+        out.append((name, title, call, eval(f"dict({call})", {"fastseq": fastseq})))
+    return out
+
+
+def grid_samples(photo, kwargs, count):
+    """The first ``count`` samples of one batch of ``photo`` repeated: each is another sample's draw."""
+    x = np.repeat(photo[None], count, axis=0)
+    seq = ArraySequence(x, batch_size=count, shuffle=False, seed=0, dtype="uint8", **kwargs)
+    return list(seq[0][0])
+
+
+def grid(images, columns, gap):
+    """Images in rows of ``columns`` on a white background, ``gap`` pixels apart, top-left aligned in their cells."""
+    h = max(im.shape[0] for im in images)
+    w = max(im.shape[1] for im in images)
+    rows = -(-len(images) // columns)
+    canvas = np.full((rows * h + (rows - 1) * gap, columns * w + (columns - 1) * gap, 3), 255, np.uint8)
+    for k, im in enumerate(images):
+        top, left = (k // columns) * (h + gap), (k % columns) * (w + gap)
+        canvas[top : top + im.shape[0], left : left + im.shape[1]] = im
+    return canvas
+
+
+def draw_keras(out_dir=OUT_DIR, tile=96, count=5, columns=3):
+    """Write one grid PNG per entry of ``KERAS_OPS`` (the photo, then ``count`` draws); return their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    photo = sample_image("grace_hopper.jpg", tile)
+    paths = []
+    for name, _, _, kwargs in keras_ops(tile):
+        picture = grid([photo, *grid_samples(photo, kwargs, count)], columns, gap=max(2, tile // 32))
+        path = os.path.join(out_dir, name + ".png")
+        Image.fromarray(picture).save(path, optimize=True)
+        paths.append(path)
+    return paths
 
 
 def samples(x, kwargs, count):
@@ -114,8 +203,14 @@ def main(argv=None):
     parser.add_argument("--out", default=OUT_DIR, help="output folder (default: docs/images)")
     parser.add_argument("--size", type=int, default=160, help="side of each square image in pixels (default 160)")
     parser.add_argument("--count", type=int, default=5, help="augmented samples per picture (default 5)")
+    parser.add_argument("--tile", type=int, default=96, help="side of each tile of the augment=[...] grids (default 96)")
+    parser.add_argument("--grid-count", type=int, default=5, help="draws per augment=[...] grid (default 5)")
+    parser.add_argument("--only", choices=("rows", "grids"), help="draw only the rows (slots) or only the grids")
     args = parser.parse_args(argv)
-    for path in draw(args.out, args.size, args.count):
+    paths = [] if args.only == "grids" else draw(args.out, args.size, args.count)
+    if args.only != "rows":
+        paths += draw_keras(args.out, args.tile, args.grid_count)
+    for path in paths:
         print(path)
 
 

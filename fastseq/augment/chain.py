@@ -3,7 +3,7 @@
 Where the list sits: a sample is first cropped and flipped (the ``crop``
 and ``flip`` slots, as before), then goes through the ``augment`` ops in
 the order listed (as a ``keras.Sequential`` of the same layers would),
-then ``normalize``, then ``cutout``, then ``mix``.
+then ``normalize``, then ``mix``, then ``cutout``.
 
 One resample, not one per op. The crop, the flips and the geometric ops
 that follow each other compose into one 3x3 matrix per sample (a *run*),

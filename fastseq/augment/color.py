@@ -242,8 +242,10 @@ class RandomColorJitter(_ColorOp):
 
     Args:
         value_range: the ``(low, high)`` Keras would see the values in.
-        brightness_factor, contrast_factor, saturation_factor, hue_factor: the
-            ``factor`` of each part, or None to leave it out.
+        brightness_factor (float | tuple | None): ``RandomBrightness``'s ``factor``, or None to leave it out.
+        contrast_factor (float | tuple | None): ``RandomContrast``'s ``factor``, or None to leave it out.
+        saturation_factor (float | tuple | None): ``RandomSaturation``'s ``factor``, or None to leave it out.
+        hue_factor (float | tuple | None): ``RandomHue``'s ``factor``, or None to leave it out.
     """
 
     value_range: tuple = (0, 255)

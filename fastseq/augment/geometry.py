@@ -125,7 +125,9 @@ class RandomZoom(_Geometry):
     Args:
         height_factor: a number ``f`` (``[-f, f]``) or a ``(lower, upper)`` pair, in (-1, 1].
         width_factor: the same for the width, or None: the height's zoom (aspect kept).
-        fill_mode, interpolation, fill_value: as :class:`RandomRotation`.
+        fill_mode (str): ``"reflect"``, ``"wrap"``, ``"constant"`` or ``"nearest"``, as ``RandomRotation``.
+        interpolation (str): ``"bilinear"`` or ``"nearest"``, as ``RandomRotation``.
+        fill_value (float): the value outside the image with ``fill_mode="constant"`` (0..255), as ``RandomRotation``.
     """
 
     height_factor: object
@@ -169,7 +171,9 @@ class RandomTranslation(_Geometry):
         height_factor: a number ``f`` (a shift uniform in ``[-f, f] * H``) or a
             ``(lower, upper)`` pair, in [-1, 1]; positive moves the image down.
         width_factor: the same for the width; positive moves it right.
-        fill_mode, interpolation, fill_value: as :class:`RandomRotation`.
+        fill_mode (str): ``"reflect"``, ``"wrap"``, ``"constant"`` or ``"nearest"``, as ``RandomRotation``.
+        interpolation (str): ``"bilinear"`` or ``"nearest"``, as ``RandomRotation``.
+        fill_value (float): the value outside the image with ``fill_mode="constant"`` (0..255), as ``RandomRotation``.
     """
 
     height_factor: object
@@ -222,7 +226,9 @@ class RandomShear(_Geometry):
         x_factor: a number ``f`` in [0, 1] (``sx`` uniform in ``[-f, f]``) or a
             ``(lower, upper)`` pair in [0, 1] (a magnitude; the sign is drawn).
         y_factor: the same for ``sy``.
-        interpolation, fill_mode, fill_value: as :class:`RandomRotation`.
+        interpolation (str): ``"bilinear"`` or ``"nearest"``, as ``RandomRotation``.
+        fill_mode (str): ``"reflect"``, ``"wrap"``, ``"constant"`` or ``"nearest"``, as ``RandomRotation``.
+        fill_value (float): the value outside the image with ``fill_mode="constant"`` (0..255), as ``RandomRotation``.
     """
 
     x_factor: object = 0.0
@@ -462,7 +468,9 @@ class RandomAffine(_Geometry):
         shear: None, a number ``f`` (both shears uniform in ``[-f, f]``), or an ``(x_factor, y_factor)``
             pair, each a number or a ``(lower, upper)`` pair in [-1, 1]; like ``RandomShear``'s
             factors (``x + shx * y``) but about the centre and without its shared sign draw.
-        interpolation, fill_mode, fill_value: as :class:`RandomRotation`.
+        interpolation (str): ``"bilinear"`` or ``"nearest"``, as ``RandomRotation``.
+        fill_mode (str): ``"reflect"``, ``"wrap"``, ``"constant"`` or ``"nearest"``, as ``RandomRotation``.
+        fill_value (float): the value outside the image with ``fill_mode="constant"`` (0..255), as ``RandomRotation``.
     """
 
     rotation: object = 0.0
