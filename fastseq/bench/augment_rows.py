@@ -302,7 +302,7 @@ class AlbumentationsPool:
             self.executor = None
 
 
-def build_cifar_compose(kind, *, mean, std, padding=4, crop=(32, 32), case=None, seed=0):
+def build_cifar_compose(*, kind, mean, std, padding=4, crop=(32, 32), case=None, seed=0):
     """A ``Compose`` for the CIFAR job with the ops of ``kind`` ("plain", "geometry", "jitter" or "color" with
     ``case`` naming one of :func:`color_cases`): importable by the pool's workers."""
     if kind == "plain":
@@ -319,10 +319,10 @@ def build_cifar_compose(kind, *, mean, std, padding=4, crop=(32, 32), case=None,
 def cifar_composes(*, mean, std, seed=0):
     """Every CIFAR ``Compose`` of the augment benchmarks, by row name: "plain", "geometry", "jitter" and each color
     case albumentations has (built once per worker of an :class:`AlbumentationsPool`)."""
-    made = {kind: build_cifar_compose(kind, mean=mean, std=std, seed=seed) for kind in ("plain", "geometry", "jitter")}
+    made = {kind: build_cifar_compose(kind=kind, mean=mean, std=std, seed=seed) for kind in ("plain", "geometry", "jitter")}
     for c in color_cases():
         if c.albumentations is not None and c.name != "color-jitter":
-            made[c.name] = build_cifar_compose("color", case=c.name, mean=mean, std=std, seed=seed)
+            made[c.name] = build_cifar_compose(kind="color", case=c.name, mean=mean, std=std, seed=seed)
     return made
 
 
@@ -332,3 +332,62 @@ def build_photo_compose(*, size=(224, 224), rotate=True, seed=0):
 
     ops = [A.Affine(rotate=(-36.0, 36.0), border_mode=CV2_BORDER_REFLECT, p=1.0)] if rotate else []
     return A.Compose([A.RandomResizedCrop(size=size, p=1.0), *ops], seed=seed)
+
+
+# -- the rows of ``python -m fastseq bench --augment`` (kernel_rows.Row on the kernel job) --------------------------
+
+#: ``bench --augment``'s rows, each read against the plain ``fastseq`` row or its fastseq twin.
+CLI_ROWS = ("albumentations", "fastseq+geometry", "albumentations+geometry", "fastseq+jitter", "albumentations+jitter")
+
+
+def _need_rgb_float32(job, row):
+    if not job.float32_nhwc or job.x.ndim != 4 or job.x.shape[3] != 3:
+        raise ValueError(f"row {row!r} runs on float32 channels_last RGB batches; the job is {job.dtype} "
+                         f"{job.data_format} of {'x'.join(map(str, job.x.shape[1:]))} images.")
+
+
+def fastseq_row(job, kind):
+    """The kernel job (pad, crop, flip, normalise) plus the ``kind`` ops ("geometry" or "jitter") in ``augment``."""
+    from fastseq.bench.kernel_rows import Row
+
+    _need_rgb_float32(job, f"fastseq+{kind}")
+    ops = geometry_ops() if kind == "geometry" else jitter_ops()
+    seq = cifar_sequence(job.x, job.y, ops, batch_size=job.batch_size, seed=job.seed, mean=job.mean, std=job.std,
+                         padding=job.padding)
+    make = fastseq_maker(seq)
+    label = {"geometry": "fastseq + rotation, zoom, translation", "jitter": "fastseq + RandomColorJitter"}[kind]
+    return Row(f"fastseq+{kind}", label, make, job.batch_size, job.out_bytes, pass_threads(seq), job.out_shape, "float32")
+
+
+def albumentations_row(job, kind="plain", batches=4):
+    """albumentations' ``Compose`` for the job (plus ``kind``'s ops), one process per core over halves of the batch."""
+    from fastseq.bench.kernel_rows import Row
+
+    name = "albumentations" if kind == "plain" else f"albumentations+{kind}"
+    _need_rgb_float32(job, name)
+    rng = np.random.default_rng(job.seed)
+    order = [rng.choice(len(job.x), job.batch_size, replace=False) for _ in range(batches)]
+    images = np.ascontiguousarray(job.x[np.concatenate(order)])
+    kwargs = {"kind": kind, "mean": tuple(map(float, job.mean)), "std": tuple(map(float, job.std)),
+              "padding": job.padding, "crop": tuple(job.crop)}
+    pool = AlbumentationsPool(images, build_cifar_compose, kwargs)
+    cycle = _Cycle(range(batches))
+
+    def albumentations_batch():
+        k = cycle()
+        return pool(np.arange(k * job.batch_size, (k + 1) * job.batch_size))
+
+    what = {"plain": "", "geometry": " + Affine", "jitter": " + ColorJitter"}[kind]
+    row = Row(name, f"albumentations{what}, {pool.workers} processes", albumentations_batch, job.batch_size,
+              job.out_bytes, pool.workers, job.out_shape, "float32", note="one process per core, per-image Compose")
+    row.close = pool.close
+    return row
+
+
+BUILDERS = {
+    "albumentations": albumentations_row,
+    "fastseq+geometry": lambda job: fastseq_row(job, "geometry"),
+    "albumentations+geometry": lambda job: albumentations_row(job, "geometry"),
+    "fastseq+jitter": lambda job: fastseq_row(job, "jitter"),
+    "albumentations+jitter": lambda job: albumentations_row(job, "jitter"),
+}

@@ -78,6 +78,11 @@ KERNEL_LABELS = {
     "+erasing": "+ RandomErasing / plain time",
     "+mixup": "+ MixUp(0.2) / plain time",
     "+cutmix": "+ CutMix(1.0) / plain time",
+    "fused/albumentations": "fused vs albumentations (no target)",
+    "+geometry": "+ rotation, zoom, shift / plain time",
+    "+jitter": "+ RandomColorJitter / plain time",
+    "+geometry/albumentations": "+ geometry vs albumentations + Affine",
+    "+jitter/albumentations": "+ jitter vs albumentations + ColorJitter",
 }
 FIT_LABELS = {
     "fit fastseq/convert": "fastseq / convert",
@@ -121,6 +126,10 @@ TARGETS = {
         Target("+erasing", "max", 1.15, _AUG[0]),
         Target("+mixup", "max", 1.6, _AUG[1]),
         Target("+cutmix", "max", 1.6, _AUG[1]),
+        Target("+geometry", "max", 3.0, "the resample of the augmentation pass"),
+        Target("+jitter", "max", 2.0, "the color ops of the augmentation pass"),
+        Target("+geometry/albumentations", "min", 20.0, "the augmentation pass"),
+        Target("+jitter/albumentations", "min", 20.0, "the augmentation pass"),
         *_fit_targets(convert=0.95),
     ),
     # 28x28x1: a batch of 512 is 1.6 MB of float32, which the work rule runs on one thread. The time to
@@ -275,9 +284,15 @@ def kernel_ratios(rows):
             out[key] = (f.ips / ips(base), ["fastseq", base])
     if ips("fastseq-1t"):
         out["threads"] = (f.ips / ips("fastseq-1t"), ["fastseq", "fastseq-1t"])
-    for op in ("cutout", "erasing", "mixup", "cutmix"):
+    for op in ("cutout", "erasing", "mixup", "cutmix", "geometry", "jitter"):
         if ips(f"fastseq+{op}"):
             out[f"+{op}"] = (f.ips / ips(f"fastseq+{op}"), ["fastseq", f"fastseq+{op}"])
+    if ips("albumentations"):
+        out["fused/albumentations"] = (f.ips / ips("albumentations"), ["fastseq", "albumentations"])
+    for op in ("geometry", "jitter"):
+        a, b = f"fastseq+{op}", f"albumentations+{op}"
+        if ips(a) and ips(b):
+            out[f"+{op}/albumentations"] = (ips(a) / ips(b), [a, b])
     return out
 
 
