@@ -120,15 +120,19 @@ def _check_pixels(out, n, mean=CIFAR_MEAN, std=CIFAR_STD, size=(32, 32)):
 
 
 @pytest.fixture(scope="module")
-def sequences(cifar):
-    """``{name: (sequence, make)}``, every pass compiled (or loaded from the cache) before anything is timed."""
+def sequences(request, cifar):
+    """``{name: (sequence, make)}``, every pass compiled (or loaded from the cache) before anything is timed.
+
+    Run once as correctness checks, each row makes one batch (warming it up on one is enough).
+    """
     x, y = cifar
+    cycle = N_BATCHES if timed_run(request.config) else 1
     made = {"plain": None, "geometry": AR.geometry_ops(), "jitter": AR.jitter_ops(),
             **{c.name: [c.op] for c in CASES}}
     out = {}
     for name, ops in made.items():
         seq = AR.cifar_sequence(x, y, ops, batch_size=BATCH, mean=CIFAR_MEAN, std=CIFAR_STD)
-        out[name] = (seq, AR.fastseq_maker(seq, N_BATCHES))
+        out[name] = (seq, AR.fastseq_maker(seq, cycle))
     return out
 
 
