@@ -25,6 +25,9 @@ HEADLINE = "cifar-b512-f32"
 #: groups (other dtypes and layouts) are shown without verdicts.
 JUDGED = {HEADLINE: "cifar", "mnist-b512-f32": "mnist"}
 FEED, PHOTO_FIRST, PHOTO_SECOND = "feed-cifar-b512", "folders-first-epoch-224", "folders-second-size"
+#: ``{group: [verdicts.RowRatio, ...]}``: the targets between rows of the augmentation groups
+#: (``benchmarks/test_augment.py`` adds one pair per color op).
+RATIOS = {group: list(ratios) for group, ratios in verdicts.AUGMENT_RATIOS.items()}
 
 
 def timed(benchmark):
@@ -137,6 +140,11 @@ def lines():
         got = verdicts.photo_verdicts(photos, files)
         found += got
         sections.append((f"photo folders ({files} files, {verdicts.SHAPES['photos-224']})", got))
+    for group, ratios in RATIOS.items():
+        got = verdicts.row_ratio_verdicts(ratios, _kernel_timings(RESULTS.get(group, {})))
+        if got:
+            found += got
+            sections.append((group, got))
     other = []
     if "first_call_s" in FIRST_CALL:
         s = FIRST_CALL["first_call_s"]

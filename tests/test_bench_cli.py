@@ -261,3 +261,26 @@ def test_augmented_rows_make_what_the_unfused_passes_make(op):
         n = len(both) // 2
         want = kernels.mix(pairs[:n], pairs[n:], weights, boxes, dtype="float32")
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.slow
+def test_bench_augment_adds_the_augment_rows_albumentations_and_their_targets():
+    pytest.importorskip("albumentations")
+    status, text = run_bench("--quick", "--batch-size", "64", "--repeat", "2", "--data", "synthetic",
+                             "--rows", "fastseq", "--augment", "--no-e2e", "--no-photos")
+    assert status == 0, text
+    for line in ("fastseq + rotation, zoom, translation", "fastseq + RandomColorJitter", "albumentations + Affine, ",
+                 "albumentations + ColorJitter, ", "+ rotation, zoom, shift / plain time", "+ RandomColorJitter / plain time",
+                 "+ geometry vs albumentations + Affine", "+ jitter vs albumentations + ColorJitter",
+                 "fused vs albumentations (no target)"):
+        assert line in text, f"{line!r} missing from:\n{text}"
+
+
+def test_augment_rows_refuse_a_grayscale_job():
+    from fastseq.bench import augment_rows, kernel_rows, synthetic
+
+    x, y = synthetic.mnist_like(600, seed=0)
+    job = kernel_rows.mnist_job(x, y, batch_size=16)
+    for name in ("albumentations", "fastseq+jitter"):
+        with pytest.raises(ValueError, match="RGB"):
+            augment_rows.BUILDERS[name](job)

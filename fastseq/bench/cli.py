@@ -11,9 +11,13 @@ import statistics
 
 import numpy as np
 
-from fastseq.bench import compile_rows, synthetic, verdicts
-from fastseq.bench.kernel_rows import AUGMENTATION_ROWS, BUILDERS, ROWS, Row, all_threads, cifar_job, mnist_job
+from fastseq.bench import augment_rows, compile_rows, synthetic, verdicts
+from fastseq.bench.kernel_rows import AUGMENTATION_ROWS, ROWS, Row, all_threads, cifar_job, mnist_job
+from fastseq.bench.kernel_rows import BUILDERS as KERNEL_BUILDERS
+
 from fastseq.bench.timing import measure
+
+BUILDERS = {**KERNEL_BUILDERS, **augment_rows.BUILDERS}
 
 DATA_CHOICES = ("synthetic", "fashion-mnist", "auto")
 #: ``--quick``'s kernel and fit rows (unless ``--rows`` names others): what a user compares, in about 20 s.
@@ -52,6 +56,10 @@ def configure_parser(parser):
     parser.add_argument("--augmentations", action="store_true",
                         help="also the rows with Cutout(16), RandomErasing, MixUp(0.2) and CutMix(1.0) inside the "
                         "fused pass, each against the plain fastseq row")
+    parser.add_argument("--augment", action="store_true",
+                        help="also the rows of augment=[...]: RandomRotation + RandomZoom + RandomTranslation and "
+                        "RandomColorJitter, each against the plain fastseq row and albumentations (Affine, ColorJitter; "
+                        "one process per core), and albumentations on the plain job")
     parser.add_argument("--photos", nargs="?", const="", default=None, metavar="DIR",
                         help="the photo-folder rows (Keras' image_dataset_from_directory against fastseq's: first "
                         f"call, second image_size, epoch; run by default on a generated folder of {PHOTOS} JPEGs, "
@@ -267,9 +275,11 @@ def run(args, out=None):
     names = [r.strip() for r in (rows_arg or ",".join(QUICK_ROWS if args.quick else ROWS)).split(",") if r.strip()]
     if getattr(args, "augmentations", False):
         names += [n for n in AUGMENTATION_ROWS if n not in names]
+    if getattr(args, "augment", False):
+        names += [n for n in augment_rows.CLI_ROWS if n not in names]
     unknown = [n for n in names if n not in BUILDERS]
     if unknown:
-        print(f"bench: unknown row(s) {unknown}; choose from {', '.join(ROWS)}.", file=sys.stderr)
+        print(f"bench: unknown row(s) {unknown}; choose from {', '.join(BUILDERS)}.", file=sys.stderr)
         return 2
     if args.batch_size < 1:
         print(f"bench: --batch-size must be >= 1, got {args.batch_size}.", file=sys.stderr)
@@ -348,17 +358,21 @@ def _kernel_rows(args, job, names):
             continue
         if name in ("tf.data", "grain"):
             row_repeat = max(3, repeat // 4)
-        elif name == "numpy":
+        elif name == "numpy" or name.startswith("albumentations"):
             row_repeat = max(3, repeat // 3)
         else:
             row_repeat = repeat
-        times = measure(
-            row.fn,
-            repeat=row_repeat,
-            warmup=1 if args.quick else 2,
-            min_seconds=0.2 if args.quick else 1.0,
-            max_seconds=max_seconds,
-        )
+        try:
+            times = measure(
+                row.fn,
+                repeat=row_repeat,
+                warmup=1 if args.quick else 2,
+                min_seconds=0.2 if args.quick else 1.0,
+                max_seconds=max_seconds,
+            )
+        finally:
+            if hasattr(row, "close"):  # a row with worker processes stops them before the next row is timed
+                row.close()
         t = min(times)
         rows.append(row)
         results[name] = {

@@ -78,6 +78,11 @@ KERNEL_LABELS = {
     "+erasing": "+ RandomErasing / plain time",
     "+mixup": "+ MixUp(0.2) / plain time",
     "+cutmix": "+ CutMix(1.0) / plain time",
+    "fused/albumentations": "fused vs albumentations (no target)",
+    "+geometry": "+ rotation, zoom, shift / plain time",
+    "+jitter": "+ RandomColorJitter / plain time",
+    "+geometry/albumentations": "+ geometry vs albumentations + Affine",
+    "+jitter/albumentations": "+ jitter vs albumentations + ColorJitter",
 }
 FIT_LABELS = {
     "fit fastseq/convert": "fastseq / convert",
@@ -121,6 +126,10 @@ TARGETS = {
         Target("+erasing", "max", 1.15, _AUG[0]),
         Target("+mixup", "max", 1.6, _AUG[1]),
         Target("+cutmix", "max", 1.6, _AUG[1]),
+        Target("+geometry", "max", 3.0, "the resample of the augmentation pass"),
+        Target("+jitter", "max", 2.0, "the color ops of the augmentation pass"),
+        Target("+geometry/albumentations", "min", 20.0, "the augmentation pass"),
+        Target("+jitter/albumentations", "min", 20.0, "the augmentation pass"),
         *_fit_targets(convert=0.95),
     ),
     # 28x28x1: a batch of 512 is 1.6 MB of float32, which the work rule runs on one thread. The time to
@@ -275,9 +284,15 @@ def kernel_ratios(rows):
             out[key] = (f.ips / ips(base), ["fastseq", base])
     if ips("fastseq-1t"):
         out["threads"] = (f.ips / ips("fastseq-1t"), ["fastseq", "fastseq-1t"])
-    for op in ("cutout", "erasing", "mixup", "cutmix"):
+    for op in ("cutout", "erasing", "mixup", "cutmix", "geometry", "jitter"):
         if ips(f"fastseq+{op}"):
             out[f"+{op}"] = (f.ips / ips(f"fastseq+{op}"), ["fastseq", f"fastseq+{op}"])
+    if ips("albumentations"):
+        out["fused/albumentations"] = (f.ips / ips("albumentations"), ["fastseq", "albumentations"])
+    for op in ("geometry", "jitter"):
+        a, b = f"fastseq+{op}", f"albumentations+{op}"
+        if ips(a) and ips(b):
+            out[f"+{op}/albumentations"] = (ips(a) / ips(b), [a, b])
     return out
 
 
@@ -463,3 +478,74 @@ def summary_lines(*, kernel=None, fit=None, photos=None, what="arrays", photo_fi
     else:
         third = "The model.fit rows did not run."
     return [first, second, third]
+
+
+# -- the augmentation rows (benchmarks/test_augment.py, bench --augment) ---------------------
+
+
+@dataclass(frozen=True)
+class RowRatio:
+    """A target between two named rows of one group.
+
+    For a ``"max"`` target the value is ``row``'s time over ``other``'s (an op's cost over the plain pass);
+    for a ``"min"`` target it is ``row``'s images/s over ``other``'s (fastseq's speedup over a baseline).
+    """
+
+    row: str
+    other: str
+    label: str
+    target: Target
+
+    def value(self, rows):
+        a, b = rows[self.row].ips, rows[self.other].ips
+        return b / a if self.target.kind == "max" else a / b
+
+
+def _aug(row, other, label, kind, value, bound):
+    return RowRatio(row, other, label, Target(f"{row}/{other}", kind, value, bound))
+
+
+_PASS, _BASE = "the augmentation pass (resample or color, per value)", "fastseq's augmentation pass"
+#: The CIFAR-shaped (batch 512, float32) and photo (224, batch 32) augmentation targets, per group.
+#: Rows: ``plain`` (crop, flip, normalise), ``fastseq+OPS``, ``keras+OPS``, ``albumentations+OPS``.
+AUGMENT_RATIOS = {
+    "augment-geometry": (
+        _aug("fastseq+geometry", "plain", "rotation+zoom+translation / plain time", "max", 3.0, _PASS),
+        _aug("fastseq+geometry", "keras+geometry", "geometry vs Keras layers", "min", 30.0, _BASE),
+        _aug("fastseq+geometry", "albumentations+geometry", "geometry vs albumentations", "min", 20.0, _BASE),
+    ),
+    "augment-color": (
+        _aug("fastseq+jitter", "plain", "color jitter / plain time", "max", 2.0, _PASS),
+        _aug("fastseq+jitter", "keras+jitter", "color jitter vs Keras layers", "min", 30.0, _BASE),
+        _aug("fastseq+jitter", "albumentations+jitter", "color jitter vs albumentations", "min", 20.0, _BASE),
+    ),
+    "augment-photos": (
+        _aug("fastseq+rotation", "fastseq", "RRC + rotation / RRC time", "max", 1.3, _PASS),
+        _aug("fastseq+rotation+jitter", "fastseq+rotation", "+ color jitter / RRC + rotation time", "max", 1.3, _PASS),
+        _aug("fastseq+rotation", "albumentations+rotation", "RRC + rotation vs albumentations", "min", 2.0, _BASE),
+        _aug("fastseq+rotation", "keras+rotation", "RRC + rotation vs Keras", "min", 20.0, _BASE),
+    ),
+}
+
+
+def color_op_ratio(name, target):
+    """The target of one color op alone: its row's time over the plain pass's, and the ratio to albumentations'."""
+    return (
+        _aug(f"fastseq+{name}", "plain", f"{name} / plain time", "max", target, _PASS),
+        RowRatio(f"fastseq+{name}", f"albumentations+{name}", f"{name} vs albumentations", Target(name, "min", 0.0, "")),
+    )
+
+
+def row_ratio_verdicts(ratios, rows):
+    """Verdicts of ``ratios`` (:class:`RowRatio`) whose two rows are in ``rows`` (``{name: Timing}``).
+
+    A target of 0 is shown without a verdict (a ratio worth seeing, with nothing committed).
+    """
+    out = []
+    for r in ratios:
+        if r.row not in rows or r.other not in rows or not rows[r.row].ips or not rows[r.other].ips:
+            continue
+        target = r.target if r.target.value else None
+        out.append(judge(r.target.key, r.label, r.value(rows), target,
+                         spreads=[rows[r.row].spread, rows[r.other].spread]))
+    return out
