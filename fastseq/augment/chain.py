@@ -33,6 +33,7 @@ import zlib
 
 import numpy as np
 
+from fastseq.augment import keras_layers
 from fastseq.augment._op import AugmentOp
 from fastseq.augment.crops import CenterCrop, RandomCrop, RandomResizedCrop, Resize
 
@@ -45,22 +46,33 @@ _FIELD_STREAM = 255  # the last of an op's 256 streams: an elastic op's noise fi
 
 
 def as_ops(augment, argument="augment"):
-    """``augment`` as a tuple of ops: None, one op, or a list or tuple of ops; else a clear TypeError."""
+    """``augment`` as a tuple of ops: None, one op, or a list or tuple of ops; else a clear TypeError.
+
+    Keras preprocessing layers (alone, in the list, or a ``keras.Sequential``) become the fastseq ops
+    of the same meaning (``fastseq.augment.keras_layers``), checked before any data is read.
+    """
     if augment is None:
         return ()
+    if keras_layers.is_keras_object(augment):
+        return keras_layers.from_keras(augment, argument)
     items = [augment] if isinstance(augment, AugmentOp) else augment
     if not isinstance(items, (list, tuple)):
         raise TypeError(
             f"{argument} must be an op (fastseq.RandomRotation(...), ...) or a list of them, got {type(augment).__name__}."
         )
+    ops = []
     for i, op in enumerate(items):
-        if not isinstance(op, AugmentOp):
+        if keras_layers.is_keras_object(op):
+            ops.extend(keras_layers.from_keras(op, f"{argument}[{i}]"))
+        elif not isinstance(op, AugmentOp):
             raise TypeError(
                 f"{argument}[{i}] must be a fastseq augmentation op (fastseq.RandomRotation(...), "
-                f"fastseq.RandomBrightness(...), ...), got {op!r}. The crop, flip, normalize, cutout and mix "
-                "have arguments of their own."
+                f"fastseq.RandomBrightness(...), ...) or a Keras preprocessing layer, got {op!r}. The crop, flip, "
+                "normalize, cutout and mix have arguments of their own."
             )
-    return tuple(items)
+        else:
+            ops.append(op)
+    return tuple(ops)
 
 
 def evaluation_ops(ops):
