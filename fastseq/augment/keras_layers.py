@@ -132,6 +132,11 @@ def op_for_layer(layer, where="augment"):
     module = color if name in _COLOR else geometry if name in _GEOMETRY else policies
     cls = getattr(module, name)
     kwargs = {f: config[f] for f in cls.__dataclass_fields__ if f in config}
+    if name == "RandomShear":  # Keras stores a number f as (-f, f); fastseq's pairs are magnitudes (sign drawn)
+        for f in ("x_factor", "y_factor"):
+            v = kwargs.get(f)
+            if isinstance(v, (tuple, list)) and len(v) == 2 and v[0] <= 0 and v[0] == -v[1]:
+                kwargs[f] = abs(float(v[1]))
     try:
         return cls(**kwargs)
     except ValueError as e:
