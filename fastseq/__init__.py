@@ -14,13 +14,16 @@ three of the profiler's objects: strings resolved on first use, so
 """
 
 from fastseq.augment import (
+    AugMix,
     AutoContrast,
     CenterCrop,
     CutMix,
     Cutout,
     Equalization,
+    Lambda,
     MixUp,
     Normalize,
+    RandAugment,
     RandomAffine,
     RandomBrightness,
     RandomColorDegeneration,
@@ -46,6 +49,7 @@ from fastseq.augment import (
     Rescale,
     Resize,
     Solarization,
+    TrivialAugmentWide,
 )
 
 __version__ = "0.1.0"
@@ -63,6 +67,10 @@ _LAZY = {
 }
 
 __all__ = [
+    "RandAugment",
+    "TrivialAugmentWide",
+    "AugMix",
+    "Lambda",
     "RandomAffine",
     "RandomElasticTransform",
     "RandomPerspective",

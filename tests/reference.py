@@ -974,3 +974,79 @@ def augment_pass(images, mats, cparams, fields, prog, run_interp, run_mode, run_
     if data_format == "channels_first":
         result = np.ascontiguousarray(result.transpose(0, 3, 1, 2))
     return result
+
+# ---- policies (fastseq.augment.policies) and torchvision's color ops (fastseq.kernels.tv_color) ----
+
+
+def tv_color_op(img, code, p):
+    """Torchvision's brightness (1), contrast (2), sharpness (3), equalize (4) on one HWC sample in pixel units."""
+    x = img.astype(np.float64)
+    C = x.shape[-1]
+    if code == 1:
+        return np.clip(p[0] * x, 0, 255)
+    if code == 2:
+        gray = np.floor(np.clip(_gray(x), 0, 255)) if C == 3 else x[..., :1]
+        return np.clip(p[0] * x + (1 - p[0]) * gray.mean(), 0, 255)
+    if code == 3:
+        if x.shape[0] <= 2 or x.shape[1] <= 2:
+            return x
+        kernel = np.ones((3, 3)) / 13
+        kernel[1, 1] = 5 / 13
+        blur = x.copy()
+        blur[1:-1, 1:-1] = np.rint(_conv_same(x, kernel, 0.0)[1:-1, 1:-1])
+        return np.clip(p[0] * x + (1 - p[0]) * blur, 0, 255)
+    if code == 4:
+        out = x.copy()
+        for c in range(C):
+            q = np.clip(x[..., c], 0, 255).astype(np.int64)
+            hist = np.bincount(q.ravel(), minlength=256)
+            nonzero = hist[hist != 0]
+            step = (nonzero[:-1].sum()) // 255
+            if step == 0:
+                continue
+            lut = (np.cumsum(hist) + step // 2) // step
+            lut = np.clip(np.concatenate([[0], lut[:-1]]), 0, 255)
+            out[..., c] = lut[q]
+        return out
+    raise ValueError(f"unknown torchvision color code {code}")
+
+
+def apply_op(img, op, u):
+    """One candidate op of a policy (a fastseq geometry or color spec) on one HWC sample, with its uniforms ``u`` (1-D)."""
+    u = np.asarray(u, np.float64)[None, :]
+    H, W = img.shape[:2]
+    if op.family == "geometry":
+        m = op.matrices(u, H, W)
+        return warp(img[None].astype(np.float32), m, interpolation=op.interpolation, fill_mode=op.fill_mode,
+                    fill_value=op.pixel_fill)[0].astype(np.float64)
+    p = op.params(u)[0]
+    if getattr(op, "stage", "color") == "extra":
+        return tv_color_op(img, op.code, p)
+    return color_op(img, op.code, p)
+
+
+def policy_sample(img, policy, u):
+    """A policy on one HWC sample with the policy's uniforms ``u`` (1-D): the chosen ops in slot order (and AugMix's blend)."""
+    from fastseq.augment.policies import AugMix
+
+    x = img.astype(np.float64)
+    gates = policy.gates(u[None])[0]
+    L = len(policy.candidates)
+    if not isinstance(policy, AugMix):
+        for s, (_, cols) in enumerate(policy._cols):
+            for c, cand in enumerate(policy.candidates):
+                if cand is not None and gates[s * L + c]:
+                    x = apply_op(x, cand, u[cols[c]])
+        return x
+    weights = policy.weights(u[None])[0]
+    acc = np.zeros_like(x)
+    S = policy._slots
+    for ch, (_, slots) in enumerate(policy._chains):
+        y = x.copy()
+        for s, (_, cols) in enumerate(slots):
+            for c, cand in enumerate(policy.candidates):
+                if gates[(ch * S + s) * L + c]:
+                    y = apply_op(y, cand, u[cols[c]])
+        acc += weights[ch] * y
+    m = weights[-1]
+    return np.clip(m * x + (1 - m) * acc, 0, 255)

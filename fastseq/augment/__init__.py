@@ -9,6 +9,9 @@
   ``RandomAffine``, each a 3x3 matrix per sample (or a displacement field);
 * ``color``: Keras' color and filter layers (``RandomBrightness`` ...),
   run on each sample's values inside the pass;
+* ``policies``: ``RandAugment``, ``TrivialAugmentWide`` and ``AugMix``, drawn per sample;
+* ``user``: ``Lambda``, your own Numba function inside the pass;
+* ``keras_layers``: Keras preprocessing layers read into these ops (imports Keras lazily);
 * ``chain``: the one place that turns the ordered ``augment=[...]`` list
   into the per-sample program of the pass.
 
@@ -56,6 +59,8 @@ from fastseq.augment.geometry import (
     RandomZoom,
 )
 from fastseq.augment.normalize import Normalize, Rescale
+from fastseq.augment.policies import AugMix, RandAugment, TrivialAugmentWide
+from fastseq.augment.user import Lambda
 
 #: Keras' 14 color and filter layers and its 6 geometric ones (plus RandomAffine), as fastseq ops.
 COLOR_OPS = (
@@ -91,4 +96,5 @@ __all__ = [
     "RandomTranslation",
     "RandomZoom",
     "Solarization",
+    "RandAugment", "TrivialAugmentWide", "AugMix", "Lambda",
 ]

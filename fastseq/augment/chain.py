@@ -33,6 +33,7 @@ import zlib
 
 import numpy as np
 
+from fastseq.augment import keras_layers
 from fastseq.augment._op import AugmentOp
 from fastseq.augment.crops import CenterCrop, RandomCrop, RandomResizedCrop, Resize
 
@@ -45,22 +46,33 @@ _FIELD_STREAM = 255  # the last of an op's 256 streams: an elastic op's noise fi
 
 
 def as_ops(augment, argument="augment"):
-    """``augment`` as a tuple of ops: None, one op, or a list or tuple of ops; else a clear TypeError."""
+    """``augment`` as a tuple of ops: None, one op, or a list or tuple of ops; else a clear TypeError.
+
+    Keras preprocessing layers (alone, in the list, or a ``keras.Sequential``) become the fastseq ops
+    of the same meaning (``fastseq.augment.keras_layers``), checked before any data is read.
+    """
     if augment is None:
         return ()
+    if keras_layers.is_keras_object(augment):
+        return keras_layers.from_keras(augment, argument)
     items = [augment] if isinstance(augment, AugmentOp) else augment
     if not isinstance(items, (list, tuple)):
         raise TypeError(
             f"{argument} must be an op (fastseq.RandomRotation(...), ...) or a list of them, got {type(augment).__name__}."
         )
+    ops = []
     for i, op in enumerate(items):
-        if not isinstance(op, AugmentOp):
+        if keras_layers.is_keras_object(op):
+            ops.extend(keras_layers.from_keras(op, f"{argument}[{i}]"))
+        elif not isinstance(op, AugmentOp):
             raise TypeError(
                 f"{argument}[{i}] must be a fastseq augmentation op (fastseq.RandomRotation(...), "
-                f"fastseq.RandomBrightness(...), ...), got {op!r}. The crop, flip, normalize, cutout and mix "
-                "have arguments of their own."
+                f"fastseq.RandomBrightness(...), ...) or a Keras preprocessing layer, got {op!r}. The crop, flip, "
+                "normalize, cutout and mix have arguments of their own."
             )
-    return tuple(items)
+        else:
+            ops.append(op)
+    return tuple(ops)
 
 
 def evaluation_ops(ops):
@@ -70,12 +82,23 @@ def evaluation_ops(ops):
 
 @dataclasses.dataclass
 class Run:
-    """Consecutive geometric ops resampled together; ``rule`` is ``(interpolation, fill_mode, fill_value)``."""
+    """Consecutive geometric ops resampled together; ``rule`` is ``(interpolation, fill_mode, fill_value)``.
+
+    ``ops`` holds ``(owner, op, cols)``: the op, the op of ``augment`` whose draws it reads (itself, or the
+    policy it is a candidate of) and which of the owner's draw columns (None: all). A gated run (a
+    policy's candidate) holds one op and runs only where its gate is on.
+    """
 
     ops: list
     rule: tuple | None
     field_op: object = None  # a RandomElasticTransform that ends the run
     field_slot: int = -1
+    gate: int = -1
+
+
+# Stage kinds of fastseq.kernels.augment_pass (kept here as numbers: this module imports no Numba).
+STAGE_WARP, STAGE_COLOR, STAGE_EXTRA, STAGE_SAVE, STAGE_ACCUM, STAGE_BLEND, STAGE_LAMBDA = range(7)
+_EXTENDED_ONLY = (STAGE_EXTRA, STAGE_SAVE, STAGE_ACCUM, STAGE_BLEND, STAGE_LAMBDA)
 
 
 def _rule(op):
@@ -97,8 +120,23 @@ def _streams(ops):
     return firsts
 
 
+def _steps(op):
+    """An op of ``augment`` as steps: a policy's own (``op.steps()``), else the op itself, ungated."""
+    if op.family == "policy":
+        return op.steps()
+    if op.family == "lambda":
+        return [("lambda", op)]
+    return [("op", op, None, None)]
+
+
 class Chain:
     """The program of one sequence's augment list, for images made at ``out_size`` with ``channels``.
+
+    A policy (``fastseq.augment.policies``) is expanded here: each of its
+    steps is a candidate op gated by a column of the policy's ``gates(u)``
+    (a geometric candidate is a run of its own, skipped where its gate is
+    off), or one of AugMix's keep / accumulate / blend stages weighted by a
+    column of its ``weights(u)``.
 
     Args:
         ops: the checked ops (:func:`as_ops`), in order.
@@ -114,29 +152,62 @@ class Chain:
         self.crop = crop
         self.out_size = tuple(out_size)
         runs = [Run([], None)]
-        stages = [("warp", 0)]
-        self._color = []  # (op, first param column, stop)
+        stages = [(STAGE_WARP, 0, -1)]
+        self._color = []  # (owner, op, cols, first param column, stop)
+        self._tables = []  # (policy, "gates" or "weights", first column, stop)
+        self._lambdas = []  # (op, first column, stop): its draws
+        self.lambdas, self.lambda_names = (), ()
         width = 0
-        for op in self.ops:
-            if op.family == "geometry":
-                kind, r = stages[-1]
-                run = runs[r] if kind == "warp" else None
-                if run is None or run.field_op is not None or run.rule not in (None, _rule(op)):
-                    runs.append(Run([], None))
-                    stages.append(("warp", len(runs) - 1))
-                    run = runs[-1]
-                run.rule = _rule(op)
-                if hasattr(op, "fields"):  # RandomElasticTransform: a displacement field ends its run
-                    run.field_op = op
+        for i, owner in enumerate(self.ops):
+            gate0 = weight0 = 0
+            if owner.family == "policy":
+                gate0 = width
+                width += owner.n_gates
+                self._tables.append((owner, "gates", gate0, width))
+                weight0 = width
+                width += owner.n_weights
+                self._tables.append((owner, "weights", weight0, width))
+            for step in _steps(owner):
+                what = step[0]
+                if what == "keep":
+                    stages.append((STAGE_SAVE, 0, 0, 0, -1))
+                    continue
+                if what in ("accum", "blend"):
+                    stages.append((STAGE_ACCUM if what == "accum" else STAGE_BLEND, weight0 + step[1], 0, 0, -1))
+                    continue
+                if what == "lambda":
+                    op = step[1]
+                    stages.append((STAGE_LAMBDA, len(self.lambdas), width, width + op.n_draws, -1))
+                    self._lambdas.append((op, width, width + op.n_draws))
+                    width += op.n_draws
+                    self.lambdas += (op.fn,)
+                    self.lambda_names += (f"{op!r} (augment[{i}])",)
+                    continue
+                _, op, g, cols = step
+                gate = -1 if g is None else gate0 + g
+                if op.family == "geometry":
+                    kind, r = stages[-1][:2]
+                    run = runs[r] if kind == STAGE_WARP else None
+                    if (gate >= 0 or run is None or run.gate >= 0 or run.field_op is not None
+                            or run.rule not in (None, _rule(op))):
+                        runs.append(Run([], None, gate=gate))
+                        stages.append((STAGE_WARP, len(runs) - 1, gate))
+                        run = runs[-1]
+                    run.rule = _rule(op)
+                    if hasattr(op, "fields"):  # RandomElasticTransform: a displacement field ends its run
+                        if gate >= 0:
+                            raise TypeError(f"augment: {op!r} cannot be a policy's candidate.")
+                        run.field_op = op
+                    else:
+                        run.ops.append((owner, op, cols))
+                elif op.family == "color":
+                    kind = STAGE_EXTRA if getattr(op, "stage", "color") == "extra" else STAGE_COLOR
+                    stages.append((kind, op, width, width + op.n_params, gate))
+                    self._color.append((owner, op, cols, width, width + op.n_params))
+                    width += op.n_params
                 else:
-                    run.ops.append(op)
-            elif op.family == "color":
-                stages.append(("color", op))
-                self._color.append((op, width, width + op.n_params))
-                width += op.n_params
-            else:
-                raise TypeError(f"augment: {op!r} has no family fastseq knows (geometry or color).")
-        self.runs, self.stages, self.n_params = runs, stages, width
+                    raise TypeError(f"augment: {op!r} has no family fastseq knows (geometry, color, policy or lambda).")
+        self.runs, self.n_params = runs, width
         self.n_fields = 0
         for run in runs:
             if run.field_op is not None:
@@ -144,22 +215,28 @@ class Chain:
                 self.n_fields += 1
         self.has_geometry = any(r.ops or r.field_op is not None for r in runs)
         self.has_color = bool(self._color)
-        # A window of whole pixels (no crop, RandomCrop, CenterCrop, flips) is copied; a resize needs the warp.
-        resamples = self.has_geometry or isinstance(crop, (RandomResizedCrop, Resize))
-        self.variant = "warp_color" if resamples and self.has_color else "warp" if resamples else "copy"
         # The program.
         first_rule = runs[0].rule if runs[0].rule is not None else self._crop_rule()
         self.run_interp = np.array([INTERP_CODES[(r.rule or first_rule)[0]] for r in runs], np.int64)
         self.run_mode = np.array([FILL_CODES[(r.rule or first_rule)[1]] for r in runs], np.int64)
         self.run_fill = np.array([(r.rule or first_rule)[2] for r in runs], np.float64)
-        prog, colors = [], iter(self._color)
-        for kind, what in stages:
-            if kind == "warp":
-                prog.append((0, what, runs[what].field_slot, 0, -1))
+        prog = []
+        for stage in stages:
+            if stage[0] == STAGE_WARP:
+                _, r, gate = stage
+                prog.append((STAGE_WARP, r, runs[r].field_slot, 0, gate))
+            elif stage[0] in (STAGE_COLOR, STAGE_EXTRA):
+                kind, op, start, stop, gate = stage
+                prog.append((kind, op.code, start, stop, gate))
             else:
-                op, start, stop = next(colors)
-                prog.append((1, op.code, start, stop, -1))
+                prog.append(stage)
         self.prog = np.array(prog, np.int64)
+        # A window of whole pixels (no crop, RandomCrop, CenterCrop, flips) is copied; a resize needs the warp.
+        resamples = self.has_geometry or isinstance(crop, (RandomResizedCrop, Resize))
+        if np.isin(self.prog[:, 0], _EXTENDED_ONLY).any():
+            self.variant = "extended"
+        else:
+            self.variant = "warp_color" if resamples and self.has_color else "warp" if resamples else "copy"
         # One uniforms call per batch for every op: columns per op.
         firsts = _streams(self.ops)
         self._first_stream = dict(zip(map(id, self.ops), firsts))
@@ -192,16 +269,25 @@ class Chain:
         fields = np.zeros((n, self.n_fields, h, w, 2), np.float32)
         for r, run in enumerate(self.runs):
             m = window if r == 0 else np.broadcast_to(np.eye(3), (n, 3, 3))
-            for op in run.ops:
-                m = m @ op.matrices(u[:, self._columns[id(op)]], h, w)
+            for owner, op, cols in run.ops:
+                m = m @ op.matrices(self._u(u, owner, cols), h, w)
             mats[:, r] = m
             if run.field_op is not None:
                 op = run.field_op
                 fields[:, run.field_slot] = op.fields(seed, epoch, indices, self._first_stream[id(op)] + _FIELD_STREAM, h, w)
         cparams = np.empty((n, self.n_params))
-        for op, start, stop in self._color:
-            cparams[:, start:stop] = op.params(u[:, self._columns[id(op)]])
+        for owner, op, cols, start, stop in self._color:
+            cparams[:, start:stop] = op.params(self._u(u, owner, cols))
+        for policy, table, start, stop in self._tables:
+            cparams[:, start:stop] = getattr(policy, table)(self._u(u, policy, None))
+        for op, start, stop in self._lambdas:
+            cparams[:, start:stop] = self._u(u, op, None)
         return mats, cparams, fields
+
+    def _u(self, u, owner, cols):
+        """The uniforms of ``owner`` (an op of the list), or its columns ``cols`` (a policy's candidate's)."""
+        mine = u[:, self._columns[id(owner)]]
+        return mine if cols is None else mine[:, cols]
 
 
 def window_matrices(crop, origins, flips, n, image_size, out_size, boxes_for_resize=None):

@@ -19,16 +19,36 @@ A stage with ``gate >= 0`` runs only for the samples whose
 may choose, and each sample's draws switch on the ones it chose. Stage 0
 is never gated.
 
+Stages only the ``extended`` variant runs (AugMix, TrivialAugmentWide,
+``Lambda``), never gated:
+
+* ``STAGE_EXTRA`` ``[2, code, start, stop, gate]`` (may be gated): a
+  torchvision color op (``fastseq.kernels.tv_color``).
+* ``STAGE_SAVE`` ``[3, 0, 0, 0, -1]``: keep the sample (the *original* of
+  AugMix) and zero the accumulator.
+* ``STAGE_ACCUM`` ``[4, col, 0, 0, -1]``: ``acc += cparams[b, col] * x``, then
+  ``x`` = the kept sample again (the next chain starts from the original).
+* ``STAGE_BLEND`` ``[5, col, 0, 0, -1]``: ``x = clip(m * kept + (1 - m) * acc,
+  0, 255)`` with ``m = cparams[b, col]``.
+* ``STAGE_LAMBDA`` ``[6, i, start, stop, -1]``: the user's function
+  ``lambdas[i]`` on each sample's values with its draws
+  ``cparams[b, start:stop]``. The pass is split there: the stages before
+  write float32 values (pixel units, unrounded) into a batch buffer, a
+  small compiled loop specialised on the function runs it over the samples
+  (Python threads over chunks, as the pass), and the stages after read the
+  buffer back (their stage 0 is a placeholder, skipped).
+
 Then the values are normalised (``float32(v) * a[c] + b[c]``, no FMA) and
 written once into the batch in its dtype and layout: float32, float16 or
 bfloat16 (correctly rounded bits through a uint16 view), or uint8 (rounded
 half to even and clipped, as ``np.rint``). Nothing is rounded between
 stages.
 
-Three compiled variants, so a sequence compiles only the families it uses:
+Four compiled variants, so a sequence compiles only the families it uses:
 ``copy`` (a crop with flips and color ops: an integer window copied, the
-warp not compiled), ``warp`` (geometric ops, no color code compiled) and
-``warp_color``. Each is a compiled loop over a range of the batch's
+warp not compiled), ``warp`` (geometric ops, no color code compiled),
+``warp_color``, and ``extended`` (everything, plus the stages above: only a
+sequence with AugMix, TrivialAugmentWide or a ``Lambda`` compiles it). Each is a compiled loop over a range of the batch's
 samples, run on Python threads (``run_split``; the loops release the GIL)
 around one per-sample function. Numba-compiled; parallel over the batch.
 """
@@ -41,9 +61,13 @@ from fastseq.kernels import _validate as check
 from fastseq.kernels.color import _color_op
 from fastseq.kernels.config import JIT, RESAMPLE_COST, announced, mark_warm, run_split, threads_for
 from fastseq.kernels.halfprec import f32_to_bf16_bits, f32_to_f16_bits
+from fastseq.kernels.tv_color import TV_LAST, _tv_op
 from fastseq.kernels.warp import FILL_CONSTANT, FILL_MIRROR, FILL_NEAREST, FILL_REFLECT, FILL_WRAP, _warp_sample
 
 STAGE_WARP, STAGE_COLOR = 0, 1
+STAGE_EXTRA, STAGE_SAVE, STAGE_ACCUM, STAGE_BLEND, STAGE_LAMBDA = 2, 3, 4, 5, 6
+_EXTENDED_ONLY = (STAGE_EXTRA, STAGE_SAVE, STAGE_ACCUM, STAGE_BLEND, STAGE_LAMBDA)
+_NO_INTER = np.zeros((0, 1, 1, 1), np.float32)
 _RAW, _AFFINE, _F16, _BF16 = 0, 1, 2, 3
 _NO_FIELD = np.zeros((0, 0, 2), np.float32)
 
@@ -213,6 +237,57 @@ def _sample_warp_color(k, xf, offs, dims, C, prog, run_interp, run_mode, run_fil
     _emit(buf, out, k, channels_first, kind, a, b)
 
 
+@njit(**JIT)
+def _sample_extended(k, xf, offs, dims, C, prog, run_interp, run_mode, run_fill, mats, cparams, fields, no_field, h, w,
+                     kind, channels_first, a, b, out, inter):
+    """``_sample_warp_color`` plus torchvision's color ops, AugMix's keep/accumulate/blend, and a float32 start.
+
+    With ``inter`` non-empty the sample starts from ``inter[k]`` (a pass split at a ``Lambda``) and stage 0
+    is skipped.
+    """
+    buf = np.empty((h, w, C), np.float32)
+    other = np.empty((h, w, C), np.float32)
+    kept = np.empty((0, 0, 0), np.float32)
+    acc = np.empty((0, 0, 0), np.float32)
+    if inter.shape[0] > 0:
+        buf[:] = inter[k]
+    else:
+        _first(k, xf, offs, dims, C, prog, run_interp, run_mode, run_fill, mats, fields, no_field, buf)
+    for s in range(1, prog.shape[0]):
+        if prog[s, 4] >= 0 and cparams[k, prog[s, 4]] == 0.0:
+            continue
+        stage = prog[s, 0]
+        if stage == STAGE_COLOR:
+            _color_op(buf, prog[s, 1], cparams[k, prog[s, 2]:prog[s, 3]])
+        elif stage == STAGE_WARP:
+            r, fs = prog[s, 1], prog[s, 2]
+            field = fields[k, fs] if fs >= 0 else no_field
+            _warp_sample(buf.reshape(h * w * C), 0, h, w, C, mats[k, r], field, run_interp[r], run_mode[r], run_fill[r],
+                         other)
+            buf, other = other, buf
+        elif stage == STAGE_EXTRA:
+            _tv_op(buf, prog[s, 1], cparams[k, prog[s, 2]:prog[s, 3]])
+        elif stage == STAGE_SAVE:
+            if kept.size == 0:
+                kept = np.empty((h, w, C), np.float32)
+                acc = np.empty((h, w, C), np.float32)
+            kept[:] = buf
+            acc[:] = 0.0
+        elif stage == STAGE_ACCUM:
+            wt = np.float32(cparams[k, prog[s, 1]])
+            fa, fb, fk = acc.reshape(h * w * C), buf.reshape(h * w * C), kept.reshape(h * w * C)
+            for j in range(h * w * C):
+                fa[j] += fb[j] * wt
+                fb[j] = fk[j]
+        elif stage == STAGE_BLEND:
+            m = np.float32(cparams[k, prog[s, 1]])
+            m1 = np.float32(1.0) - m
+            fa, fb, fk = acc.reshape(h * w * C), buf.reshape(h * w * C), kept.reshape(h * w * C)
+            for j in range(h * w * C):
+                fb[j] = min(max(m * fk[j] + m1 * fa[j], np.float32(0.0)), np.float32(255.0))
+    _emit(buf, out, k, channels_first, kind, a, b)
+
+
 # One compiled loop per variant over a range of the batch's samples. The threads are Python's (the
 # loops release the GIL), not a parallel region: Numba's parfor lowering more than doubled the compile of
 # each variant (warp: 18 s against 7.7 s), the first batch of a new variant waits for that compile, and
@@ -236,7 +311,25 @@ def _pass_warp_color(start, stop, xf, offs, dims, C, prog, ri, rm, rf, mats, cpa
         _sample_warp_color(k, xf, offs, dims, C, prog, ri, rm, rf, mats, cparams, fields, nf, h, w, kind, cf, a, b, out)
 
 
-_VARIANTS = {"copy": _pass_copy, "warp": _pass_warp, "warp_color": _pass_warp_color}
+@njit(**JIT)
+def _pass_extended(start, stop, xf, offs, dims, C, prog, ri, rm, rf, mats, cparams, fields, nf, h, w, kind, cf, a, b,
+                   out, inter):
+    for k in range(start, stop):
+        _sample_extended(k, xf, offs, dims, C, prog, ri, rm, rf, mats, cparams, fields, nf, h, w, kind, cf, a, b, out,
+                         inter)
+
+
+@njit(**JIT)
+def _lambda_loop(start, stop, fn, values, cparams, first, last):
+    """``fn(values[k], cparams[k, first:last])`` for ``k`` in ``start:stop``: the user's function, per sample.
+
+    Compiled once per function (a specialisation on its type); the GIL is released.
+    """
+    for k in range(start, stop):
+        fn(values[k], cparams[k, first:last])
+
+
+_VARIANTS = {"copy": _pass_copy, "warp": _pass_warp, "warp_color": _pass_warp_color, "extended": _pass_extended}
 _MODES = (FILL_CONSTANT, FILL_NEAREST, FILL_REFLECT, FILL_WRAP, FILL_MIRROR)
 
 
@@ -267,17 +360,20 @@ class AugmentPass:
         prog, run_interp, run_mode, run_fill: the program (see the module's
             docstring) and each run's interpolation, border rule and fill.
         n_params: the color parameters per sample; n_fields: elastic fields per sample.
-        variant: ``"copy"``, ``"warp"`` or ``"warp_color"``.
+        variant: ``"copy"``, ``"warp"``, ``"warp_color"`` or ``"extended"``.
         mean, std, scale, offset: the normalisation, as ``fastseq.kernels.fused``.
         dtype: "float32", "float16", "bfloat16" or "uint8".
         data_format: "channels_last" or "channels_first".
+        lambdas: the Numba-compiled functions the ``STAGE_LAMBDA`` stages name, in order.
+        lambda_names: how an error raised in each names it (e.g. ``"Lambda(add_noise) (augment[2])"``).
 
     Called as ``plan(indices, draw, None, out=None)`` with an :class:`AugmentDraw`;
     immutable and safe to share between threads.
     """
 
     def __init__(self, pixels, offsets, shapes, *, out_size, prog, run_interp, run_mode, run_fill, n_params, n_fields,
-                 variant, mean=None, std=None, scale=None, offset=None, dtype="float32", data_format="channels_last"):
+                 variant, mean=None, std=None, scale=None, offset=None, dtype="float32", data_format="channels_last",
+                 lambdas=(), lambda_names=()):
         self._xf = pixels
         self._offsets = np.ascontiguousarray(offsets, np.int64)
         self._dims = np.ascontiguousarray(np.asarray(shapes, np.int64)[:, :2])
@@ -297,8 +393,21 @@ class AugmentPass:
         if variant not in _VARIANTS:
             raise ValueError(f"variant must be one of {tuple(_VARIANTS)}, got {variant!r}.")
         self.variant = variant
+        self.lambdas = tuple(lambdas)
+        self._lambda_names = tuple(lambda_names) + tuple(f"Lambda #{i}" for i in range(len(lambda_names),
+                                                                                       len(self.lambdas)))
         self._check_prog()
         self._kernel = _VARIANTS[variant]
+        # A Lambda splits the program: the stages between two of them run as one pass (see the module's docstring).
+        cuts = [0, *np.flatnonzero(self.prog[:, 0] == STAGE_LAMBDA).tolist(), self.prog.shape[0]]
+        placeholder = np.array([[STAGE_WARP, 0, -1, 0, -1]], np.int64)
+        self._segments = []
+        for i in range(len(cuts) - 1):
+            body = self.prog[cuts[i]:cuts[i + 1]]
+            if i > 0:
+                body = np.concatenate([placeholder, body[1:]])
+            lam = None if i == len(cuts) - 2 else tuple(self.prog[cuts[i + 1]].tolist())
+            self._segments.append((np.ascontiguousarray(body), lam))
         coeffs = check.affine(self.channels, mean, std, scale, offset)
         self.dtype = check.output_dtype(dtype, coeffs is not None)
         self.channels_first = check.data_format(data_format)
@@ -318,6 +427,7 @@ class AugmentPass:
         elif not (len(self._run_interp) == len(self._run_fill) == self.n_runs and self.n_runs >= 1):
             problem = "run_interp, run_mode and run_fill must have one entry per run"
         else:
+            saved = False
             for kind, a, b, c, gate in prog.tolist():
                 if not -1 <= gate < P:
                     problem = f"gate {gate} is outside the {P} parameters"
@@ -325,16 +435,35 @@ class AugmentPass:
                     problem = f"warp stage ({a}, {b}) names a run or field that does not exist"
                 elif kind == STAGE_COLOR and not (1 <= a <= 14 and 0 <= b <= c <= P):
                     problem = f"color stage ({a}, {b}, {c}) names an unknown op or parameters outside {P}"
-                elif kind not in (STAGE_WARP, STAGE_COLOR):
+                elif kind == STAGE_EXTRA and not (1 <= a <= TV_LAST and 0 <= b <= c <= P):
+                    problem = f"extra color stage ({a}, {b}, {c}) names an unknown op or parameters outside {P}"
+                elif kind in (STAGE_SAVE, STAGE_ACCUM, STAGE_BLEND, STAGE_LAMBDA) and gate != -1:
+                    problem = f"stage kind {kind} cannot be gated"
+                elif kind in (STAGE_ACCUM, STAGE_BLEND) and not (saved and 0 <= a < P):
+                    problem = f"stage kind {kind} needs a keep stage before it and a weight column in [0, {P})"
+                elif kind == STAGE_LAMBDA and not (0 <= a < len(self.lambdas) and 0 <= b <= c <= P):
+                    problem = f"lambda stage ({a}, {b}, {c}) names a function or draws that do not exist"
+                elif kind == STAGE_LAMBDA and saved:
+                    problem = "a lambda stage cannot stand between a keep stage and its blend"
+                elif kind not in (STAGE_WARP, STAGE_COLOR) + _EXTENDED_ONLY:
                     problem = f"unknown stage kind {kind}"
                 if problem:
                     break
+                if kind == STAGE_SAVE:
+                    saved = True
+                elif kind == STAGE_BLEND:
+                    saved = False
         if problem:
             raise ValueError(f"prog: {problem}; got {prog.tolist()}.")
         if self.variant == "copy" and (self.n_runs != 1 or (prog[1:, 0] == STAGE_WARP).any()):
             raise ValueError("variant 'copy' takes one run (the crop's window) and color stages only.")
         if self.variant == "warp" and (prog[:, 0] == STAGE_COLOR).any():
             raise ValueError("variant 'warp' takes no color stage; use 'warp_color'.")
+        if self.variant != "extended" and np.isin(prog[:, 0], _EXTENDED_ONLY).any():
+            raise ValueError(f"variant {self.variant!r} takes warp and color stages only; use 'extended'.")
+        if len(self.lambdas) != int((prog[:, 0] == STAGE_LAMBDA).sum()):
+            raise ValueError(f"lambdas: the program has {int((prog[:, 0] == STAGE_LAMBDA).sum())} lambda stages, "
+                             f"got {len(self.lambdas)} functions.")
 
     def __len__(self):
         return self._offsets.shape[0]
@@ -364,11 +493,40 @@ class AugmentPass:
         out = check.out_array(out, self.output_shape(n), self.dtype, None)
         if n == 0:
             return out
-        args = self._args(indices, mats, cparams, fields, out)
         threads = threads_for(out.nbytes * RESAMPLE_COST, numba.get_num_threads())
-        announced(self._variant_key, f"the augmentation pass ({self.variant}) for {self.dtype} {self.data_format} batches",
-                  run_split, self._kernel, n, threads, *args)
+        if self.variant != "extended":
+            args = self._args(indices, mats, cparams, fields, out)
+            announced(self._variant_key, f"the augmentation pass ({self.variant}) for {self.dtype} "
+                      f"{self.data_format} batches", run_split, self._kernel, n, threads, *args)
+            return out
+        h, w = self.out_size
+        inter = np.empty((n, h, w, self.channels), np.float32) if len(self._segments) > 1 else _NO_INTER
+        one, zero = np.ones(w * self.channels, np.float32), np.zeros(w * self.channels, np.float32)
+        for i, (prog, lam) in enumerate(self._segments):
+            last = lam is None
+            if last:  # into the batch: its dtype, layout and normalisation
+                target = out.view(np.uint16) if self._kind in (_F16, _BF16) else out
+                kind, cf, a, b = self._kind, self.channels_first, self._a, self._b
+            else:  # into the float32 buffer, unrounded
+                target, kind, cf, a, b = inter, _AFFINE, False, one, zero
+            args = (self._xf, self._offsets[indices], self._dims[indices], self.channels, prog, self._run_interp,
+                    self._run_mode, self._run_fill, mats, cparams, fields, _NO_FIELD, h, w, kind, cf, a, b, target,
+                    _NO_INTER if i == 0 else inter)
+            announced(("augment", "extended", target.dtype.name, cf), "the augmentation pass (extended) for "
+                      f"{'float32 values' if not last else self.dtype + ' ' + self.data_format + ' batches'}",
+                      run_split, self._kernel, n, threads, *args)
+            if not last:
+                self._run_lambda(lam, inter, cparams, threads)
         return out
+
+    def _run_lambda(self, stage, values, cparams, threads):
+        _, i, first, stop, _ = stage
+        fn = self.lambdas[i]
+        try:
+            announced(("augment-lambda", id(fn)), f"the loop of {self._lambda_names[i]}",
+                      run_split, _lambda_loop, values.shape[0], threads, fn, values, cparams, first, stop)
+        except Exception as e:  # the user's function raised (inside compiled code): name the op
+            raise RuntimeError(f"augment: {self._lambda_names[i]} raised {type(e).__name__}: {e}") from e
 
     def _args(self, indices, mats, cparams, fields, out):
         h, w = self.out_size
@@ -383,5 +541,21 @@ class AugmentPass:
         one = np.zeros(1, np.int64)
         mats = np.broadcast_to(np.eye(3), (1, self.n_runs, 3, 3))
         draw = AugmentDraw(mats, np.zeros((1, self.n_params)), np.zeros((1, self.n_fields, h, w, 2), np.float32))
-        self(one, draw)
+        if self.lambdas:  # compile the passes and each function's loop without calling the user's functions
+            self._compile_split(draw)
+        else:
+            self(one, draw)
         mark_warm(self._variant_key)
+
+    def _compile_split(self, draw):
+        h, w = self.out_size
+        values = np.zeros((1, h, w, self.channels), np.float32)
+        for _, lam in self._segments:
+            if lam is not None:
+                _lambda_loop(0, 0, self.lambdas[lam[1]], values, draw.cparams, lam[2], lam[3])
+        out = np.empty(self.output_shape(1), self.dtype)
+        for target, kind, cf in ((values, _AFFINE, False), (out, self._kind, self.channels_first)):
+            target = target.view(np.uint16) if target.dtype.itemsize == 2 else target
+            _pass_extended(0, 0, self._xf, self._offsets[:1], self._dims[:1], self.channels, self.prog[:1],
+                           self._run_interp, self._run_mode, self._run_fill, np.ascontiguousarray(draw.mats),
+                           draw.cparams, draw.fields, _NO_FIELD, h, w, kind, cf, self._a, self._b, target, values)

@@ -130,7 +130,8 @@ def _augment_plan(o, crop_draws, dtype):
     batch = augment_pass.AugmentPass(
         pixels, offsets, shapes, out_size=out_size, prog=chain.prog, run_interp=chain.run_interp,
         run_mode=chain.run_mode, run_fill=chain.run_fill, n_params=chain.n_params, n_fields=chain.n_fields,
-        variant=chain.variant, dtype=dtype, data_format=o.data_format, **normalize,
+        variant=chain.variant, dtype=dtype, data_format=o.data_format, lambdas=chain.lambdas,
+        lambda_names=chain.lambda_names, **normalize,
     )
     return batch, AugmentDraws(chain, crop_draws, o.image_shape[:2], out_size, boxes)
 
