@@ -29,13 +29,13 @@ CV2_BORDER_CONSTANT, CV2_BORDER_REFLECT = 0, 2
 
 def geometry_ops():
     """``RandomRotation(0.1)``, ``RandomZoom(0.2)``, ``RandomTranslation(0.1, 0.1)``: one composed resample."""
-    import fastseq
+    from fastseq import augment as fastseq  # the specs, not the facade (tests/test_layout.py)
 
     return [fastseq.RandomRotation(0.1), fastseq.RandomZoom(0.2), fastseq.RandomTranslation(0.1, 0.1)]
 
 
 def jitter_ops():
-    import fastseq
+    from fastseq import augment as fastseq  # the specs, not the facade (tests/test_layout.py)
 
     return [fastseq.RandomColorJitter(brightness_factor=0.2, contrast_factor=0.2, saturation_factor=0.2, hue_factor=0.1)]
 
@@ -75,7 +75,7 @@ def _a(name, **kw):
 
 def color_cases():
     """Each of Keras' 14 color and filter layers alone, with albumentations' nearest transform where it has one."""
-    import fastseq
+    from fastseq import augment as fastseq  # the specs, not the facade (tests/test_layout.py)
 
     cases = [
         ("brightness", fastseq.RandomBrightness(0.2), _a("RandomBrightnessContrast", brightness_limit=0.2, contrast_limit=0.0,
@@ -108,13 +108,14 @@ def color_cases():
 
 def cifar_sequence(x, y, augment=None, *, batch_size=512, seed=0, mean=None, std=None, padding=4):
     """The kernel job (pad ``padding``, crop back, flip, normalise, float32) as an ``ArraySequence``, plus ``augment``."""
-    import fastseq
+    from fastseq import augment as fastseq  # the specs, not the facade (tests/test_layout.py)
     from fastseq.bench import synthetic
+    from fastseq.sequence.array_sequence import ArraySequence
 
     mean = synthetic.CIFAR_MEAN if mean is None else mean
     std = synthetic.CIFAR_STD if std is None else std
     h, w = x.shape[1:3]
-    return fastseq.ArraySequence(x, y, batch_size=batch_size, seed=seed, crop=fastseq.RandomCrop(h, w, padding=padding),
+    return ArraySequence(x, y, batch_size=batch_size, seed=seed, crop=fastseq.RandomCrop(h, w, padding=padding),
                                  flip="horizontal", normalize=fastseq.Normalize(mean, std), augment=augment)
 
 
