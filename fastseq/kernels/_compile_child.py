@@ -36,8 +36,9 @@ def main(argv):
     types = pickle.loads(base64.b64decode(spec["types"]))
     os.makedirs(os.path.dirname(spec["lock"]), exist_ok=True)
     with open(spec["lock"], "a+b") as lock:
+        t1 = time.perf_counter()
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # another process compiling this variant: wait for it
-        waited = time.perf_counter() - t0
+        waited = time.perf_counter() - t1
         kernel.compile(types)  # from the cache if that process put it there
         compiled = sum(kernel.stats.cache_misses.values()) > 0
     print(f"{'compiled' if compiled else 'loaded'} {spec['module']}:{spec['qualname']} pid {os.getpid()} "

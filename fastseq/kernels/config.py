@@ -238,7 +238,7 @@ def mark_warm(variant):
     _warm.add(variant)
 
 
-# ---- tiered start: compile in the background, serve the first batches from NumPy ----
+# ---- tiered start: compile in another process (or a thread), serve the first batches from NumPy ----
 
 #: ``FASTSEQ_BACKGROUND_COMPILE=0`` turns the tiered start off: a sequence's
 #: first batch then waits for its kernel to compile, as ``fastseq.kernels``'
@@ -597,7 +597,7 @@ class Tiered:
     _tier_jobs = {}  # kernel -> BackgroundCompile; replaced whole, never mutated (safe for concurrent readers)
 
     def prepare(self):
-        """Start compiling (or loading from the cache) this plan's kernel in a background thread; returns ``self``.
+        """Start compiling (or loading from the cache) this plan's kernel in the background; returns ``self``.
 
         Until it is ready, batches are made by the plan's NumPy tier
         (:mod:`fastseq.kernels.quick`): the same pixels, with nothing to

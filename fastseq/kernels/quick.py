@@ -3,7 +3,7 @@
 A new environment starts with an empty Numba cache, and the fused pass
 takes 15-25 s to compile on a 2-core machine (LLVM vectorises a dozen
 specialised row loops). A sequence therefore compiles its pass in a
-background thread (:func:`fastseq.kernels.config.background_compile`) and
+separate process (:func:`fastseq.kernels.config.background_compile`) and
 serves the batches asked for meanwhile from here: the same pixels, bit for
 bit, from vectorised NumPy that compiles nothing.
 
