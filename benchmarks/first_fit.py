@@ -33,4 +33,5 @@ model.fit(train, epochs=1, verbose=0)
 t2 = time.perf_counter()
 print(json.dumps({"import_s": round(t_imported - t_start, 2), "build_s": round(t0 - t_imported, 2),
                   "fit1_s": round(t1 - t0, 2), "fit2_s": round(t2 - t1, 2), "script_s_before_exit": round(t2 - t_start, 2),
-                  "compile_in": os.environ.get("FASTSEQ_COMPILE_IN", "(default)")}), flush=True)
+                  "compile_in": os.environ.get("FASTSEQ_COMPILE_IN", "(default)"),
+                  "kernel_ready_at_end": train._plan._tier_job().ready()}), flush=True)

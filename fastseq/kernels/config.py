@@ -249,11 +249,12 @@ BACKGROUND_COMPILE = os.environ.get("FASTSEQ_BACKGROUND_COMPILE", "1").strip().l
 #: process that fills Numba's on-disk cache while this one serves from NumPy
 #: and then loads the result; or ``"thread"``, a thread of this process (the
 #: only way where a process cannot be started). ``FASTSEQ_COMPILE_IN`` sets
-#: it. Measured on the README quickstart from an empty cache (2 busy cores):
-#: with the thread, Numba's typing and lowering held the GIL of the training
-#: process (first ``fit`` 12.2 s against 2.6 s warm) and the script waited
-#: about 47 s at exit for the compile; docs/guides/compile-time.md has the
-#: figures with the process.
+#: it. Measured on the README quickstart as a script from an empty cache
+#: (``benchmarks/first_fit.py``, 2 shared cores): with the thread, Numba's
+#: typing and lowering held the training process's GIL (first ``fit``
+#: 3.9-9.1 s) and the script waited 33-38 s at exit for the compile (48-53 s
+#: in all); with the process, first ``fit`` 1.1-2.6 s, 12-16 s in all
+#: (docs/guides/compile-time.md).
 COMPILE_IN = os.environ.get("FASTSEQ_COMPILE_IN", "process").strip().lower()
 if COMPILE_IN not in ("process", "thread"):
     raise ValueError(f'FASTSEQ_COMPILE_IN must be "process" or "thread", got {COMPILE_IN!r}.')
@@ -264,6 +265,8 @@ POLL_SECONDS = 0.5
 
 class BackgroundCompile:
     """One compiled kernel signature, being compiled (or loaded from the cache) in a thread of its own.
+
+    ``FASTSEQ_COMPILE_IN=thread``, and what :class:`ProcessCompile` falls back on.
 
     Numba's typing and lowering hold the GIL, but LLVM, most of a kernel's
     compile time, runs without it: the thread overlaps the user's model
@@ -465,6 +468,9 @@ class ProcessCompile:
             "from NumPy, with the same pixels",))
         self._timer.daemon = True
         self._timer.start()
+        # Reaps the child when it exits, so that no zombie is left where nothing asks again (a discarded
+        # sequence); a daemon blocked in waitpid does not hold up the exit. ``poll()`` then reads its returncode.
+        threading.Thread(target=process.wait, name=f"fastseq reap: {self.what}", daemon=True).start()
         self.process = process
 
     def _check(self, force):
