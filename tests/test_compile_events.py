@@ -37,7 +37,8 @@ DENIED = (
     "fastseq.kernels.images:_checked_serial",
 )
 #: Modules none of whose functions the quickstart compiles.
-DENIED_MODULES = ("fastseq.kernels.resize", "fastseq.kernels.mix", "fastseq.kernels.ragged", "fastseq.kernels.halfprec")
+DENIED_MODULES = ("fastseq.kernels.resize", "fastseq.kernels.mix", "fastseq.kernels.ragged", "fastseq.kernels.halfprec",
+                  "fastseq.kernels.warp", "fastseq.kernels.color", "fastseq.kernels.augment_pass", "fastseq.kernels.tv_color")
 
 
 def allowed(name):
@@ -99,3 +100,20 @@ def test_unknown_variants_are_refused_with_the_list(capsys):
 
     assert compile_rows.run(argparse.Namespace(variants="quickstart,nope", jobs=1, markdown=None)) == 2
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("row, absent", [("augment_geometry", "fastseq.kernels.color"),
+                                         ("augment_color", "fastseq.kernels.warp")])
+def test_an_augment_list_compiles_only_the_families_it_uses(row, absent):
+    """Issues 31 and 32: geometric ops alone compile no color code, color ops alone no warp code; neither compiles
+    the other pass variants; and a sequence without ``augment`` compiles none of it (the quickstart test above)."""
+    pytest.importorskip("keras")
+    result = compile_rows.measured(row)
+    assert "error" not in result, f"{result.get('error')}\n{result.get('stderr', '')}"
+    names = [f"{f['module']}:{f['name']}" for f in result["functions"]]
+    assert not [n for n in names if n.startswith(absent + ":")], names
+    variant = "_pass_warp" if row == "augment_geometry" else "_pass_copy"
+    passes = {n.split(":")[1] for n in names if n.startswith("fastseq.kernels.augment_pass:_pass")}
+    assert passes == {variant}, names
+    assert not [n for n in names if n.startswith(("fastseq.kernels.tv_color", "fastseq.kernels.images:_block"))], names

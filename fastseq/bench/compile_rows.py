@@ -329,6 +329,19 @@ def _rows():
         run=('seq = fastseq.image_dataset_from_directory(folder, image_size=(64, 64), batch_size=16, verbose=False, '
              'cache_dir=os.path.join(WORKDIR, "store"))\nbatch = seq[0]\n'),
         shape=(16, 64, 64, 3), dtype="float32")
+    # The augmentation pass of augment=[...] (Keras' layers as fastseq ops): one row per variant it compiles.
+    add("augment_geometry", "the quickstart + augment=[RandomRotation(0.1), RandomZoom(0.2), RandomTranslation(0.1, 0.1)]",
+        **_seq(_QUICKSTART + ", augment=[fastseq.RandomRotation(0.1), fastseq.RandomZoom(0.2), "
+               "fastseq.RandomTranslation(0.1, 0.1)]"))
+    add("augment_color", "the quickstart + augment=[RandomColorJitter(0.2, 0.2, 0.2, 0.1)] (no geometric op)",
+        **_seq(_QUICKSTART + ", augment=[fastseq.RandomColorJitter(brightness_factor=0.2, contrast_factor=0.2, "
+               "saturation_factor=0.2, hue_factor=0.1)]"))
+    add("augment_both", "the quickstart + augment=[RandomRotation(0.1), RandomColorJitter(brightness_factor=0.2)]",
+        **_seq(_QUICKSTART + ", augment=[fastseq.RandomRotation(0.1), fastseq.RandomColorJitter(brightness_factor=0.2)]"))
+    add("augment_randaugment", "the quickstart + augment=[RandAugment(num_ops=2, factor=0.5)]",
+        **_seq(_QUICKSTART + ", augment=[fastseq.RandAugment(num_ops=2, factor=0.5)]"))
+    add("augment_trivial", "the quickstart + augment=[TrivialAugmentWide()] (the extended pass)",
+        **_seq(_QUICKSTART + ", augment=[fastseq.TrivialAugmentWide()]"))
     # Kernel plans only (no Keras).
     add("kernel_quickstart", "the quickstart's kernels without Keras: RandomParams + FusedPlan, float32 NHWC",
         setup=_KERNEL_SETUP,
