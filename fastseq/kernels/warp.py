@@ -213,6 +213,7 @@ def _warp_sample(src, off, H, W, C, m, field, interp, mode, fill, dst):
     fill32 = np.float32(fill)
     row = W * C
     fast = not has_field and not projective
+    urow = np.uint64(row)
     for y in range(h):
         # per-row terms of the map
         rx = m01 * y + m02
@@ -228,6 +229,9 @@ def _warp_sample(src, off, H, W, C, m, field, interp, mode, fill, dst):
             lo = max(lo, lo2)
             hi = max(min(hi, hi2), lo)
             if interp == INTERP_BILINEAR:
+                # Indices unsigned: no negative-index wraparound code in the loop.
+                yu = np.uint64(y)
+                cu = np.uint64(C)
                 for x in range(lo, hi):
                     px = m00 * x + rx
                     py = m10 * x + ry
@@ -239,12 +243,14 @@ def _warp_sample(src, off, H, W, C, m, field, interp, mode, fill, dst):
                     bx = px - fx
                     ay = (fy + 1.0) - py
                     by = py - fy
-                    b00 = off + y0 * row + x0 * C
-                    b10 = b00 + row
-                    for ch in range(C):
-                        top = ax * np.float64(src[b00 + ch]) + bx * np.float64(src[b00 + C + ch])
-                        bottom = ax * np.float64(src[b10 + ch]) + bx * np.float64(src[b10 + C + ch])
-                        dst[y, x, ch] = np.float32(ay * top + by * bottom)
+                    b0 = np.uint64(off + y0 * row + x0 * C)
+                    b1 = b0 + urow
+                    xu = np.uint64(x)
+                    for c in range(C):
+                        ch = np.uint64(c)
+                        top = ax * np.float64(src[b0 + ch]) + bx * np.float64(src[b0 + cu + ch])
+                        bottom = ax * np.float64(src[b1 + ch]) + bx * np.float64(src[b1 + cu + ch])
+                        dst[yu, xu, ch] = np.float32(ay * top + by * bottom)
             else:
                 for x in range(lo, hi):
                     px = m00 * x + rx
