@@ -152,6 +152,42 @@ def _fill_pixel(dst, y, x, C, fill):
 
 
 @njit(**JIT)
+def _span(a, r, lim, w):
+    """The columns ``[lo, hi)`` of ``range(w)`` whose coordinate ``a * x + r`` lies in ``[0, lim)``.
+
+    Estimated on the real line, then each end tested with the very expression the caller samples at (monotonic in
+    ``x``, so the columns between two that pass pass too): every column returned passes; one next to the span may be
+    left out (the caller's general code takes it).
+    """
+    if not (lim > 0.0):
+        return 0, 0
+    if a == 0.0:
+        if 0.0 <= r < lim:
+            return 0, w
+        return 0, 0
+    t0 = -r / a
+    t1 = (lim - r) / a
+    if a < 0.0:
+        t0, t1 = t1, t0
+    top = w + 1.0
+    t0 = -1.0 if not (t0 > -1.0) else (top if not (t0 < top) else t0)  # NaN: an empty span
+    t1 = -1.0 if not (t1 > -1.0) else (top if not (t1 < top) else t1)
+    lo = max(int(math.ceil(t0)), 0)
+    hi = min(int(math.floor(t1)) + 1, w)
+    while lo < hi and not (0.0 <= a * lo + r < lim):
+        lo += 1
+    while hi > lo and not (0.0 <= a * (hi - 1) + r < lim):
+        hi -= 1
+    if lo >= hi:
+        return 0, 0
+    while lo > 0 and 0.0 <= a * (lo - 1) + r < lim:
+        lo -= 1
+    while hi < w and 0.0 <= a * hi + r < lim:
+        hi += 1
+    return lo, hi
+
+
+@njit(**JIT)
 def _warp_sample(src, off, H, W, C, m, field, interp, mode, fill, dst):
     """Resample one HWC image through ``m`` (and ``field``) into ``dst``.
 
@@ -176,12 +212,59 @@ def _warp_sample(src, off, H, W, C, m, field, interp, mode, fill, dst):
     projective = m20 != 0.0 or m21 != 0.0 or m22 != 1.0
     fill32 = np.float32(fill)
     row = W * C
+    fast = not has_field and not projective
+    urow = np.uint64(row)
     for y in range(h):
         # per-row terms of the map
         rx = m01 * y + m02
         ry = m11 * y + m12
         rz = m21 * y + m22
+        lo = 0
+        hi = 0
+        if fast:
+            # Affine, no field: the columns [lo, hi) whose source point lies in [0, W - 1) x [0, H - 1) (every
+            # neighbour inside the image, no border rule to apply) take a tight loop; the others the general code.
+            lo, hi = _span(m00, rx, W - 1.0, w)
+            lo2, hi2 = _span(m10, ry, H - 1.0, w)
+            lo = max(lo, lo2)
+            hi = max(min(hi, hi2), lo)
+            if interp == INTERP_BILINEAR:
+                # Indices unsigned: no negative-index wraparound code in the loop.
+                yu = np.uint64(y)
+                cu = np.uint64(C)
+                for x in range(lo, hi):
+                    px = m00 * x + rx
+                    py = m10 * x + ry
+                    x0 = int(px)  # px >= 0: floor
+                    y0 = int(py)
+                    fx = np.float64(x0)
+                    fy = np.float64(y0)
+                    ax = (fx + 1.0) - px
+                    bx = px - fx
+                    ay = (fy + 1.0) - py
+                    by = py - fy
+                    b0 = np.uint64(off + y0 * row + x0 * C)
+                    b1 = b0 + urow
+                    xu = np.uint64(x)
+                    for c in range(C):
+                        ch = np.uint64(c)
+                        top = ax * np.float64(src[b0 + ch]) + bx * np.float64(src[b0 + cu + ch])
+                        bottom = ax * np.float64(src[b1 + ch]) + bx * np.float64(src[b1 + cu + ch])
+                        dst[yu, xu, ch] = np.float32(ay * top + by * bottom)
+            else:
+                for x in range(lo, hi):
+                    px = m00 * x + rx
+                    py = m10 * x + ry
+                    x0 = int(px)
+                    y0 = int(py)
+                    ix = x0 + (1 if px - x0 >= 0.5 else 0)  # std::round: half away from zero (px >= 0)
+                    iy = y0 + (1 if py - y0 >= 0.5 else 0)
+                    base = off + iy * row + ix * C
+                    for ch in range(C):
+                        dst[y, x, ch] = np.float32(src[base + ch])
         for x in range(w):
+            if lo <= x < hi:
+                continue
             if has_field:
                 yo = y + np.float64(field[y, x, 0])
                 xo = x + np.float64(field[y, x, 1])
