@@ -187,7 +187,8 @@ def _compile_augment(dtypes, timed):
 
     timed("augmentation op draws", lambda: uniforms(0, 0, np.zeros(1, np.int64), np.zeros(1, np.uint64)))
     progs = {"copy": [[0, 0, -1, 0, -1], [1, 1, 0, 1, -1]], "warp": [[0, 0, -1, 0, -1]],
-             "warp_color": [[0, 0, -1, 0, -1], [1, 1, 0, 1, -1], [0, 0, -1, 0, -1]]}
+             "warp_color": [[0, 0, -1, 0, -1], [1, 1, 0, 1, -1], [0, 0, -1, 0, -1]],
+             "extended": [[0, 0, -1, 0, -1], [1, 1, 0, 1, -1]]}  # the policies' pass (TrivialAugmentWide, AugMix)
     done = set()
     for dtype in dtypes:
         key = "half" if dtype in ("float16", "bfloat16") else dtype

@@ -374,7 +374,10 @@ class AugmentPass:
     def __init__(self, pixels, offsets, shapes, *, out_size, prog, run_interp, run_mode, run_fill, n_params, n_fields,
                  variant, mean=None, std=None, scale=None, offset=None, dtype="float32", data_format="channels_last",
                  lambdas=(), lambda_names=()):
-        self._xf = pixels
+        # Read-only whatever the source (an array in RAM, a memmap, a photo store): Numba types a writable array
+        # apart from a read-only one, and each would compile the whole pass again.
+        self._xf = pixels.reshape(-1).view()
+        self._xf.flags.writeable = False
         self._offsets = np.ascontiguousarray(offsets, np.int64)
         self._dims = np.ascontiguousarray(np.asarray(shapes, np.int64)[:, :2])
         channels = np.unique(np.asarray(shapes)[:, 2])

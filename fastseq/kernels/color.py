@@ -11,11 +11,10 @@ neighbours from a padded scratch copy of the sample.
 sample; ``color(images, ops, ...)`` is the validated batch wrapper.
 """
 
-import numba
 import numpy as np
 from numba import njit
 
-from fastseq.kernels.config import JIT, run_split, threads_for
+from fastseq.kernels.config import JIT
 
 BRIGHTNESS, CONTRAST, SATURATION, HUE, JITTER, GRAYSCALE, INVERT, SOLARIZATION, POSTERIZATION, AUTO_CONTRAST, \
     EQUALIZATION, SHARPNESS, DEGENERATION, GAUSSIAN_BLUR = range(1, 15)
@@ -499,21 +498,6 @@ def _color_op(buf, code, p):
             _shift_clip(buf.reshape(-1), _Z, _Z, _MAX)
 
 
-@njit(**JIT)
-def _color_batch(start, stop, out, codes, params):
-    """Samples ``start:stop`` of out: float32 (N, H, W, C), changed in place; codes: int64 (K,); params: float64 (K, N, P).
-
-    Numba-compiled; run over the batch in chunks on threads (``config.run_split``).
-    """
-    for i in range(start, stop):
-        for k in range(codes.shape[0]):
-            _color_op(out[i], codes[k], params[k, i])
-
-
-#: Work of a color pass per output byte, in ``launch``'s units (a copy-like pass's bytes).
-COLOR_COST = 4
-
-
 def color(images, ops, u=None, params=None, out=None, seed=None):
     """Apply color ops (``fastseq.augment.color`` specs), in order, to a batch.
 
@@ -531,7 +515,8 @@ def color(images, ops, u=None, params=None, out=None, seed=None):
     Raises:
         TypeError, ValueError: naming the argument and the value received.
 
-    Numba-compiled; parallel over the batch.
+    The ops are the compiled ones the augmentation pass runs, called once per sample from here (serial: this
+    wrapper is for tests and one-off use; ``augment=[...]`` is the fast path).
     """
     if not isinstance(images, np.ndarray) or images.dtype not in (np.uint8, np.float32):
         got = f"dtype {images.dtype}" if isinstance(images, np.ndarray) else type(images).__name__
@@ -577,5 +562,9 @@ def color(images, ops, u=None, params=None, out=None, seed=None):
         raise ValueError(f"out must be a writeable C-contiguous float32 array of shape {(N, H, W, C)}, got {got}.")
     if out is not images:
         np.copyto(out, images, casting="unsafe")
-    run_split(_color_batch, N, threads_for(out.nbytes * COLOR_COST, numba.get_num_threads()), out, codes, table)
+    # One call of the compiled op per sample and op: the specialisation the augmentation pass compiled (and cached)
+    # serves this wrapper too, with no compiled batch loop of its own (a second compile of every color op).
+    for i in range(N):
+        for k in range(len(ops)):
+            _color_op(out[i], codes[k], table[k, i])
     return out

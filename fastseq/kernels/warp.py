@@ -409,15 +409,6 @@ def _warp_sample(src, off, H, W, C, m, field, interp, mode, fill, dst):
                         dst[y, x, ch] = np.float32(s)
 
 
-@njit(**JIT)
-def _warp_batch(src, H, W, C, matrices, fields, no_field, interp, mode, fill, out):
-    n = out.shape[0]
-    per = H * W * C
-    for i in range(n):
-        field = fields[i] if fields.shape[0] > 0 else no_field
-        _warp_sample(src, i * per, H, W, C, matrices[i], field, interp, mode, fill, out[i])
-
-
 def _shape_pair(name, value):
     try:
         h, w = value
@@ -497,7 +488,13 @@ def warp(images, matrices, *, interpolation="bilinear", fill_mode="reflect", fil
         raise ValueError(f"warp: out must be a C-contiguous writeable float32 array of shape {(N, h, w, C)}, got {got}.")
     if N == 0:
         return out
-    src = np.ascontiguousarray(images).reshape(-1)
-    _warp_batch(src, H, W, C, m, f, np.zeros((0, 0, 2), np.float32), INTERP_CODES[interpolation],
-                FILL_CODES[fill_mode], float(fill_value), out)
+    # Read-only, as the augmentation pass passes its source: the very specialisation the pass compiled (and cached)
+    # serves this wrapper too, with no compiled batch loop of its own (a second compile of the whole warp).
+    src = np.ascontiguousarray(images).reshape(-1).view()
+    src.flags.writeable = False
+    no_field = np.zeros((0, 0, 2), np.float32)
+    interp, mode, per = INTERP_CODES[interpolation], FILL_CODES[fill_mode], H * W * C
+    for i in range(N):
+        _warp_sample(src, i * per, H, W, C, m[i], f[i] if f.shape[0] > 0 else no_field, interp, mode,
+                     float(fill_value), out[i])
     return out
