@@ -166,6 +166,7 @@ def test_every_augment_grid_is_committed_and_shown_with_its_call():
     grids = script.keras_ops(96)
     drawn = {type(op).__name__ for *_, kwargs in grids for op in kwargs.get("augment", [])}
     assert drawn >= {c.__name__ for c in (*fastseq.augment.GEOMETRY_OPS, *fastseq.augment.COLOR_OPS)}
+    assert drawn >= {"RandAugment", "TrivialAugmentWide", "AugMix"}
     for name, _, call, _ in grids:
         assert (DOCS / "images" / f"{name}.png").is_file(), f"run python {SCRIPT.relative_to(ROOT)}"
         assert f"(../images/{name}.png)" in page, name

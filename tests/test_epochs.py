@@ -227,4 +227,4 @@ def test_fit_on_an_augment_list_serves_the_offline_batches(backend_runs):
     result = r["augmented"]
     assert result["served"] >= 2 * result["len"], backend
     assert None not in result["matched"], backend
-    assert result["distinct"] == [result["len"]] * 2, backend  # each epoch: every batch, each the offline one
+    assert result["distinct"][:2] == [result["len"]] * 2, backend  # each epoch: every batch, each the offline one

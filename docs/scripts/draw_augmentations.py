@@ -107,6 +107,10 @@ KERAS_OPS = [
     ("augment-chain", "CenterCrop + RandomRotation + RandomBrightness, one resample",
      "crop=fastseq.CenterCrop({crop}, {crop}), flip=\"horizontal\", "
      "augment=[fastseq.RandomRotation(0.1), fastseq.RandomBrightness(0.3)]"),
+    # the policies: their ops drawn per image (fastseq.augment.policies)
+    ("augment-rand-augment", "RandAugment", "augment=[fastseq.RandAugment(num_ops=2, factor=0.5)]"),
+    ("augment-trivial-augment-wide", "TrivialAugmentWide", "augment=[fastseq.TrivialAugmentWide()]"),
+    ("augment-aug-mix", "AugMix", "augment=[fastseq.AugMix()]"),
 ]
 
 

@@ -41,9 +41,9 @@ class Lambda(AugmentOp):
     ``random=False``.
 
     Args:
-        fn: a ``numba.njit`` function of ``(values, draws)``, returning nothing.
-        draws: how many uniforms each call gets, an integer >= 0.
-        random: False if ``fn`` is the same every epoch (then ``for_evaluation`` keeps it).
+        fn (numba.core.registry.CPUDispatcher): a ``numba.njit`` function of ``(values, draws)``, returning nothing.
+        draws (int): how many uniforms each call gets, an integer >= 0.
+        random (bool): False if ``fn`` is the same every epoch (then ``for_evaluation`` keeps it).
 
     Raises:
         TypeError: ``fn`` is not a ``numba.njit`` function (the message says how to compile it).
