@@ -390,7 +390,7 @@ class AugMix(_Policy):
     rotation, posterization, solarization, auto-contrast, equalization, then
     brightness, color degeneration, contrast, sharpness; ``all_ops=False``
     keeps the first seven. Each is Keras' sub-layer with Keras' arguments (see
-    :class:`RandAugment`). Keras draws the ops and weights once per batch;
+    ``RandAugment``). Keras draws the ops and weights once per batch;
     here each image draws its own. Compiles the pass's ``extended`` variant.
 
     Args:
