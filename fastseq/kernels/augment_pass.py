@@ -181,6 +181,20 @@ def _emit(buf, out, k, channels_first, kind, arow, brow):
 
 
 @njit(inline="always", **JIT)
+def _skipped(k, s, prog, cparams):
+    """Whether stage ``s`` is gated off for sample ``k`` (a policy's candidate it did not pick)."""
+    return prog[s, 4] >= 0 and cparams[k, prog[s, 4]] == 0.0
+
+
+@njit(inline="always", **JIT)
+def _rewarp(k, s, src, dst, h, w, C, prog, run_interp, run_mode, run_fill, mats, fields, no_field):
+    """A warp stage after stage 0: the sample's float32 values ``src`` resampled through its run into ``dst``."""
+    r, fs = prog[s, 1], prog[s, 2]
+    field = fields[k, fs] if fs >= 0 else no_field
+    _warp_sample(src.reshape(h * w * C), 0, h, w, C, mats[k, r], field, run_interp[r], run_mode[r], run_fill[r], dst)
+
+
+@njit(inline="always", **JIT)
 def _first(k, xf, offs, dims, C, prog, run_interp, run_mode, run_fill, mats, fields, no_field, buf):
     r, fs = prog[0, 1], prog[0, 2]
     field = fields[k, fs] if fs >= 0 else no_field
@@ -194,7 +208,7 @@ def _sample_copy(k, xf, offs, dims, C, prog, run_interp, run_mode, run_fill, mat
     r = prog[0, 1]
     _copy_sample(xf, offs[k], dims[k, 0], dims[k, 1], C, mats[k, r], run_mode[r], run_fill[r], buf)
     for s in range(1, prog.shape[0]):
-        if prog[s, 4] < 0 or cparams[k, prog[s, 4]] != 0.0:
+        if not _skipped(k, s, prog, cparams):
             _color_op(buf, prog[s, 1], cparams[k, prog[s, 2]:prog[s, 3]])
     _emit(buf, out, k, channels_first, kind, a, b)
 
@@ -207,12 +221,9 @@ def _sample_warp(k, xf, offs, dims, C, prog, run_interp, run_mode, run_fill, mat
     if prog.shape[0] > 1:
         other = np.empty((h, w, C), np.float32)
         for s in range(1, prog.shape[0]):
-            if prog[s, 4] >= 0 and cparams[k, prog[s, 4]] == 0.0:
+            if _skipped(k, s, prog, cparams):
                 continue
-            r, fs = prog[s, 1], prog[s, 2]
-            field = fields[k, fs] if fs >= 0 else no_field
-            _warp_sample(buf.reshape(h * w * C), 0, h, w, C, mats[k, r], field, run_interp[r], run_mode[r], run_fill[r],
-                         other)
+            _rewarp(k, s, buf, other, h, w, C, prog, run_interp, run_mode, run_fill, mats, fields, no_field)
             buf, other = other, buf
     _emit(buf, out, k, channels_first, kind, a, b)
 
@@ -224,15 +235,12 @@ def _sample_warp_color(k, xf, offs, dims, C, prog, run_interp, run_mode, run_fil
     other = np.empty((h, w, C), np.float32)
     _first(k, xf, offs, dims, C, prog, run_interp, run_mode, run_fill, mats, fields, no_field, buf)
     for s in range(1, prog.shape[0]):
-        if prog[s, 4] >= 0 and cparams[k, prog[s, 4]] == 0.0:
+        if _skipped(k, s, prog, cparams):
             continue
         if prog[s, 0] == STAGE_COLOR:
             _color_op(buf, prog[s, 1], cparams[k, prog[s, 2]:prog[s, 3]])
         else:
-            r, fs = prog[s, 1], prog[s, 2]
-            field = fields[k, fs] if fs >= 0 else no_field
-            _warp_sample(buf.reshape(h * w * C), 0, h, w, C, mats[k, r], field, run_interp[r], run_mode[r], run_fill[r],
-                         other)
+            _rewarp(k, s, buf, other, h, w, C, prog, run_interp, run_mode, run_fill, mats, fields, no_field)
             buf, other = other, buf
     _emit(buf, out, k, channels_first, kind, a, b)
 
@@ -254,16 +262,13 @@ def _sample_extended(k, xf, offs, dims, C, prog, run_interp, run_mode, run_fill,
     else:
         _first(k, xf, offs, dims, C, prog, run_interp, run_mode, run_fill, mats, fields, no_field, buf)
     for s in range(1, prog.shape[0]):
-        if prog[s, 4] >= 0 and cparams[k, prog[s, 4]] == 0.0:
+        if _skipped(k, s, prog, cparams):
             continue
         stage = prog[s, 0]
         if stage == STAGE_COLOR:
             _color_op(buf, prog[s, 1], cparams[k, prog[s, 2]:prog[s, 3]])
         elif stage == STAGE_WARP:
-            r, fs = prog[s, 1], prog[s, 2]
-            field = fields[k, fs] if fs >= 0 else no_field
-            _warp_sample(buf.reshape(h * w * C), 0, h, w, C, mats[k, r], field, run_interp[r], run_mode[r], run_fill[r],
-                         other)
+            _rewarp(k, s, buf, other, h, w, C, prog, run_interp, run_mode, run_fill, mats, fields, no_field)
             buf, other = other, buf
         elif stage == STAGE_EXTRA:
             _tv_op(buf, prog[s, 1], cparams[k, prog[s, 2]:prog[s, 3]])
