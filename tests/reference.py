@@ -249,6 +249,24 @@ def resize_one(img, box, size, scaled_size, float_type=np.float32):
     return out
 
 
+def resampled_batch(values, C, *, mean=None, std=None, scale=None, offset=None, dtype="float32",
+                    data_format="channels_last"):
+    """Float32 NHWC values, unrounded, into a batch as the resampling passes write it: uint8 rounded half to even
+    and clipped; else ``v * a + b`` in float32, then the half type; then the layout."""
+    if dtype == "uint8":
+        result = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    else:
+        a, b = coefficients(C, mean, std, scale, offset)
+        result = values * a.astype(np.float32) + b.astype(np.float32)
+        if dtype == "float16":
+            result = result.astype(np.float16)
+        elif dtype == "bfloat16":
+            result = result.astype(ml_dtypes.bfloat16)
+    if data_format == "channels_first":
+        result = np.ascontiguousarray(result.transpose(0, 3, 1, 2))
+    return result
+
+
 def resized_crop(x, indices, *, size, boxes=None, flips=None, scaled_size=None, mean=None, std=None, scale=None,
                  offset=None, dtype="float32", data_format="channels_last", exact=False):
     """Twin of ``kernels.resized_crop``: resize each box, take the centre window, flip, normalise, round, lay out.
@@ -271,20 +289,11 @@ def resized_crop(x, indices, *, size, boxes=None, flips=None, scaled_size=None, 
         if f & 2:
             v = v[::-1]
         values[k] = v
-    if dtype == "uint8":
-        result = np.clip(np.rint(values), 0, 255).astype(np.uint8)
-    else:
+    if exact and dtype != "uint8":
         a, b = coefficients(C, mean, std, scale, offset)
-        if exact:
-            return values * a + b
-        result = values * a.astype(np.float32) + b.astype(np.float32)
-        if dtype == "float16":
-            result = result.astype(np.float16)
-        elif dtype == "bfloat16":
-            result = result.astype(ml_dtypes.bfloat16)
-    if data_format == "channels_first":
-        result = np.ascontiguousarray(result.transpose(0, 3, 1, 2))
-    return result
+        return values * a + b
+    return resampled_batch(values, C, mean=mean, std=std, scale=scale, offset=offset, dtype=dtype,
+                           data_format=data_format)
 
 
 # ---- Cutout, MixUp, CutMix (fastseq/kernels/mix.py) ----------------------------
@@ -661,18 +670,8 @@ def ragged_resize(pixels, offsets, shapes, indices, *, size, boxes=None, windows
         if f & 2:
             v = v[::-1]
         values[k] = v
-    if dtype == "uint8":
-        result = np.clip(np.rint(values), 0, 255).astype(np.uint8)
-    else:
-        a, b = coefficients(C, mean, std, scale, offset)
-        result = values * a.astype(np.float32) + b.astype(np.float32)
-        if dtype == "float16":
-            result = result.astype(np.float16)
-        elif dtype == "bfloat16":
-            result = result.astype(ml_dtypes.bfloat16)
-    if data_format == "channels_first":
-        result = np.ascontiguousarray(result.transpose(0, 3, 1, 2))
-    return result
+    return resampled_batch(values, C, mean=mean, std=std, scale=scale, offset=offset, dtype=dtype,
+                           data_format=data_format)
 
 
 def ragged_resized_crop_params(seed, epoch, indices, shapes, *, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
@@ -962,18 +961,8 @@ def augment_pass(images, mats, cparams, fields, prog, run_interp, run_mode, run_
             else:
                 buf = color_op(buf, a, cparams[k, b:c]).astype(np.float32)
         values[k] = buf
-    if dtype == "uint8":
-        result = np.clip(np.rint(values), 0, 255).astype(np.uint8)
-    else:
-        a, b = coefficients(C, mean, std, scale, offset)
-        result = values * a.astype(np.float32) + b.astype(np.float32)
-        if dtype == "float16":
-            result = result.astype(np.float16)
-        elif dtype == "bfloat16":
-            result = result.astype(ml_dtypes.bfloat16)
-    if data_format == "channels_first":
-        result = np.ascontiguousarray(result.transpose(0, 3, 1, 2))
-    return result
+    return resampled_batch(values, C, mean=mean, std=std, scale=scale, offset=offset, dtype=dtype,
+                           data_format=data_format)
 
 # ---- policies (fastseq.augment.policies) and torchvision's color ops (fastseq.kernels.tv_color) ----
 
