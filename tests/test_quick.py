@@ -255,3 +255,67 @@ def test_numpy_tier_mixes_as_the_twins(dtype, data_format, mode, numpy_tier):
     twin = R.cutout(np.asarray(twin).astype(actual.dtype), boxes, fill=fill, data_format=data_format)
     assert actual.dtype == twin.dtype
     np.testing.assert_array_equal(bits(actual), bits(twin))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "uint8"])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("mode", ["mixup", "cutmix"])
+def test_numpy_tier_blends_made_pairs_as_the_kernel(dtype, data_format, mode, monkeypatch):
+    """Mixing after a resample (``MixPass``): ``quick.mix`` gives the compiled ``mix``'s bits, and the twin's."""
+    C = 3 if data_format == "channels_last" else 4
+    rng = np.random.default_rng(len(dtype) * 7 + len(mode) + C)
+    n, h, w = 29, 7, 10
+    shape = (n, h, w, C) if data_format == "channels_last" else (n, C, h, w)
+    if dtype == "uint8":
+        a, b = (rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(2))
+    else:  # normalised pixels, some far from 0: rounding to half precision matters
+        a, b = (rng.normal(0, 3, shape).astype(np.float32) for _ in range(2))
+    draw = K.MixParams(num_items=n, image_size=(h, w), alpha=0.4, mode=mode)(7, 1, np.arange(n, dtype=np.int64))
+    compiled = K.mix(a, b, draw.weights, draw.boxes, dtype=dtype, data_format=data_format)  # not prepared: the kernel
+    served = serve_from_numpy(monkeypatch, quick, "mix", 2)
+    actual = K.MixPass(dtype, data_format).prepare()(a, b, draw.weights, draw.boxes)
+    assert served == [n]  # made by the NumPy tier
+    assert actual.dtype == compiled.dtype and actual.shape == compiled.shape
+    np.testing.assert_array_equal(bits(actual), bits(compiled))
+    twin = R.mix_images(a, b, draw.weights, draw.boxes, dtype=dtype, data_format=data_format)
+    np.testing.assert_array_equal(bits(actual), bits(np.asarray(twin).astype(actual.dtype)))
+
+
+def test_a_prepared_mix_pass_compiles_the_signature_its_batches_use():
+    mixmod = sys.modules["fastseq.kernels.mix"]
+    a = np.random.default_rng(0).normal(0, 1, (4, 3, 5, 3)).astype(np.float32)
+    weights, boxes = np.full(4, 0.25, np.float32), np.zeros((4, 4), np.int64)
+    for dtype, kernel in (("float32", mixmod._mix_f32), ("float16", mixmod._mix_rounded)):
+        mp = K.MixPass(dtype).prepare()
+        job = mp._tier_job()
+        assert job.wait(600) and job.error is None
+        known = set(kernel.overloads)
+        mp(a, a[::-1].copy(), weights, boxes)
+        assert set(kernel.overloads) == known, f"{dtype}: a batch compiled another signature"
+
+
+@pytest.mark.slow
+def test_mixup_after_a_resample_serves_its_first_batch_from_numpy_with_the_kernels_pixels(monkeypatch):
+    """The ``mixup_resized`` row: RandomResizedCrop + MixUp. Its first batch comes from the two NumPy tiers."""
+    pytest.importorskip("keras")
+    import fastseq
+
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (40, 24, 24, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, 40)
+
+    def first_batch():
+        seq = fastseq.ArraySequence(x, y, batch_size=16, crop=fastseq.RandomResizedCrop(20, 20), flip="horizontal",
+                                    normalize=fastseq.Rescale(1 / 255), mix=fastseq.MixUp(0.2), num_classes=10, seed=3)
+        return seq[0]
+
+    monkeypatch.setattr(config, "BACKGROUND_COMPILE", False)
+    compiled_x, compiled_y = first_batch()
+    mixed = serve_from_numpy(monkeypatch, quick, "mix", 2)
+    resized = []
+    real = quick.resize
+    monkeypatch.setattr(quick, "resize", lambda *a: resized.append(1) or real(*a))
+    numpy_x, numpy_y = first_batch()
+    assert mixed == [16] and resized == [1]
+    np.testing.assert_array_equal(bits(numpy_x), bits(compiled_x))
+    np.testing.assert_array_equal(numpy_y, compiled_y)

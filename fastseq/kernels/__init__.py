@@ -10,7 +10,7 @@ from fastseq.kernels.config import threading_layer
 from fastseq.kernels.gather import gather
 from fastseq.kernels.halfprec import to_half_bits
 from fastseq.kernels.images import FusedPlan, crop_flip, fused, normalize
-from fastseq.kernels.mix import CutoutParams, ErasingParams, FusedMix, MixDraw, MixParams, cutout, mix
+from fastseq.kernels.mix import CutoutParams, ErasingParams, FusedMix, MixDraw, MixParams, MixPass, cutout, mix
 from fastseq.kernels.ragged import (
     RaggedResizedCropParams,
     RaggedResizePlan,
@@ -28,6 +28,7 @@ __all__ = [
     "FusedPlan",
     "MixDraw",
     "MixParams",
+    "MixPass",
     "RaggedResizePlan",
     "RaggedResizedCropParams",
     "RandomParams",

@@ -275,16 +275,35 @@ def mark_warm(variant):
     _warm.add(variant)
 
 
-# ---- tiered start: compile in the background, serve the first batches from NumPy ----
+# ---- tiered start: compile in another process (or a thread), serve the first batches from NumPy ----
 
 #: ``FASTSEQ_BACKGROUND_COMPILE=0`` turns the tiered start off: a sequence's
 #: first batch then waits for its kernel to compile, as ``fastseq.kernels``'
 #: functions always do.
 BACKGROUND_COMPILE = os.environ.get("FASTSEQ_BACKGROUND_COMPILE", "1").strip().lower() not in ("0", "false", "no", "off")
 
+#: Where a tiered start compiles: ``"process"`` (the default), a separate
+#: process that fills Numba's on-disk cache while this one serves from NumPy
+#: and then loads the result; or ``"thread"``, a thread of this process (the
+#: only way where a process cannot be started). ``FASTSEQ_COMPILE_IN`` sets
+#: it. Measured on the README quickstart as a script from an empty cache
+#: (``benchmarks/first_fit.py``, 2 shared cores): with the thread, Numba's
+#: typing and lowering held the training process's GIL (first ``fit``
+#: 3.9-9.1 s) and the script waited 33-38 s at exit for the compile (48-53 s
+#: in all); with the process, first ``fit`` 1.1-2.6 s, 12-16 s in all
+#: (docs/guides/compile-time.md).
+COMPILE_IN = os.environ.get("FASTSEQ_COMPILE_IN", "process").strip().lower()
+if COMPILE_IN not in ("process", "thread"):
+    raise ValueError(f'FASTSEQ_COMPILE_IN must be "process" or "thread", got {COMPILE_IN!r}.')
+
+#: How often, at most, a batch asks whether a compile process has finished (seconds): one ``waitpid``.
+POLL_SECONDS = 0.5
+
 
 class BackgroundCompile:
     """One compiled kernel signature, being compiled (or loaded from the cache) in a thread of its own.
+
+    ``FASTSEQ_COMPILE_IN=thread``, and what :class:`ProcessCompile` falls back on.
 
     Numba's typing and lowering hold the GIL, but LLVM, most of a kernel's
     compile time, runs without it: the thread overlaps the user's model
@@ -337,12 +356,215 @@ class BackgroundCompile:
                 _say(f"fastseq: compiled {self.what} in {self.seconds:.1f} s")
 
 
-_compiles = {}  # (kernel, types) -> BackgroundCompile, one per process
+def load_cached(kernel, types):
+    """Give ``kernel`` its compiled ``types`` from Numba's on-disk cache; True if it has them now. Never compiles.
+
+    Numba's ``compile`` loads from the cache when it can and compiles
+    otherwise; a compile in the training process is what the compile
+    process is there to avoid. So the cache is asked first (its index,
+    then the entry's data), and only a hit goes on to ``compile``, which
+    then loads it again, as a hit, and installs it as Numba does.
+    """
+    if types in kernel.overloads:
+        return True
+    cache = getattr(kernel, "_cache", None)
+    if cache is None or not hasattr(cache, "load_overload"):
+        return False
+    from numba.core.compiler_lock import global_compiler_lock
+
+    try:
+        with global_compiler_lock:
+            hit = cache.load_overload(types, kernel.targetctx) is not None
+    except Exception:  # noqa: BLE001 - an unreadable entry is a miss: the caller compiles
+        return False
+    if hit:
+        kernel.compile(types)
+    return types in kernel.overloads
+
+
+def _variant_files(kernel, types):
+    """``(lock, log)`` paths of the compile of ``kernel`` for ``types``, in Numba's cache folder; None without one.
+
+    One name per kernel and signature, the same in every process that
+    uses the same cache, so that they compile it once between them.
+    """
+    import hashlib
+
+    fn = getattr(kernel, "py_func", None)
+    try:
+        folder = kernel.stats.cache_path
+    except AttributeError:
+        return None
+    if fn is None or not folder or fn.__module__ in (None, "__main__"):
+        return None
+    digest = hashlib.sha1(f"{fn.__module__}:{fn.__qualname__}:{types}".encode()).hexdigest()[:16]
+    base = os.path.join(folder, f"fastseq-compile-{fn.__qualname__}-{digest}")
+    return base + ".lock", base + ".log"
+
+
+def _spawn(kernel, types):
+    """Start ``python -m fastseq.kernels._compile_child`` for ``kernel`` and ``types``; its ``Popen``, or None.
+
+    None where that cannot work here: no ``fcntl`` (the lock), no cache
+    folder, a kernel the child cannot import, no interpreter to start. The
+    child is detached (a session of its own, no terminal, output to the
+    variant's log), so it outlives a script that ends first and the
+    script does not wait for it; the next process loads what it wrote.
+    """
+    import base64
+    import json
+    import pickle
+    import subprocess
+
+    try:
+        import fcntl  # noqa: F401 - the child locks with it
+    except ImportError:
+        return None
+    files = _variant_files(kernel, types)
+    if files is None or not sys.executable:
+        return None
+    lock, log = files
+    fn = kernel.py_func
+    top = sys.modules.get(fn.__module__.split(".")[0])
+    root = os.path.dirname(os.path.dirname(os.path.abspath(getattr(top, "__file__", None) or ".")))
+    spec = {"module": fn.__module__, "qualname": fn.__qualname__, "lock": lock,
+            "types": base64.b64encode(pickle.dumps(types)).decode("ascii")}
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "fastseq.kernels._compile_child", json.dumps(spec)],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True,
+                                close_fds=True)
+
+
+class ProcessCompile:
+    """One compiled kernel signature, compiled by a separate process into Numba's on-disk cache, then loaded here.
+
+    The same interface as :class:`BackgroundCompile`. A short thread first
+    loads the kernel from the cache if it is there (a later run: no process
+    at all); else it starts ``python -m fastseq.kernels._compile_child``,
+    which takes the variant's lock in the cache folder (so that processes
+    asking at once compile it once: the others wait on the lock, then load),
+    compiles and exits. Numba's typing and lowering then hold that
+    process's GIL, not the training process's. :meth:`ready` looks at the
+    child at most every :data:`POLL_SECONDS` (one ``waitpid``); once it has
+    exited, a thread loads the cached kernel (a tenth of a second) and the
+    batches switch to it. Where the child cannot start or fails, that thread
+    compiles here instead, as :class:`BackgroundCompile` does.
+
+    ``source`` says where the kernel came from once ready: ``"cache"``,
+    ``"process"`` or ``"thread"`` (compiled here).
+    """
+
+    def __init__(self, kernel, types, what):
+        self.kernel, self.types, self.what = kernel, types, what
+        self.seconds = None
+        self.error = None
+        self.source = None
+        self.process = None
+        self._done = threading.Event()
+        self._next_poll = 0.0
+        self._poll_lock = threading.Lock()
+        self._collecting = False
+        self._t0 = None
+        self._timer = None
+
+    def start(self):
+        self._t0 = time.perf_counter()
+        threading.Thread(target=self._begin, name=f"fastseq compile: {self.what}").start()
+        return self
+
+    def ready(self):
+        return self._done.is_set() or self._check(force=False)
+
+    def wait(self, timeout=None):
+        """Block until the kernel is loaded (or compiled here); True if it is."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._done.is_set():
+            self._check(force=True)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            self._done.wait(0.05 if left is None else min(0.05, left))
+        return self._done.is_set()
+
+    def _begin(self):
+        try:
+            if load_cached(self.kernel, self.types):
+                self.source = "cache"
+                return self._finish()
+            process = _spawn(self.kernel, self.types)
+        except Exception:  # noqa: BLE001 - no process: compile in this thread, as the thread mode does
+            process = None
+        if process is None:
+            return self._compile_here()
+        self._timer = threading.Timer(COMPILE_NOTICE_SECONDS, _say, (
+            f"fastseq: compiling {self.what} in a separate process (once: cached on disk for later runs; "
+            "`python -m fastseq compile` does it ahead of time); the batches asked for meanwhile come "
+            "from NumPy, with the same pixels",))
+        self._timer.daemon = True
+        self._timer.start()
+        # Reaps the child when it exits, so that no zombie is left where nothing asks again (a discarded
+        # sequence); a daemon blocked in waitpid does not hold up the exit. ``poll()`` then reads its returncode.
+        threading.Thread(target=process.wait, name=f"fastseq reap: {self.what}", daemon=True).start()
+        self.process = process
+
+    def _check(self, force):
+        """Whether the kernel is here; looks at the compile process (rate-limited unless ``force``)."""
+        process = self.process
+        if process is None or self._collecting:
+            return self._done.is_set()
+        now = time.monotonic()
+        if not force and now < self._next_poll:
+            return False
+        if not self._poll_lock.acquire(blocking=False):
+            return False
+        try:
+            if self._collecting:
+                return self._done.is_set()
+            self._next_poll = now + POLL_SECONDS
+            if process.poll() is None:
+                return False
+            self._collecting = True
+        finally:
+            self._poll_lock.release()
+        # The batch that noticed goes on with NumPy; a thread loads the kernel (or, if the child failed, compiles it).
+        threading.Thread(target=self._collect, args=(process.returncode,), name=f"fastseq load: {self.what}").start()
+        return False
+
+    def _collect(self, returncode):
+        if self._timer is not None:
+            self._timer.cancel()
+        try:
+            if returncode == 0 and load_cached(self.kernel, self.types):
+                self.source = "process"
+                seconds = time.perf_counter() - self._t0
+                if seconds >= COMPILE_NOTICE_SECONDS:
+                    _say(f"fastseq: compiled {self.what} in {seconds:.1f} s (in a separate process)")
+                return self._finish()
+        except Exception:  # noqa: BLE001 - compiled here below, which reports its own error
+            pass
+        self._compile_here()
+
+    def _compile_here(self):
+        job = BackgroundCompile(self.kernel, self.types, self.what)
+        job._run()
+        self.error = job.error
+        self.source = "thread"
+        self._finish()
+
+    def _finish(self):
+        self.seconds = time.perf_counter() - self._t0
+        self._done.set()
+
+
+_compiles = {}  # (kernel, types) -> BackgroundCompile or ProcessCompile, one per process
 _compiles_lock = threading.Lock()
 
 
 def background_compile(kernel, args, what):
-    """Start compiling ``kernel`` for the types of ``args`` in a thread (once per process); return its handle.
+    """Start compiling ``kernel`` for the types of ``args`` (once per process): in a process or a thread; its handle.
 
     Args:
         kernel: a Numba dispatcher.
@@ -351,8 +573,9 @@ def background_compile(kernel, args, what):
         what: what is compiled, for the notice.
 
     Returns:
-        A :class:`BackgroundCompile` (already ready when the kernel has these
-        types compiled in this process).
+        A :class:`ProcessCompile` (``FASTSEQ_COMPILE_IN=process``, the
+        default) or a :class:`BackgroundCompile` (``thread``), already ready
+        when the kernel has these types compiled in this process.
     """
     global _parallel_used
     types = tuple(numba.typeof(a) for a in args)
@@ -365,7 +588,7 @@ def background_compile(kernel, args, what):
     with _compiles_lock:
         job = _compiles.get(key)
         if job is None:
-            job = BackgroundCompile(kernel, types, what)
+            job = (ProcessCompile if COMPILE_IN == "process" else BackgroundCompile)(kernel, types, what)
             _compiles[key] = job
             if types in kernel.overloads:
                 job._done.set()
@@ -417,7 +640,7 @@ class Tiered:
     _tier_jobs = {}  # kernel -> BackgroundCompile; replaced whole, never mutated (safe for concurrent readers)
 
     def prepare(self):
-        """Start compiling (or loading from the cache) this plan's kernel in a background thread; returns ``self``.
+        """Start compiling (or loading from the cache) this plan's kernel in the background; returns ``self``.
 
         Until it is ready, batches are made by the plan's NumPy tier
         (:mod:`fastseq.kernels.quick`): the same pixels, with nothing to

@@ -565,40 +565,75 @@ def mix(a, b, weights, boxes, *, dtype="float32", data_format="channels_last", o
     Raises:
         TypeError, ValueError: naming the argument and the value received.
     """
-    if dtype not in _KINDS:
-        raise ValueError(f"dtype must be one of {tuple(_KINDS)}, got {dtype!r}.")
-    source = ("uint8",) if dtype == "uint8" else ("float32",)
-    _batch(a, "a", source)
-    _batch(b, "b", source)
-    if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}.")
-    channels_first = check.data_format(data_format)
-    n = a.shape[0]
-    w = np.asarray(weights)
-    if w.shape != (n,) or not (np.issubdtype(w.dtype, np.floating) or w.size == 0):
-        raise ValueError(f"weights must be a float array of shape ({n},), got {check._describe(weights)}.")
-    w = np.ascontiguousarray(w, dtype=np.float32)
-    if n and not (np.all(w >= 0) and np.all(w <= 1)):
-        raise ValueError(f"weights must lie in [0, 1], got values in [{w.min()}, {w.max()}].")
-    out = check.out_array(out, a.shape, dtype, None)
-    for name, src in (("a", a), ("b", b)):
-        if np.may_share_memory(out, src):
-            raise ValueError(f"out must not overlap {name}.")
-    P, h, wq, Q = _layout(a, channels_first)
-    boxes = check.half_open_boxes(boxes, (n, 4), (h, wq // Q))
-    flat = out.reshape(-1)
-    if dtype in ("float16", "bfloat16"):
-        flat = flat.view(np.uint16)
-    if n:
-        args = (a.reshape(-1), b.reshape(-1), w, boxes, P, h, wq, Q)
-        what = f"the MixUp/CutMix kernel for {dtype} batches"
-        if dtype == "float32":
-            announced(mix_variant(dtype), what, launch, _mix_f32, *args, flat, min(n, _MAX_BLOCKS),
-                      serial=_mix_f32_serial, work=flat.nbytes)
-        else:
-            announced(mix_variant(dtype), what, launch, _mix_rounded, *args, _KINDS[dtype], flat,
-                      min(n, _MAX_BLOCKS), serial=_mix_rounded_serial, work=flat.nbytes)
-    return out
+    return MixPass(dtype, data_format)(a, b, weights, boxes, out=out)
+
+
+class MixPass(config.Tiered):
+    """:func:`mix` for one output ``dtype`` and ``data_format``, reusable: what a sequence that mixes after a
+    resample holds. ``prepare()`` starts its kernel's compile; its batches come from the NumPy tier
+    (``quick.mix``, the same bits) until the kernel is there. Immutable; safe to share between threads."""
+
+    def __init__(self, dtype="float32", data_format="channels_last"):
+        if dtype not in _KINDS:
+            raise ValueError(f"dtype must be one of {tuple(_KINDS)}, got {dtype!r}.")
+        self.dtype, self.data_format = dtype, data_format
+        self.channels_first = check.data_format(data_format)
+        self._source = ("uint8",) if dtype == "uint8" else ("float32",)
+
+    def __call__(self, a, b, weights, boxes, out=None):
+        """``mix(a, b, weights, boxes, dtype=self.dtype, data_format=self.data_format, out=out)``."""
+        dtype = self.dtype
+        _batch(a, "a", self._source)
+        _batch(b, "b", self._source)
+        if a.shape != b.shape:
+            raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}.")
+        n = a.shape[0]
+        w = np.asarray(weights)
+        if w.shape != (n,) or not (np.issubdtype(w.dtype, np.floating) or w.size == 0):
+            raise ValueError(f"weights must be a float array of shape ({n},), got {check._describe(weights)}.")
+        w = np.ascontiguousarray(w, dtype=np.float32)
+        if n and not (np.all(w >= 0) and np.all(w <= 1)):
+            raise ValueError(f"weights must lie in [0, 1], got values in [{w.min()}, {w.max()}].")
+        out = check.out_array(out, a.shape, dtype, None)
+        for name, src in (("a", a), ("b", b)):
+            if np.may_share_memory(out, src):
+                raise ValueError(f"out must not overlap {name}.")
+        P, h, wq, Q = _layout(a, self.channels_first)
+        boxes = check.half_open_boxes(boxes, (n, 4), (h, wq // Q))
+        if n:
+            self._launch(a, b, w, boxes, out)
+        return out
+
+    def _args(self, a, b, w, boxes, out):
+        """The kernel's arguments: ``(a, b, weights, boxes, P, h, wq, Q, kind, flat out, blocks)``."""
+        flat = out.reshape(-1)
+        if self.dtype in ("float16", "bfloat16"):
+            flat = flat.view(np.uint16)
+        P, h, wq, Q = _layout(a, self.channels_first)
+        return (a.reshape(-1), b.reshape(-1), w, boxes, P, h, wq, Q, _KINDS[self.dtype], flat,
+                min(w.shape[0], _MAX_BLOCKS))
+
+    def _launch(self, a, b, w, boxes, out):
+        args = self._args(a, b, w, boxes, out)
+        if self._numpy_tier():
+            return quick.mix(*args)
+        what = f"the MixUp/CutMix kernel for {self.dtype} batches"
+        if self.dtype == "float32":
+            args = args[:8] + args[9:]  # the float32 kernel has no output kind
+        kernel, serial = self._tier_kernels
+        return announced(mix_variant(self.dtype), what, launch, kernel, *args, serial=serial, work=args[-2].nbytes)
+
+    _tier_what = property(lambda self: f"the MixUp/CutMix kernel for {self.dtype} batches")
+
+    @property
+    def _tier_kernels(self):
+        return (_mix_f32, _mix_f32_serial) if self.dtype == "float32" else (_mix_rounded, _mix_rounded_serial)
+
+    def _tier_example(self):
+        a = np.zeros((1, 1, 1, 1), np.uint8 if self.dtype == "uint8" else np.float32)
+        out = np.empty(a.shape, check.numpy_dtype(self.dtype))
+        args = self._args(a, a.copy(), np.ones(1, np.float32), np.zeros((1, 4), np.int64), out)
+        return args if self.dtype != "float32" else args[:8] + args[9:]
 
 
 # ---- MixUp / CutMix inside the fused pass ---------------------------------------

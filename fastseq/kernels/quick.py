@@ -3,7 +3,7 @@
 A new environment starts with an empty Numba cache, and the fused pass
 takes 15-25 s to compile on a 2-core machine (LLVM vectorises a dozen
 specialised row loops). A sequence therefore compiles its pass in a
-background thread (:func:`fastseq.kernels.config.background_compile`) and
+separate process (:func:`fastseq.kernels.config.background_compile`) and
 serves the batches asked for meanwhile from here: the same pixels, bit for
 bit, from vectorised NumPy that compiles nothing.
 
@@ -206,21 +206,47 @@ def fused_mix(xf, H, W, indices, order, origins, flips, size, max_top, max_left,
     raw = raw.reshape(2 * n, h, w, C).astype(np.float32)
     raw *= a
     raw += b
-    xs, ys = raw[:n], raw[n:]
-    wa = weights.reshape(n, 1, 1, 1)
+    values = _blend(raw[:n, None], raw[n:, None], weights, mboxes, okind)[:, 0]  # (n, 1, h, w, C): P = 1, Q = C
+    _erase(values, eboxes, efill)
+    _lay_out(values, channels_first, out)
+    return True
+
+
+def _blend(xs, ys, weights, mboxes, okind):
+    """MixUp/CutMix of float32 ``xs`` and ``ys``, (n, P, h, w, Q), rounded to ``okind``: the mix kernels' arithmetic.
+
+    ``wa * x + (1 - wa) * y`` in float32 (``x`` itself for float32 output
+    where ``wa`` is 1, as the float32 kernel copies it), ``y`` inside each
+    CutMix box ``(top, bottom, left, right)`` (rows on axis 2, columns on
+    axis 3), then to nearest even for float16/bfloat16 (uint16 bits) or
+    ``min(floor(v + 0.5), 255)`` for uint8.
+    """
+    n = weights.shape[0]
+    wa = weights.reshape(n, 1, 1, 1, 1)
     blended = wa * xs + (np.float32(1) - wa) * ys
     if okind == _M_F32:
         alone = weights == np.float32(1)
         blended[alone] = xs[alone]
     for k in range(n):
         top, bottom, left, right = mboxes[k]
-        blended[k, top:bottom, left:right] = ys[k, top:bottom, left:right]
+        blended[k, :, top:bottom, left:right] = ys[k, :, top:bottom, left:right]
     if okind == _M_U8:
-        values = np.minimum(np.floor(blended + np.float32(0.5)), np.float32(255)).astype(np.uint8)
-    elif okind == _M_F32:
-        values = blended
-    else:
-        values = _half_bits(blended, okind == _M_BF16)
-    _erase(values, eboxes, efill)
-    _lay_out(values, channels_first, out)
-    return True
+        return np.minimum(np.floor(blended + np.float32(0.5)), np.float32(255)).astype(np.uint8)
+    if okind == _M_F32:
+        return blended
+    return _half_bits(blended, okind == _M_BF16)
+
+
+def mix(a, b, weights, boxes, P, h, wq, Q, kind, out, blocks=None):
+    """The NumPy tier of ``mix._mix_f32`` / ``mix._mix_rounded``: the same arguments (with the output kind), the same bits.
+
+    ``a``, ``b``: flat made batches, float32 (or uint8 for uint8 output),
+    each sample ``(P, h, wq)`` with ``wq = w * Q``; ``out``: flat float32,
+    uint16 bits or uint8. The blend is :func:`_blend`'s, the arithmetic of
+    :func:`fused_mix` too. The wrapper has checked every value; nothing is refused.
+    """
+    n = weights.shape[0]
+    shape = (n, P, h, wq // Q, Q)
+    xs = a.reshape(shape).astype(np.float32, copy=False)
+    ys = b.reshape(shape).astype(np.float32, copy=False)
+    out[...] = _blend(xs, ys, weights, boxes, kind).reshape(-1)

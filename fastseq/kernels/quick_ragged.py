@@ -3,7 +3,7 @@
 The photo resample (:class:`fastseq.kernels.ragged.RaggedResizePlan`) takes
 about 17 s to compile on a 2-core machine, and the first batch of
 ``image_dataset_from_directory`` waited for it. A prepared plan compiles
-it in a background thread and serves the batches asked for meanwhile from
+it in a separate process (or a thread) and serves the batches asked for meanwhile from
 :func:`resample` (see :class:`fastseq.kernels.config.Tiered`).
 
 Same pixels because the same float32 operations run in the same order, and

@@ -46,7 +46,7 @@ flips and the padding are run-time flags: one compiled variant per output
 element type (float32, float16/bfloat16 bits, uint8).
 
 A prepared plan (``RaggedResizePlan.prepare()``) compiles that variant in a
-background thread and makes the batches asked for meanwhile with NumPy
+separate process (or a thread: ``config.background_compile``) and makes the batches asked for meanwhile with NumPy
 (:mod:`fastseq.kernels.quick_ragged`), bit for bit the same pixels.
 """
 

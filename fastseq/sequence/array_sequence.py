@@ -228,7 +228,7 @@ class ArraySequence(PositionAPI, PyDataset):
         """The plan (from the options), the buffers and the thread-local state (also after unpickling)."""
         plan = plans.make(self._options)
         self._plan, self._draws, self._cutout, self._mix = plan.batch, plan.draws, plan.cutout, plan.mix
-        self._mix_plan, self._fused_mix = plan.mix_plan, plan.fused_mix
+        self._mix_plan, self._fused_mix, self._mix_pass = plan.mix_plan, plan.fused_mix, plan.mix_pass
         self._random = plan.draws.random  # the per-sample crop corners and flips, when there are any
         # Full batches are written into reused arrays: a fresh one per batch
         # costs more in model.fit than the kernel (see fastseq/sequence/_pool.py). Room
@@ -254,7 +254,7 @@ class ArraySequence(PositionAPI, PyDataset):
         # The position pickles itself: its shared block to a worker being spawned, a copy otherwise.
         state = self.__dict__.copy()
         for key in ("_plan", "_buffers", "_lock", "_stats", "_draws", "_random", "_cutout", "_mix", "_mix_plan", "_pairs",
-                    "_fused_mix"):
+                    "_fused_mix", "_mix_pass"):
             state.pop(key, None)
         # x by reference where it is a memmap; the options hold the same reference, so it is pickled once.
         state["x"] = MemmapRef.wrap(self.x)
@@ -316,9 +316,8 @@ class ArraySequence(PositionAPI, PyDataset):
             batch_x = self._plan(idx, origins, flips, out=out)
         else:
             pairs = self._mix_plan(both, origins, flips, out=self._pairs.take() if idx.size == self.batch_size else None)
-            n, fmt = idx.size, self.data_format
-            batch_x = kernels.mix(pairs[:n], pairs[n:], draw.weights, draw.boxes, dtype=self.dtype, data_format=fmt,
-                                  out=out)
+            n = idx.size
+            batch_x = self._mix_pass(pairs[:n], pairs[n:], draw.weights, draw.boxes, out=out)
         if erase is not None:
             kernels.cutout(batch_x, erase, fill=fill, data_format=self.data_format)
         return batch_x, t1

@@ -47,6 +47,8 @@ class Plan:
         mix_plan: with ``mix``, the pass that makes samples and partners together, in float32 (or raw
             uint8) whatever the output dtype, so the blend is rounded once; else None.
         fused_mix: with ``mix`` and a ``FusedPlan``, the blend inside the fused pass; else None.
+        mix_pass: with ``mix`` and no ``fused_mix`` (mixing after a resample), the blend of the made pairs
+            (``fastseq.kernels.MixPass``); else None.
     """
 
     batch: object
@@ -55,6 +57,7 @@ class Plan:
     mix: object = None
     mix_plan: object = None
     fused_mix: object = None
+    mix_pass: object = None
 
 
 def make(o):
@@ -68,7 +71,7 @@ def make(o):
         batch = make_plan(x, crop=o.crop, normalize=o.normalize, dtype=dtype, data_format=data_format)
     out_size = output_size(batch, data_format)
     mix = mix_draws(o.mix, o.num_items, out_size)
-    mix_plan = fused_mix = None
+    mix_plan = fused_mix = mix_pass = None
     if mix is not None:
         pair_dtype = "uint8" if dtype == "uint8" else "float32"
         if pair_dtype == dtype:
@@ -79,29 +82,39 @@ def make(o):
             mix_plan = make_plan(x, crop=o.crop, normalize=o.normalize, dtype=pair_dtype, data_format=data_format)
         if isinstance(mix_plan, kernels.FusedPlan):
             fused_mix = kernels.FusedMix(mix_plan, dtype)
-    plan = Plan(batch, draws, cutout_draws(o.cutout, out_size), mix, mix_plan, fused_mix)
+        else:
+            mix_pass = kernels.MixPass(dtype, data_format)
+    plan = Plan(batch, draws, cutout_draws(o.cutout, out_size), mix, mix_plan, fused_mix, mix_pass)
     _start_compiles(plan, o.seed)
     return plan
 
 
 def _start_compiles(plan, seed):
-    """Have the first batch wait for no compiler: the draws compile now, the batch pass in the background.
+    """Have the first batch wait for no compiler: the draws compile now, the batch passes in the background.
 
-    Until the pass is compiled (or loaded from Numba's cache), it makes
+    Until a pass is compiled (or loaded from Numba's cache), it makes
     batches with NumPy, with the same pixels (``prepare`` of the kernel
     plans, ``fastseq.kernels.quick``). The draws compile first, here: they
-    are small, and the background compile holds Numba's compiler lock while
-    it runs. ``FASTSEQ_BACKGROUND_COMPILE=0`` leaves both to the first batch.
+    are small, and a background compile in a thread holds Numba's compiler
+    lock while it runs. Mixing after a resample has two passes: the pairs'
+    resample and the blend (``MixPass``). ``FASTSEQ_BACKGROUND_COMPILE=0``
+    leaves all of it to the first batch.
     """
-    batch_pass = plan.batch if plan.mix is None else plan.fused_mix
-    if batch_pass is None or not kernels.config.BACKGROUND_COMPILE:
-        return  # mixing after a resample: separate passes with no NumPy tier, compiled by the first batch
+    if plan.mix is None:
+        passes = (plan.batch,)
+    elif plan.fused_mix is not None:
+        passes = (plan.fused_mix,)
+    else:
+        passes = (plan.mix_plan, plan.mix_pass)
+    if not kernels.config.BACKGROUND_COMPILE:
+        return
     one = np.zeros(1, np.int64)
     for draws in (plan.draws, plan.cutout, plan.mix):
         if draws is not None:
             draws(seed, 0, one)
-    if hasattr(batch_pass, "prepare"):  # the augmentation pass has no NumPy tier: its first batch compiles it
-        batch_pass.prepare()
+    for batch_pass in passes:
+        if hasattr(batch_pass, "prepare"):  # the augmentation pass has no NumPy tier: its first batch compiles it
+            batch_pass.prepare()
 
 
 def _augment_plan(o, crop_draws, dtype):
