@@ -17,6 +17,7 @@ from fastseq.kernels import _validate as check
 from fastseq.sequence import keras_quirks, options, order, plans, targets
 from fastseq.sequence._pool import BufferPool
 from fastseq.sequence.position import Position, PositionAPI
+from fastseq.sequence.readahead import ReadAhead
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -247,14 +248,16 @@ class ArraySequence(PositionAPI, PyDataset):
                 check.numpy_dtype("uint8" if self.dtype == "uint8" else "float32"),
                 capacity=2 + (self.workers if threaded else 0),
             )
+        # Data memory-mapped from a file: the next batches' rows are asked of the disk while the model trains.
+        self._readahead = ReadAhead.for_images(self.x, self._batch_indices, len(self))
         self._lock = threading.Lock()
         self._stats = {"batches": 0, "kernel_seconds": 0.0, "getitem_seconds": 0.0}
 
     def __getstate__(self):
         # The position pickles itself: its shared block to a worker being spawned, a copy otherwise.
         state = self.__dict__.copy()
-        for key in ("_plan", "_buffers", "_lock", "_stats", "_draws", "_random", "_cutout", "_mix", "_mix_plan", "_pairs",
-                    "_fused_mix", "_mix_pass"):
+        for key in ("_plan", "_buffers", "_lock", "_readahead", "_stats", "_draws", "_random", "_cutout", "_mix",
+                    "_mix_plan", "_pairs", "_fused_mix", "_mix_pass"):
             state.pop(key, None)
         # x by reference where it is a memmap; the options hold the same reference, so it is pickled once.
         state["x"] = MemmapRef.wrap(self.x)
@@ -285,8 +288,12 @@ class ArraySequence(PositionAPI, PyDataset):
         idx = self._batch_indices(j, epoch)
         out = self._buffers.take() if idx.size == self.batch_size else None
         draw = None if self._mix is None else self._mix(self.seed, epoch, idx)
+        readahead = self._readahead
+        faults = readahead.faults() if readahead is not None else 0
         batch_x, t1 = self._make_x(idx, epoch, draw, out)
         t2 = time.perf_counter()
+        if readahead is not None:
+            readahead.after(epoch, j, faults)
         result = (batch_x,)
         if self.y is not None:
             result += (self._targets(idx) if draw is None else self._mixed_targets(idx, draw),)
