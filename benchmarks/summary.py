@@ -7,6 +7,7 @@ Each benchmark calls :func:`record`, which fills ``benchmark.extra_info``
 
 import os
 
+from fastseq.bench import first_run as bench_first_run
 from fastseq.bench import verdicts
 from fastseq.bench.verdicts import Timing
 
@@ -18,6 +19,8 @@ FIRST_CALL_TARGET_S = 1.0
 #: ``test_cold_first_batch``'s figures: an empty Numba cache, then the cache it left.
 COLD = {}
 COLD_TARGET_S = 5.0  # issue 26: construction to the first batch from an empty cache
+#: ``benchmarks/test_first_run.py``'s rows: ``{row: the script's figures}`` (first and second fit, whole script).
+FIRST_RUN = {}
 #: ``{"start": the 1-minute load average when the session started}`` (``benchmarks/conftest.py``).
 LOAD = {}
 HEADLINE = "cifar-b512-f32"
@@ -171,6 +174,10 @@ def lines():
     if other:
         found += other
         sections.append(("first call and seq[i]", other))
+    first_run = bench_first_run.verdicts(FIRST_RUN)
+    if first_run:
+        found += first_run
+        sections.append(("first-run (the README quickstart as a script, fresh process)", first_run))
     if found:
         out.append("targets (minimum round times; reported, not asserted):")
         for title, got in sections:

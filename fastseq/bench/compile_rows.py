@@ -591,6 +591,35 @@ def configure_parser(parser):
     return parser
 
 
+def _first_run_rows(out):
+    """The ``first-run`` rows (:mod:`fastseq.bench.first_run`), printed with their verdicts; their lines."""
+    import tempfile
+
+    from fastseq.bench import first_run
+    from fastseq.bench import verdicts as v
+
+    if not keras_available():
+        return []
+    print(file=out)
+    rows = {}
+    with tempfile.TemporaryDirectory(prefix="fastseq-first-run-") as cache:
+        for row in first_run.ROWS:
+            try:
+                if row == "fastseq-warm-cache":
+                    first_run.wait_for_compile(cache)
+                rows[row] = first_run.measure(row, cache)
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+                print(f"  first run {row}: {exc}", file=out, flush=True)
+        first_run.wait_for_compile(cache)  # the compile process is done before its cache folder goes
+    lines = first_run.table_lines(rows)
+    found = first_run.verdicts(rows)
+    if found:
+        lines += ["  targets (issue 34):", *v.verdict_lines(found, indent="    ")]
+    for line in lines:
+        print(line, file=out, flush=True)
+    return lines
+
+
 def run(args, out=None):
     """``python -m fastseq bench --compile``: print the table; return the exit status."""
     out = out or sys.stdout
@@ -623,10 +652,11 @@ def run(args, out=None):
         print(line, file=out, flush=True)
 
     results = measure_all(names, jobs=jobs, report=report)
-    load_after = _load()
     print(file=out)
     for line in table_lines(results):
         print(line, file=out)
+    first = _first_run_rows(out) if getattr(args, "variants", None) is None else []
+    load_after = _load()
     print(f"load average (1, 5, 15 min) before: {load_before}; after: {load_after}", file=out, flush=True)
     markdown = getattr(args, "markdown", None)
     if markdown:
@@ -640,6 +670,7 @@ def run(args, out=None):
             "",
             *table_lines(results, markdown=True),
             "",
+            *(["```", *first, "```", ""] if first else []),
         ]
         with open(markdown, "w", encoding="utf-8") as f:
             f.write("\n".join(page))

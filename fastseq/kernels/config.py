@@ -287,7 +287,7 @@ BACKGROUND_COMPILE = os.environ.get("FASTSEQ_BACKGROUND_COMPILE", "1").strip().l
 #: and then loads the result; or ``"thread"``, a thread of this process (the
 #: only way where a process cannot be started). ``FASTSEQ_COMPILE_IN`` sets
 #: it. Measured on the README quickstart as a script from an empty cache
-#: (``benchmarks/first_fit.py``, 2 shared cores): with the thread, Numba's
+#: (``python -m fastseq.bench.first_run``, 2 shared cores): with the thread, Numba's
 #: typing and lowering held the training process's GIL (first ``fit``
 #: 3.9-9.1 s) and the script waited 33-38 s at exit for the compile (48-53 s
 #: in all); with the process, first ``fit`` 1.1-2.6 s, 12-16 s in all
