@@ -53,7 +53,7 @@ def pytest_sessionstart(session):
 
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if not summary.RESULTS and not summary.FIRST_RUN:
+    if not (summary.RESULTS or summary.FIRST_RUN or summary.MEMMAP):
         return
     text = summary.lines()
     tr = terminalreporter

@@ -21,6 +21,10 @@ COLD = {}
 COLD_TARGET_S = 5.0  # issue 26: construction to the first batch from an empty cache
 #: ``benchmarks/test_first_run.py``'s rows: ``{row: the script's figures}`` (first and second fit, whole script).
 FIRST_RUN = {}
+#: ``benchmarks/test_memmap.py``'s rows: ``{row: images/s}`` (median round).
+MEMMAP = {}
+#: issue 34, item 4: memory-mapped data outside RAM, read ahead, against the same batches from RAM.
+MEMMAP_TARGET = 0.9
 #: ``{"start": the 1-minute load average when the session started}`` (``benchmarks/conftest.py``).
 LOAD = {}
 HEADLINE = "cifar-b512-f32"
@@ -174,6 +178,17 @@ def lines():
     if other:
         found += other
         sections.append(("first call and seq[i]", other))
+    if "ram" in MEMMAP and "memmap-cold-readahead" in MEMMAP:
+        got = [verdicts.judge("memmap cold", "memmap outside RAM, read ahead / in RAM (median rounds)",
+                              MEMMAP["memmap-cold-readahead"] / MEMMAP["ram"],
+                              verdicts.Target("memmap cold", "min", MEMMAP_TARGET,
+                                              "one madvise per row (about 15 us of CPU each here) and the faults "
+                                              "that map the read pages"))]
+        if "memmap-cold-faults" in MEMMAP:
+            got.append(verdicts.judge("memmap faults", "memmap outside RAM, page faults only / in RAM",
+                                      MEMMAP["memmap-cold-faults"] / MEMMAP["ram"], None))
+        found += got
+        sections.append(("memmap-cold (page cache emptied before every batch)", got))
     first_run = bench_first_run.verdicts(FIRST_RUN)
     if first_run:
         found += first_run

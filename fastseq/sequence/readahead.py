@@ -33,6 +33,7 @@ import ctypes.util
 import mmap
 import os
 import threading
+import time
 import weakref
 
 import numpy as np
@@ -171,7 +172,10 @@ class ReadAhead:
         self.cold = False
         #: batches asked for and page runs advised so far (for tests and benchmarks)
         self.batches_asked = 0
+        self.batches_hinted = 0
         self.runs_advised = 0
+        #: CPU seconds the read-ahead thread spent hinting (its cost to the machine)
+        self.hint_seconds = 0.0
         #: called in the read-ahead thread before each batch's hint (benchmarks: evict the page cache)
         self.before_advise = None
         _live.add(self)
@@ -255,17 +259,18 @@ class ReadAhead:
         hook = self.before_advise
         if hook is not None:
             hook()
+        t0 = time.thread_time()
         starts, lengths = self._spans(self._batch_indices(j, epoch))
         firsts, stops = page_runs(self._address, starts, lengths)
         advise = self._advise
         for a, b in zip(firsts.tolist(), stops.tolist()):
             advise(a, b - a, mmap.MADV_WILLNEED)  # a hint: its result (ENOMEM, EINVAL) changes nothing
         self.runs_advised += len(firsts)
+        self.batches_hinted += 1
+        self.hint_seconds += time.thread_time() - t0
 
     def wait_idle(self, timeout=10.0):
         """Block until every batch asked for has been hinted (tests and benchmarks); True if so."""
-        import time
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
