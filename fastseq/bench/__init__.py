@@ -11,6 +11,7 @@
 - :mod:`~fastseq.bench.feed`: ``model.fit`` fed by each loader;
 - :mod:`~fastseq.bench.photo_rows`: a photo folder through Keras' and fastseq's
   ``image_dataset_from_directory`` (:mod:`~fastseq.bench.photos` makes one);
+- :mod:`~fastseq.bench.first_run`: the README quickstart as a new user's script, beside tf.data;
 - :mod:`~fastseq.bench.cli`: ``python -m fastseq bench``.
 
 Imports point one way: cli -> kernel_rows, feed, photo_rows, timing ->
