@@ -235,3 +235,28 @@ def test_a_forked_child_gets_a_fresh_lock_and_thread(npy):
                 os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_ragged_images_ask_for_each_images_own_bytes(tmp_path):
+    """A photo store's RaggedImages: the pages asked for are those of each image's bytes (offset, h * w * c)."""
+    rng = np.random.default_rng(7)
+    shapes = np.column_stack([rng.integers(5, 90, 40), rng.integers(5, 90, 40), np.full(40, 3)]).astype(np.int64)
+    sizes = shapes.prod(axis=1)
+    gaps = rng.integers(0, 3 * PAGE, 40)  # a store may leave room between images
+    offsets = np.cumsum(gaps + np.r_[0, sizes[:-1]]).astype(np.int64)  # image k starts gaps[k] after image k-1 ends
+    pixels = np.memmap(tmp_path / "pixels.bin", np.uint8, "w+", shape=(int(offsets[-1] + sizes[-1]),))
+    ragged = RaggedImages(np.memmap(tmp_path / "pixels.bin", np.uint8, "r"), offsets, shapes)
+    del pixels
+    rec = Recorder()
+    order = rng.permutation(40)
+    ra = ReadAhead.for_images(ragged, lambda j, epoch: order[8 * j : 8 * j + 8], 5, advise=rec.advise,
+                              faults=rec.faults)
+    rec.count += 1
+    ra.after(0, 1, 0)
+    assert ra.wait_idle()
+    idx = order[16:32]  # batches 2 and 3
+    want = pages_of(ragged.pixels.ctypes.data, offsets[idx], sizes[idx])
+    got = set()
+    for address, length, _ in rec.calls:
+        got.update(range(address // PAGE, (address + length) // PAGE))
+    assert got == want
