@@ -256,3 +256,39 @@ def test_the_quickstart_never_compiles_the_fused_kernel_in_the_training_process(
     assert r["same"], r
     ours = [name for name in r["here"] if name.startswith("fastseq.")]
     assert ours and all(name.startswith("fastseq.kernels.random:") for name in ours), ours
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_the_compile_process_runs_at_idle_priority(tmp_path):
+    """The tiered start's child runs at SCHED_IDLE (training threads get the cores first); asked, at normal."""
+    r = last_json(run_script("""
+    policies = []
+    for idle in (True, False):
+        child = config._spawn(cp.scaled_sum, types, idle=idle)
+        time.sleep(1.0)  # the child sleeps 3 s after its imports (FASTSEQ_TEST_CHILD_DELAY): still running
+        policies.append(os.sched_getscheduler(child.pid))
+        child.wait(120)
+    print(json.dumps(dict(policies=policies, idle=os.SCHED_IDLE, other=os.SCHED_OTHER)))
+    """, tmp_path, FASTSEQ_TEST_CHILD_DELAY="3"))
+    assert r["policies"] == [r["idle"], r["other"]], r
+
+
+@pytest.mark.slow
+def test_an_idle_compile_that_runs_too_long_restarts_at_normal_priority(tmp_path):
+    """Past FASTSEQ_COMPILE_IDLE_SECONDS the idle child is killed and a normal one compiles; the kernel loads."""
+    r = last_json(run_script("""
+    job = config.background_compile(cp.scaled_sum, cp.example(), "probe")
+    while job.process is None and not job.ready():
+        time.sleep(0.01)
+    first = job.process.pid
+    was_idle = job.idle
+    ok = job.wait(120)
+    print(json.dumps(dict(ok=ok, was_idle=was_idle, restarted=job.restarted, idle=job.idle, source=job.source,
+                          second=job.process.pid, first=first, lines=log_lines(), here=compiled_here(),
+                          value=float(cp.scaled_sum(*cp.example())))))
+    """, tmp_path, FASTSEQ_TEST_CHILD_DELAY="2", FASTSEQ_COMPILE_IDLE_SECONDS="0.5"))
+    assert r["ok"] and r["was_idle"] and r["restarted"] and not r["idle"], r
+    assert r["second"] != r["first"] and r["source"] == "process", r
+    assert [line.split()[0] for line in r["lines"]] == ["compiled"], r  # the killed child wrote nothing
+    assert r["here"] == [] and r["value"] == 20.0, r

@@ -3,8 +3,9 @@
 Started by :class:`fastseq.kernels.config.ProcessCompile` (the tiered
 start) so that Numba's typing and lowering hold this process's GIL, not the
 training process's. ``SPEC`` is JSON: the kernel's ``module`` and
-``qualname``, its argument ``types`` (pickled Numba types, base64) and the
-variant's ``lock`` file.
+``qualname``, its argument ``types`` (pickled Numba types, base64), the
+variant's ``lock`` file and ``idle``: run at Linux's ``SCHED_IDLE`` policy,
+so that the training process's threads get the cores first.
 
 Once per variant, however many processes ask at once: each child takes an
 exclusive ``fcntl.flock`` on the lock file before it compiles, so a second
@@ -32,6 +33,11 @@ import time
 def main(argv):
     spec = json.loads(argv[1])
     t0 = time.perf_counter()
+    if spec.get("idle") and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # CPU only when nothing else wants it
+        except OSError:  # not allowed here: compile at the parent's priority
+            pass
     kernel = getattr(importlib.import_module(spec["module"]), spec["qualname"])
     types = pickle.loads(base64.b64decode(spec["types"]))
     os.makedirs(os.path.dirname(spec["lock"]), exist_ok=True)
