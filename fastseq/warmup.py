@@ -92,17 +92,12 @@ def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, mul
     x = np.zeros((1, 2, 2, 3), np.uint8)
     params = RandomParams(image_size=(2, 2), crop_size=(2, 2), padding=1, horizontal=0.5, vertical=0.5)
     timed("random crop and flip parameters", lambda: params(0, 0, np.zeros(1, np.int64)))
-    done = set()
-    for dtype in dtypes:
+    # float16 and bfloat16 write the same uint16 bits: one compiled variant.
+    for _, dtype in _storage_types(dtypes):
         for data_format in data_formats:
             normalize = {} if dtype == "uint8" else {"mean": 0.0, "std": 1.0}
             plan = FusedPlan(x, crop=(2, 2), dtype=dtype, data_format=data_format, **normalize)
-            # float16 and bfloat16 write the same uint16 bits: one compiled variant.
-            key = ("half" if dtype in ("float16", "bfloat16") else dtype, data_format)
             what = f"fused kernel, {plan.variant}" + (" + serial twin" if multiprocessing else "")
-            if key in done:
-                continue
-            done.add(key)
             timed(what, lambda: plan.compile(serial=multiprocessing))
     if resize:
         boxes = ResizedCropParams(image_size=(2, 2), horizontal=0.5, vertical=0.5)
@@ -133,6 +128,14 @@ def compile_kernels(dtypes=("float32",), data_formats=("channels_last",), *, mul
     return timings
 
 
+def _storage_types(dtypes):
+    """``(key, dtype)`` for the first of ``dtypes`` of each storage type: float16 and bfloat16 share ``"half"``."""
+    seen = {}
+    for dtype in dtypes:
+        seen.setdefault("half" if dtype in ("float16", "bfloat16") else dtype, dtype)
+    return list(seen.items())
+
+
 def _compile_augmentations(dtypes, data_formats, multiprocessing, timed):
     """The draws, per storage type the erase and mix passes (their layout is a run-time value), and per dtype and
     layout the MixUp/CutMix kernel of the fused pass (Cutout/erasing in the fused pass is the fused kernel itself)."""
@@ -142,12 +145,7 @@ def _compile_augmentations(dtypes, data_formats, multiprocessing, timed):
     draw = MixParams(num_items=1, image_size=(2, 2), alpha=1.0, mode="cutmix")
     timed("mixup and cutmix draws", lambda: draw(0, 0, one))
     d = draw(0, 0, one)
-    done = set()
-    for dtype in dtypes:
-        key = "half" if dtype in ("float16", "bfloat16") else dtype
-        if key in done:
-            continue
-        done.add(key)
+    for key, dtype in _storage_types(dtypes):
         batch = np.zeros((1, 2, 2, 3), np.uint8 if dtype == "uint8" else np.float32)
 
         def passes(dtype=dtype, batch=batch):
@@ -189,12 +187,7 @@ def _compile_augment(dtypes, timed):
     progs = {"copy": [[0, 0, -1, 0, -1], [1, 1, 0, 1, -1]], "warp": [[0, 0, -1, 0, -1]],
              "warp_color": [[0, 0, -1, 0, -1], [1, 1, 0, 1, -1], [0, 0, -1, 0, -1]],
              "extended": [[0, 0, -1, 0, -1], [1, 1, 0, 1, -1]]}  # the policies' pass (TrivialAugmentWide, AugMix)
-    done = set()
-    for dtype in dtypes:
-        key = "half" if dtype in ("float16", "bfloat16") else dtype
-        if key in done:
-            continue
-        done.add(key)
+    for key, dtype in _storage_types(dtypes):
         normalize = {} if dtype == "uint8" else {"mean": 0.0, "std": 1.0}
         for variant, prog in progs.items():
             plan = AugmentPass(np.zeros(12, np.uint8), np.zeros(1, np.int64), np.array([[2, 2, 3]]), out_size=(2, 2),

@@ -88,15 +88,23 @@ def normalize(x, *, mean=None, std=None, scale=None, offset=None, dtype="float32
     """Twin of ``kernels.normalize``: float32 formula, then NumPy's rounding, then layout."""
     x = as_nhwc(x)
     if dtype == "uint8":
-        result = x.copy()
-    else:
-        result = normalize_float32(x, mean=mean, std=std, scale=scale, offset=offset)
-        if dtype == "float16":
-            result = result.astype(np.float16)
-        elif dtype == "bfloat16":
-            result = result.astype(ml_dtypes.bfloat16)
+        return to_layout(x.copy(), data_format)
+    return half_and_layout(normalize_float32(x, mean=mean, std=std, scale=scale, offset=offset), dtype, data_format)
+
+
+def half_and_layout(result, dtype, data_format):
+    """float32 NHWC ``result`` in ``dtype`` (NumPy's rounding to float16 and bfloat16), then in ``data_format``."""
+    if dtype == "float16":
+        result = result.astype(np.float16)
+    elif dtype == "bfloat16":
+        result = result.astype(ml_dtypes.bfloat16)
+    return to_layout(result, data_format)
+
+
+def to_layout(result, data_format):
+    """NHWC ``result`` as NCHW (contiguous) for ``channels_first``, else as it is."""
     if data_format == "channels_first":
-        result = np.ascontiguousarray(result.transpose(0, 3, 1, 2))
+        return np.ascontiguousarray(result.transpose(0, 3, 1, 2))
     return result
 
 
@@ -254,17 +262,9 @@ def resampled_batch(values, C, *, mean=None, std=None, scale=None, offset=None, 
     """Float32 NHWC values, unrounded, into a batch as the resampling passes write it: uint8 rounded half to even
     and clipped; else ``v * a + b`` in float32, then the half type; then the layout."""
     if dtype == "uint8":
-        result = np.clip(np.rint(values), 0, 255).astype(np.uint8)
-    else:
-        a, b = coefficients(C, mean, std, scale, offset)
-        result = values * a.astype(np.float32) + b.astype(np.float32)
-        if dtype == "float16":
-            result = result.astype(np.float16)
-        elif dtype == "bfloat16":
-            result = result.astype(ml_dtypes.bfloat16)
-    if data_format == "channels_first":
-        result = np.ascontiguousarray(result.transpose(0, 3, 1, 2))
-    return result
+        return to_layout(np.clip(np.rint(values), 0, 255).astype(np.uint8), data_format)
+    a, b = coefficients(C, mean, std, scale, offset)
+    return half_and_layout(values * a.astype(np.float32) + b.astype(np.float32), dtype, data_format)
 
 
 def resized_crop(x, indices, *, size, boxes=None, flips=None, scaled_size=None, mean=None, std=None, scale=None,

@@ -35,6 +35,10 @@ def compiled_here():
 
 def log_lines():
     return open(log).read().splitlines() if os.path.exists(log) else []
+
+def started(job):
+    while job.process is None and not job.ready():  # its thread looks in the cache, then starts the process
+        time.sleep(0.01)
 """
 
 
@@ -130,8 +134,7 @@ def test_the_script_ends_without_waiting_for_the_compile(tmp_path):
     """The compile process outlives the script that started it; the next process loads its result."""
     first = last_json(run_script("""
     job = config.background_compile(cp.scaled_sum, cp.example(), "probe")
-    while job.process is None and not job.ready():
-        time.sleep(0.01)
+    started(job)
     print(json.dumps(dict(source=job.source, running=job.process is not None and job.process.poll() is None,
                           log=log, lines=log_lines())))
     """, tmp_path, FASTSEQ_TEST_CHILD_DELAY="3"))
@@ -279,8 +282,7 @@ def test_an_idle_compile_that_runs_too_long_restarts_at_normal_priority(tmp_path
     """Past FASTSEQ_COMPILE_IDLE_SECONDS the idle child is killed and a normal one compiles; the kernel loads."""
     r = last_json(run_script("""
     job = config.background_compile(cp.scaled_sum, cp.example(), "probe")
-    while job.process is None and not job.ready():
-        time.sleep(0.01)
+    started(job)
     first = job.process.pid
     was_idle = job.idle
     ok = job.wait(120)

@@ -568,6 +568,17 @@ def mix(a, b, weights, boxes, *, dtype="float32", data_format="channels_last", o
     return MixPass(dtype, data_format)(a, b, weights, boxes, out=out)
 
 
+def _mix_weights(weights, n):
+    """``weights`` checked as ``n`` floats in [0, 1]: a contiguous float32 copy (or view), or a ValueError."""
+    w = np.asarray(weights)
+    if w.shape != (n,) or not (np.issubdtype(w.dtype, np.floating) or w.size == 0):
+        raise ValueError(f"weights must be a float array of shape ({n},), got {check._describe(weights)}.")
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    if n and not (np.all(w >= 0) and np.all(w <= 1)):
+        raise ValueError(f"weights must lie in [0, 1], got values in [{w.min()}, {w.max()}].")
+    return w
+
+
 class MixPass(config.Tiered):
     """:func:`mix` for one output ``dtype`` and ``data_format``, reusable: what a sequence that mixes after a
     resample holds. ``prepare()`` starts its kernel's compile; its batches come from the NumPy tier
@@ -588,12 +599,7 @@ class MixPass(config.Tiered):
         if a.shape != b.shape:
             raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}.")
         n = a.shape[0]
-        w = np.asarray(weights)
-        if w.shape != (n,) or not (np.issubdtype(w.dtype, np.floating) or w.size == 0):
-            raise ValueError(f"weights must be a float array of shape ({n},), got {check._describe(weights)}.")
-        w = np.ascontiguousarray(w, dtype=np.float32)
-        if n and not (np.all(w >= 0) and np.all(w <= 1)):
-            raise ValueError(f"weights must lie in [0, 1], got values in [{w.min()}, {w.max()}].")
+        w = _mix_weights(weights, n)
         out = check.out_array(out, a.shape, dtype, None)
         for name, src in (("a", a), ("b", b)):
             if np.may_share_memory(out, src):
@@ -910,12 +916,7 @@ class FusedMix(config.Tiered):
         n = indices.shape[0] // 2
         origins = check.origins(origins, 2 * n, *plan.max_origin)
         flips = check.flip_bits(flips, 2 * n)
-        w = np.asarray(weights)
-        if w.shape != (n,) or not (np.issubdtype(w.dtype, np.floating) or w.size == 0):
-            raise ValueError(f"weights must be a float array of shape ({n},), got {check._describe(weights)}.")
-        w = np.ascontiguousarray(w, dtype=np.float32)
-        if n and not (np.all(w >= 0) and np.all(w <= 1)):
-            raise ValueError(f"weights must lie in [0, 1], got values in [{w.min()}, {w.max()}].")
+        w = _mix_weights(weights, n)
         mboxes = check.half_open_boxes(boxes, (n, 4), plan.crop)
         if erase is not None:
             eboxes = check.erase_boxes(erase, n, plan.crop)
